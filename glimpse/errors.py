@@ -1,0 +1,61 @@
+"""Domain errors: every failure the service reports to a caller.
+
+    GlimpseError
+    ├── Invalid            the request is malformed or names a bad value       (400)
+    ├── Unauthenticated    the caller has no identity where one is needed     (401)
+    ├── Forbidden          the caller may see the image but not do this       (403)
+    ├── NotFound           unknown, or invisible to the caller                (404)
+    ├── Conflict           the image is not in a state that allows this       (409)
+    ├── Gone               the target store is read-only                      (410)
+    ├── PreconditionFailed the image was deleted while its data arrived       (412)
+    ├── OverLimit          a quota or a size cap was exceeded                 (413)
+    └── Unavailable        a backend is temporarily out of reach              (503)
+
+Each API version maps these to HTTP in one table; nothing else raises HTTP errors.
+"""
+
+from __future__ import annotations
+
+
+class GlimpseError(Exception):
+    """Base of every error the service turns into a response."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(GlimpseError):
+    pass
+
+
+class Unauthenticated(GlimpseError):
+    pass
+
+
+class Forbidden(GlimpseError):
+    pass
+
+
+class NotFound(GlimpseError):
+    pass
+
+
+class Conflict(GlimpseError):
+    pass
+
+
+class Gone(GlimpseError):
+    pass
+
+
+class PreconditionFailed(GlimpseError):
+    pass
+
+
+class OverLimit(GlimpseError):
+    pass
+
+
+class Unavailable(GlimpseError):
+    pass

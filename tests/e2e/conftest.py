@@ -1,0 +1,46 @@
+"""Fixtures for end-to-end tests: real server processes spoken to over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.server import GlimpseServer
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[GlimpseServer]:
+    """One shared server with the default settings. Tests must not assume it is empty."""
+    srv = GlimpseServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., GlimpseServer]]:
+    """Start a dedicated server with some settings, e.g. ``server_factory(image_property_quota=2)``."""
+    started: list[GlimpseServer] = []
+
+    def start(**settings: object) -> GlimpseServer:
+        srv = GlimpseServer({k: str(v) for k, v in settings.items()})
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def client(server: GlimpseServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30.0) as c:
+        yield c
+
+
+@pytest.fixture
+def unique() -> str:
+    """A unique string to tag the images a test creates, so lists can be filtered by it."""
+    return uuid.uuid4().hex

@@ -1,0 +1,83 @@
+"""Start and stop real ``glimpse serve`` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class GlimpseServer:
+    """One ``glimpse serve`` process on a free loopback port with its own data directory.
+
+    ``settings`` are setting names (as in docs/configuration.md) mapped to values; they are
+    passed as ``GLIMPSE_<NAME>`` environment variables, exactly as an operator would.
+    """
+
+    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
+        self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+        env["GLIMPSE_DATA_DIR"] = str(self.data_dir)
+        # Lets location/copy-from tests reach a test HTTP server on loopback (spec §17).
+        env["GLIMPSE_EXTERNAL_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+        test_db = os.environ.get("GLIMPSE_TEST_DATABASE_URL")
+        if test_db:
+            env["GLIMPSE_DATABASE_URL"] = test_db
+        for name, value in (settings or {}).items():
+            env[f"GLIMPSE_{name.upper()}"] = str(value)
+        self.log_path = self.data_dir / "server.log"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"glimpse exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/versions", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"glimpse did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
