@@ -2,6 +2,100 @@
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from glimpse import settings as settings_mod
+from glimpse.errors import GlimpseError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glimpse", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 9292)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument(
+        "--allow-unauthenticated-remote", action="store_true", default=None,
+        help="serve without authentication on a non-loopback address (dangerous)",
+    )
+    db = sub.add_parser("db", help="database operations")
+    db.add_argument("--config", type=Path, help="TOML settings file")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the schema migrations")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("not yet")
+    args = _parser().parse_args(argv)
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "workers": getattr(args, "workers", None),
+        "allow_unauthenticated_remote": getattr(args, "allow_unauthenticated_remote", None),
+    }
+    try:
+        settings = settings_mod.load(args.config, overrides=overrides)
+    except (GlimpseError, OSError, ValueError) as exc:
+        print(f"glimpse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "db":
+        from glimpse.db import engine as db_engine
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db_engine.upgrade(db_engine.create_engine(settings.effective_database_url))
+        print("database schema is up to date")
+        return 0
+    return _serve(settings)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(settings: settings_mod.Settings) -> int:
+    import uvicorn
+
+    if (
+        settings.auth_strategy == "noauth"
+        and not _is_loopback(settings.host)
+        and not settings.allow_unauthenticated_remote
+    ):
+        print(
+            f"glimpse: refusing to serve without authentication (auth_strategy=noauth) on "
+            f"{settings.host}: anyone who reaches it is an administrator. Listen on a loopback "
+            f"address, or pass --allow-unauthenticated-remote "
+            f"(GLIMPSE_ALLOW_UNAUTHENTICATED_REMOTE=true) if a trusted proxy guards it.",
+            file=sys.stderr,
+        )
+        return 2
+    from glimpse.app import build_app
+
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,46 @@
+"""Identity: turns a request's headers into a Principal. Nothing else reads identity headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from glimpse.domain.model import Principal
+from glimpse.domain.validation import MAX_KEY_LENGTH
+from glimpse.errors import Invalid
+
+
+class Authenticator(Protocol):
+    def principal(self, headers: Mapping[str, str]) -> Principal: ...
+
+
+class TrustedHeaders:
+    """The "noauth" mode of spec §2.1: trust X-Tenant-Id / X-User-Id / X-Roles as sent.
+
+    A request with none of them is an anonymous administrator, as in the reference's
+    unauthenticated pipeline. Only for development, tests and deployments behind a trusted proxy.
+    """
+
+    IDENTITY_HEADERS = ("x-tenant-id", "x-project-id", "x-user-id", "x-roles")
+
+    def __init__(self, owner_is_tenant: bool = True) -> None:
+        self._owner_is_tenant = owner_is_tenant
+
+    def principal(self, headers: Mapping[str, str]) -> Principal:
+        if not any(h in headers for h in self.IDENTITY_HEADERS):
+            return Principal(tenant=None, user=None, roles=(), is_admin=True, owner=None)
+        tenant = headers.get("x-tenant-id") or headers.get("x-project-id") or None
+        user = headers.get("x-user-id") or None
+        for value in (tenant, user):
+            if value is not None and len(value) > MAX_KEY_LENGTH:
+                raise Invalid("Identity header values can't exceed 255 characters")
+        roles = tuple(
+            r.strip().lower() for r in headers.get("x-roles", "").split(",") if r.strip()
+        )
+        return Principal(
+            tenant=tenant,
+            user=user,
+            roles=roles,
+            is_admin="admin" in roles,
+            owner=tenant if self._owner_is_tenant else user,
+        )

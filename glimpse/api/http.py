@@ -1,0 +1,133 @@
+"""Small ASGI pieces shared by every API version: responses, bodies, thread hops."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from glimpse.errors import Invalid
+
+T = TypeVar("T")
+Header = tuple[bytes, bytes]
+# Body data crosses from the event loop to the worker thread in blocks of this size, so a
+# 1 GiB upload costs about a thousand thread hops rather than one per network read.
+BODY_BLOCK = 1 << 20
+MAX_JSON_BODY = 1 << 20
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def json_response(
+    document: Any, status: int = 200, headers: list[Header] | None = None
+) -> Response:
+    body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    response = Response(body, status_code=status, media_type="application/json")
+    response.raw_headers.extend(headers or [])
+    return response
+
+
+def empty_response(status: int, headers: list[Header] | None = None) -> Response:
+    response = Response(b"", status_code=status)
+    response.raw_headers.extend(headers or [])
+    return response
+
+
+def text_response(status: int, message: str, headers: list[Header] | None = None) -> Response:
+    response = Response(message.encode("utf-8"), status_code=status, media_type="text/plain")
+    response.raw_headers.extend(headers or [])
+    return response
+
+
+def sync_body(request: Request) -> Iterator[bytes]:
+    """The request body as a blocking iterator, for code running in a worker thread."""
+    stream = request.stream()
+    done = False
+
+    async def next_block() -> bytes | None:
+        nonlocal done
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < BODY_BLOCK and not done:
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    done = True
+                    break
+                if chunk:
+                    parts.append(chunk)
+                    size += len(chunk)
+        except ClientDisconnect as exc:
+            raise Invalid("Client disconnected before sending all image data") from exc
+        return b"".join(parts) if parts else None
+
+    while (block := anyio.from_thread.run(next_block)) is not None:
+        yield block
+
+
+async def read_json(request: Request) -> Any | None:
+    """A small JSON body; None when there is none."""
+    body = b""
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BODY:
+                raise Invalid("Request body too large")
+    except ClientDisconnect as exc:
+        raise Invalid("Client disconnected before sending the request body") from exc
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Invalid("Malformed JSON in request body.") from exc
+
+
+class StreamResponse:
+    """Streams a blocking iterator of exactly ``length`` bytes.
+
+    If the source ends early (or runs long), the connection is aborted instead of completing
+    the response, so a client never takes a short body for a whole image.
+    """
+
+    def __init__(
+        self, headers: list[Header], chunks: Iterator[bytes], length: int, status: int = 200
+    ) -> None:
+        self.headers = headers
+        self.chunks = chunks
+        self.length = length
+        self.status = status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(self.length).encode()),
+            *self.headers,
+        ]
+        try:
+            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            if scope["method"] == "HEAD":
+                await send({"type": "http.response.body", "body": b""})
+                return
+            sent = 0
+            while (chunk := await in_thread(next, self.chunks, None)) is not None:
+                sent += len(chunk)
+                if sent > self.length:
+                    raise RuntimeError(f"store delivered more than the image size {self.length}")
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if sent != self.length:
+                raise RuntimeError(f"store delivered {sent} of {self.length} bytes")
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                await in_thread(close)

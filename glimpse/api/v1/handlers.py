@@ -1,0 +1,208 @@
+"""The v1 handlers: parse the wire form, call one service method, render."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from glimpse.api.http import (
+    StreamResponse,
+    empty_response,
+    in_thread,
+    json_response,
+    read_json,
+    sync_body,
+)
+from glimpse.api.v1 import headers as codec
+from glimpse.api.v1.query import parse_list_query
+from glimpse.domain.images import ImageService, Upload
+from glimpse.domain.members import MemberService
+from glimpse.domain.model import ImageInput, Principal
+from glimpse.errors import Invalid
+
+Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
+
+
+@dataclasses.dataclass
+class Call:
+    """One v1 request, as the handlers see it."""
+
+    request: Request
+    principal: Principal
+    params: dict[str, str]
+    base_url: str
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    def image_input(self) -> ImageInput:
+        meta = [
+            (name.decode("latin-1"), codec.decode_value(value))
+            for name, value in self.request.scope["headers"]
+            if name.startswith(codec.META.encode()) or name == codec.COPY_FROM.encode()
+        ]
+        return codec.parse_image_headers(meta)
+
+    def upload(self) -> Upload | None:
+        """The image data carried by the body, if any (spec §8.1.1)."""
+        length_text = self.header("content-length")
+        chunked = "transfer-encoding" in self.request.headers
+        length = int(length_text) if length_text and length_text.isdigit() else None
+        if not chunked and not length:
+            return None
+        media_type = (self.header("content-type") or "").split(";")[0].strip().lower()
+        return Upload(
+            chunks=sync_body(self.request),
+            content_type_ok=media_type == "application/octet-stream",
+            length=None if chunked else length,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ListLimits:
+    default: int
+    maximum: int
+
+
+class V1Handlers:
+    def __init__(self, images: ImageService, members: MemberService, limits: ListLimits) -> None:
+        self.images = images
+        self.members = members
+        self.limits = limits
+
+    # -- images -------------------------------------------------------------------------------
+
+    async def list_brief(self, call: Call) -> Response:
+        found = await self._list(call)
+        return json_response({"images": [codec.brief_json(i) for i in found]})
+
+    async def list_detail(self, call: Call) -> Response:
+        found = await self._list(call)
+        return json_response({"images": [codec.image_json(i) for i in found]})
+
+    async def _list(self, call: Call) -> list[Any]:
+        raw = call.request.scope.get("query_string", b"").decode("latin-1")
+        try:
+            params = parse_qsl(raw, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise Invalid("Query parameters must be UTF-8 text") from exc
+        if any("\x00" in k or "\x00" in v for k, v in params):
+            raise Invalid("Query parameters may not contain NUL characters")
+        query, is_public, marker = parse_list_query(
+            params, self.limits.default, self.limits.maximum
+        )
+        return await in_thread(self.images.list, call.principal, query, is_public, marker)
+
+    async def create(self, call: Call) -> Response:
+        data = call.image_input()
+        image = await in_thread(self.images.create, call.principal, data, call.upload())
+        headers = [(b"location", f"{call.base_url}/v1/images/{image.id}".encode())]
+        if image.checksum:
+            headers.append((b"etag", image.checksum.encode()))
+        return json_response({"image": codec.image_json(image)}, 201, headers)
+
+    async def show(self, call: Call) -> Response:
+        image = await in_thread(self.images.get, call.principal, call.params["image_id"])
+        response = empty_response(200, codec.image_headers(image))
+        return response
+
+    async def download(self, call: Call) -> ASGIApp:
+        download = await in_thread(
+            self.images.open_data, call.principal, call.params["image_id"]
+        )
+        # Pull the first block before answering, so a source that fails at once (a remote
+        # 404, an unreachable store) still gets a proper error status.
+        first = await in_thread(next, download.chunks, None)
+        chunks = itertools.chain([first] if first is not None else [], download.chunks)
+        return StreamResponse(codec.image_headers(download.image), chunks, download.image.size)
+
+    async def update(self, call: Call) -> Response:
+        data = call.image_input()
+        purge_text = call.header(codec.PURGE_PROPS)
+        purge = True if purge_text is None else codec.parse_bool(purge_text)
+        image = await in_thread(
+            self.images.update, call.principal, call.params["image_id"], data, call.upload(),
+            purge,
+        )
+        headers = [(b"etag", image.checksum.encode())] if image.checksum else []
+        return json_response({"image": codec.image_json(image)}, 200, headers)
+
+    async def delete(self, call: Call) -> Response:
+        await in_thread(self.images.delete, call.principal, call.params["image_id"])
+        return empty_response(200)
+
+    # -- members ------------------------------------------------------------------------------
+
+    async def list_members(self, call: Call) -> Response:
+        found = await in_thread(self.members.list, call.principal, call.params["image_id"])
+        return json_response(
+            {"members": [{"member_id": m.member_id, "can_share": m.can_share} for m in found]}
+        )
+
+    async def show_member(self, call: Call) -> Response:
+        member = await in_thread(
+            self.members.get, call.principal, call.params["image_id"], call.params["member"]
+        )
+        return json_response(
+            {"member": {"member_id": member.member_id, "can_share": member.can_share}}
+        )
+
+    async def add_member(self, call: Call) -> Response:
+        body = await read_json(call.request)
+        can_share: bool | None = None
+        if body is not None:
+            if not isinstance(body, dict):
+                raise Invalid("Request body must be a JSON object")
+            member = body.get("member")
+            if isinstance(member, dict) and "can_share" in member:
+                can_share = _truthy(member["can_share"])
+        await in_thread(
+            self.members.add, call.principal, call.params["image_id"], call.params["member"],
+            can_share,
+        )
+        return empty_response(204)
+
+    async def replace_members(self, call: Call) -> Response:
+        body = await read_json(call.request)
+        if not isinstance(body, dict) or not isinstance(body.get("memberships"), list):
+            raise Invalid('Request body must be a JSON object with a "memberships" list')
+        members: list[tuple[str, bool | None]] = []
+        for entry in body["memberships"]:
+            if not isinstance(entry, dict) or "member_id" not in entry:
+                raise Invalid('Every membership needs a "member_id"')
+            member_id = entry["member_id"]
+            if not isinstance(member_id, str | int) or isinstance(member_id, bool):
+                raise Invalid("member_id must be a string")
+            can_share = _truthy(entry["can_share"]) if "can_share" in entry else None
+            members.append((str(member_id), can_share))
+        await in_thread(
+            self.members.replace, call.principal, call.params["image_id"], members
+        )
+        return empty_response(204)
+
+    async def remove_member(self, call: Call) -> Response:
+        await in_thread(
+            self.members.remove, call.principal, call.params["image_id"], call.params["member"]
+        )
+        return empty_response(204)
+
+    async def shared_images(self, call: Call) -> Response:
+        found = await in_thread(self.members.shared_images, call.principal, call.params["member"])
+        return json_response(
+            {"shared_images": [{"image_id": m.image_id, "can_share": m.can_share} for m in found]}
+        )
+
+
+def _truthy(value: Any) -> bool:
+    """``can_share`` coercion: JSON truthiness, but the strings "false", "0", "no", "off" are
+    false (Q13, improved)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "off", "f", "n")
+    return bool(value)

@@ -1,0 +1,88 @@
+"""Interfaces the domain needs from the outside: implemented by db/ and stores/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from glimpse.domain.model import Image, ListQuery, Member, Status
+
+
+class ImageRepository(Protocol):
+    def create(self, image: Image) -> None:
+        """Insert a new image with its properties. Conflict if the id was ever used."""
+
+    def get(self, image_id: str) -> Image | None:
+        """The image with that id, deleted ones included."""
+
+    def update(
+        self,
+        image_id: str,
+        fields: dict[str, Any],
+        *,
+        properties: dict[str, str | None] | None = None,
+        expected_status: Status | None = None,
+    ) -> Image | None:
+        """Change fields (and replace the property set when given) in one transaction.
+
+        With ``expected_status``, change nothing and return None unless the image is still in
+        that status: the compare-and-swap every status change goes through.
+        """
+
+    def mark_deleted(
+        self, image_id: str, status: Status, when: dt.datetime, expected_status: Status
+    ) -> Image | None:
+        """Soft-delete: set status, deleted flags, drop properties and memberships."""
+
+    def list(self, query: ListQuery) -> list[Image]: ...
+
+    def usage(self, owner: str | None, exclude_id: str) -> int:
+        """Bytes held by the owner's live (not killed, not deleted) images, but one."""
+
+    def members(self, image_id: str) -> list[Member]: ...
+
+    def is_member(self, image_id: str, member_id: str) -> bool: ...
+
+    def set_member(self, image_id: str, member_id: str, can_share: bool | None) -> None:
+        """Create the membership (can_share defaults to False) or update can_share if given."""
+
+    def remove_member(self, image_id: str, member_id: str) -> bool: ...
+
+    def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None: ...
+
+    def shared_with(self, member_id: str) -> list[tuple[Member, str | None]]:
+        """Memberships naming member_id on images that are not deleted, with each image's
+        owner."""
+
+
+class Store(Protocol):
+    """A place that holds image data. It only moves bytes: no hashing, no limits."""
+
+    name: str
+    writable: bool
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Write all chunks under key and return the byte count. If the iterable or the write
+        fails, nothing remains under key (the exception propagates)."""
+
+    def open(self, key: str, offset: int = 0) -> Iterator[bytes]: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing object is not an error."""
+
+    def size(self, key: str) -> int: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A local file holding the data, for zero-copy sending, or None."""
+
+
+class ExternalSource(Protocol):
+    """Read-only data behind an external URL (``x-image-meta-location``, copy-from)."""
+
+    def validate(self, url: str) -> None: ...
+
+    def size(self, url: str) -> int | None: ...
+
+    def open(self, url: str, offset: int = 0) -> Iterator[bytes]: ...

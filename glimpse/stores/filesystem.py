@@ -1,0 +1,92 @@
+"""The filesystem store: one file per image in a local directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from glimpse.errors import NotFound, OverLimit
+
+_READ_CHUNK = 1 << 20
+
+
+class FilesystemStore:
+    """Writes to a temporary name, fsyncs, then renames into place.
+
+    Paths are built only here, and only from keys that are canonical UUIDs, so no client input
+    can steer a path outside the directory.
+    """
+
+    writable = True
+
+    def __init__(self, directory: Path, name: str = "file") -> None:
+        self.name = name
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        try:
+            canonical = str(uuid.UUID(key))
+        except ValueError as exc:
+            raise NotFound(f"No object {key!r} in store {self.name}") from exc
+        if canonical != key.lower():
+            raise NotFound(f"No object {key!r} in store {self.name}")
+        return self.directory / canonical
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        final = self.path(key)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        written = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        n = fh.write(view)
+                        assert n is not None
+                        view = view[n:]
+                    written += len(chunk)
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+                raise OverLimit("Image storage media is full") from exc
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return written
+
+    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
+        try:
+            fh = self.path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"Image data {key} not found in store {self.name}") from exc
+        return self._read(fh, offset)
+
+    @staticmethod
+    def _read(fh: BinaryIO, offset: int) -> Iterator[bytes]:
+        with fh:
+            if offset:
+                fh.seek(offset)
+            while chunk := fh.read(_READ_CHUNK):
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(key).unlink()
+
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"Image data {key} not found in store {self.name}") from exc
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path(key)
