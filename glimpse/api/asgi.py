@@ -95,7 +95,8 @@ class GlimpseApp:
                 return text_response(501, "Not Implemented", rid)
             return text_response(404, "The resource could not be found.", rid)
         if found.handler is None:
-            return text_response(405, "Method Not Allowed", [*rid, (b"allow", found.allow.encode())])
+            allow = (b"allow", found.allow.encode())
+            return text_response(405, "Method Not Allowed", [*rid, allow])
         principal = self.auth.principal(request.headers)
         call = Call(request, principal, found.params, self._base_url(request))
         response = await found.handler(call)

@@ -65,7 +65,9 @@ class SqlImageRepository:
             elif conn.execute(sa.select(images.c.id).where(where)).first() is None:
                 return None
             if properties is not None:
-                conn.execute(image_properties.delete().where(image_properties.c.image_id == image_id))
+                conn.execute(
+                    image_properties.delete().where(image_properties.c.image_id == image_id)
+                )
                 self._write_properties(conn, image_id, properties)
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
             return self._load(conn, [row])[0]
@@ -86,7 +88,7 @@ class SqlImageRepository:
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
             return self._load(conn, [row])[0]
 
-    def list(self, query: ListQuery) -> list[Image]:
+    def list_images(self, query: ListQuery) -> list[Image]:
         stmt = sa.select(images).where(*self._conditions(query))
         keys = self._sort_columns(query.sort_key)
         descending = query.sort_dir == "desc"
@@ -163,7 +165,9 @@ class SqlImageRepository:
     # -- helpers --------------------------------------------------------------------------
 
     @staticmethod
-    def _set_member(conn: Connection, image_id: str, member_id: str, can_share: bool | None) -> None:
+    def _set_member(
+        conn: Connection, image_id: str, member_id: str, can_share: bool | None
+    ) -> None:
         where = sa.and_(image_members.c.image_id == image_id, image_members.c.member == member_id)
         if conn.execute(sa.select(image_members.c.member).where(where)).first() is not None:
             if can_share is not None:
@@ -212,7 +216,7 @@ class SqlImageRepository:
     def _conditions(query: ListQuery) -> list[sa.ColumnElement[bool]]:
         conds: list[sa.ColumnElement[bool]] = []
         if query.scope is Scope.VISIBLE:
-            visible = [images.c.is_public.is_(True)]
+            visible: list[sa.ColumnElement[bool]] = [images.c.is_public.is_(True)]
             if query.owner is not None:
                 visible.append(images.c.owner == query.owner)
                 visible.append(

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
+
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.model import Image, ImageInput, ListQuery, Principal, Status, now
 from glimpse.domain.ports import ExternalSource, ImageRepository, Store
 from glimpse.domain.validation import require_formats, validate_input
-from glimpse.streams.upload import UploadStream
 from glimpse.errors import (
     Conflict,
     Forbidden,
@@ -23,6 +23,7 @@ from glimpse.errors import (
     OverLimit,
     PreconditionFailed,
 )
+from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class ImageService:
             raise NotFound(f"Image {image_id} not found.")
         return image
 
-    def list(self, principal: Principal, query: ListQuery, is_public: bool | None,
+    def list_images(self, principal: Principal, query: ListQuery, is_public: bool | None,
              marker_id: str | None) -> list[Image]:
         query.scope, _ = policy.list_scope(principal, is_public)
         query.owner = principal.owner
@@ -98,7 +99,7 @@ class ImageService:
                 query.marker = self.get(principal, marker_id)
             except NotFound as exc:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
-        return self._repo.list(query)
+        return self._repo.list_images(query)
 
     def open_data(self, principal: Principal, image_id: str) -> Download:
         image = self.get(principal, image_id)

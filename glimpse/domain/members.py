@@ -14,7 +14,7 @@ class MemberService:
         self._repo = repo
         self._quota = member_quota
 
-    def list(self, principal: Principal, image_id: str) -> list[Member]:
+    def list_members(self, principal: Principal, image_id: str) -> list[Member]:
         image = self._live_image(principal, image_id)
         members = self._repo.members(image.id)
         if principal.is_admin or policy.owns(principal, image):
@@ -22,7 +22,7 @@ class MemberService:
         return [m for m in members if m.member_id == principal.owner]
 
     def get(self, principal: Principal, image_id: str, member_id: str) -> Member:
-        for member in self.list(principal, image_id):
+        for member in self.list_members(principal, image_id):
             if member.member_id == member_id:
                 return member
         raise NotFound("Membership could not be found.")

@@ -36,7 +36,7 @@ class ImageRepository(Protocol):
     ) -> Image | None:
         """Soft-delete: set status, deleted flags, drop properties and memberships."""
 
-    def list(self, query: ListQuery) -> list[Image]: ...
+    def list_images(self, query: ListQuery) -> list[Image]: ...
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""

@@ -20,5 +20,5 @@ STATUS: dict[type[errors.GlimpseError], int] = {
 def status_of(error: errors.GlimpseError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500

@@ -98,7 +98,7 @@ class V1Handlers:
         query, is_public, marker = parse_list_query(
             params, self.limits.default, self.limits.maximum
         )
-        return await in_thread(self.images.list, call.principal, query, is_public, marker)
+        return await in_thread(self.images.list_images, call.principal, query, is_public, marker)
 
     async def create(self, call: Call) -> Response:
         data = call.image_input()
@@ -141,7 +141,7 @@ class V1Handlers:
     # -- members ------------------------------------------------------------------------------
 
     async def list_members(self, call: Call) -> Response:
-        found = await in_thread(self.members.list, call.principal, call.params["image_id"])
+        found = await in_thread(self.members.list_members, call.principal, call.params["image_id"])
         return json_response(
             {"members": [{"member_id": m.member_id, "can_share": m.can_share} for m in found]}
         )

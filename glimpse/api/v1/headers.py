@@ -18,6 +18,7 @@ META = "x-image-meta-"
 PROPERTY = "x-image-meta-property-"
 COPY_FROM = "x-glance-api-copy-from"
 PURGE_PROPS = "x-glance-registry-purge-props"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 _INTEGER_FIELDS = ("size", "virtual_size", "min_disk", "min_ram")
 _BOOLEAN_FIELDS = ("is_public", "protected")
@@ -136,12 +137,12 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, dt.datetime):
-        return format_time(value)
+        return value.strftime(TIME_FORMAT)
     return str(value)
 
 
 def format_time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return None if value is None else value.strftime(TIME_FORMAT)
 
 
 def image_headers(image: Image) -> list[tuple[bytes, bytes]]:
