@@ -21,8 +21,9 @@ from glimpse.errors import GlimpseError, Invalid
 log = logging.getLogger("glimpse.request")
 
 V1_PREFIXES = frozenset(("v1", "v1.0", "v1.1"))
-V1_MEDIA_TYPE = "application/vnd.openstack.images-v1"
-MEDIA_TYPE_PREFIX = "application/vnd.openstack.images-"
+V1_MEDIA_TYPES = frozenset(
+    f"application/vnd.openstack.images-{version}" for version in V1_PREFIXES
+)
 MAX_HEADERS = 256
 
 
@@ -76,7 +77,7 @@ class GlimpseApp:
                 return json_response(self._versions(request), 200)
             if segments[0] in V1_PREFIXES:
                 rest = "/" + segments[1] if len(segments) > 1 else ""
-            elif V1_MEDIA_TYPE in accept:
+            elif _accepts_v1(accept):
                 rest = path
             else:
                 return json_response(self._versions(request), 300)
@@ -128,6 +129,13 @@ class GlimpseApp:
                 {"id": "v1.0", "status": "SUPPORTED", "links": [{"rel": "self", "href": href}]},
             ]
         }
+
+
+def _accepts_v1(accept: str) -> bool:
+    """Whether the Accept header names the v1 media type (exactly, parameters aside)."""
+    return any(
+        part.split(";")[0].strip().lower() in V1_MEDIA_TYPES for part in accept.split(",")
+    )
 
 
 def _error(exc: GlimpseError, headers: list[tuple[bytes, bytes]]) -> Response:

@@ -164,6 +164,8 @@ class ImageService:
         self._check_input(principal, data, upload)
         if data.image_id is not None and data.image_id != image.id:
             raise Forbidden("Forbidden to modify 'id' of image.")
+        if data.status is not None and data.status != image.status:
+            raise Forbidden("Forbidden to modify 'status' of image.")
         fields = dict(data.fields)
         if not principal.is_admin:
             fields.pop("owner", None)
@@ -206,11 +208,16 @@ class ImageService:
         return self._attach(updated, data, upload, store)
 
     def delete(self, principal: Principal, image_id: str) -> None:
+        raw = self._repo.get(image_id) if len(image_id) <= 36 else None
+        # A pending_delete image is deleted for reads, but its owner is told why it can't be
+        # deleted again rather than that it doesn't exist.
+        if raw is not None and raw.status is Status.PENDING_DELETE and policy.can_modify(
+            principal, raw
+        ):
+            raise Forbidden(f"Forbidden to delete a {raw.status} image.")
         image = self.get(principal, image_id)
-        if image.status is Status.DELETED:
+        if image.status in (Status.DELETED, Status.PENDING_DELETE):
             raise NotFound(f"Image {image_id} not found.")
-        if image.status is Status.PENDING_DELETE:
-            raise Forbidden(f"Forbidden to delete a {image.status} image.")
         if not policy.can_modify(principal, image):
             raise Forbidden("You are not permitted to delete this image.")
         if image.protected:

@@ -21,7 +21,7 @@ def server() -> Iterator[GlimpseServer]:
 
 @pytest.fixture
 def server_factory() -> Iterator[Callable[..., GlimpseServer]]:
-    """Start a dedicated server with some settings, e.g. ``server_factory(image_property_quota=2)``."""
+    """A dedicated server with some settings: ``server_factory(image_property_quota=2)``."""
     started: list[GlimpseServer] = []
 
     def start(**settings: object) -> GlimpseServer:

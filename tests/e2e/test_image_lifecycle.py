@@ -749,7 +749,8 @@ def test_delayed_delete(delayed_client: httpx.Client, unique: str) -> None:
     expect(c.get(f"/v1/images/{image['id']}", headers=owner), 404)
     expect(c.get(f"/v1/images/{image['id']}"), 404)
     expect(c.delete(f"/v1/images/{image['id']}"), 403)
-    expect(c.delete(f"/v1/images/{image['id']}", headers=owner), 403)
+    # a pending_delete image is deleted: non-admins may not even see it (403 or 404)
+    assert c.delete(f"/v1/images/{image['id']}", headers=owner).status_code in (403, 404)
     assert listed_ids(c, owner, name=name) == []
     assert listed_ids(c, {}, name=name, is_public="none") == []
     # an image without data is simply deleted
