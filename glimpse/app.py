@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
+from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import TrustedHeaders
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
@@ -16,11 +18,19 @@ from glimpse.settings import Settings
 from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
 
+SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 
-def build_app(settings: Settings) -> GlimpseApp:
+
+def worker_app() -> GlimpseApp:
+    """The app in a worker process of a multi-worker server: the parent migrated already."""
+    return build_app(settings_mod.from_json(os.environ[SETTINGS_ENV]), migrate=False)
+
+
+def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db_engine.create_engine(settings.effective_database_url)
-    db_engine.upgrade(engine)
+    if migrate:
+        db_engine.upgrade(engine)
     repo = SqlImageRepository(engine)
     stores: dict[str, Store] = {"file": FilesystemStore(settings.images_dir)}
     external = HttpSource(

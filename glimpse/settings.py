@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -65,6 +66,24 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'glimpse.sqlite').resolve()}"
+
+
+def to_json(settings: Settings) -> str:
+    """The settings as JSON that ``from_json`` reads back: how worker processes get them."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(v) for v in value]
+        values[field.name] = value
+    return json.dumps(values)
+
+
+def from_json(text: str) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    return Settings(**{k: _convert(fields[k], v) for k, v in json.loads(text).items()})
 
 
 def parse_size(text: str) -> int:

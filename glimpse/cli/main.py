@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from glimpse import settings as settings_mod
 from glimpse.errors import GlimpseError
@@ -85,11 +87,24 @@ def _serve(settings: settings_mod.Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    from glimpse.app import build_app
+    from glimpse import app as app_mod
 
-    app = build_app(settings)
+    options: dict[str, Any] = {}
+    if settings.workers > 1:
+        # Worker processes import the app by name; they get the settings through the
+        # environment, and the schema is migrated here, once, before they start.
+        from glimpse.db import engine as db_engine
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db_engine.upgrade(db_engine.create_engine(settings.effective_database_url))
+        os.environ[app_mod.SETTINGS_ENV] = settings_mod.to_json(settings)
+        target: Any = "glimpse.app:worker_app"
+        options = {"factory": True, "workers": settings.workers}
+    else:
+        target = app_mod.build_app(settings)
     uvicorn.run(
-        app,
+        target,
+        **options,
         host=settings.host,
         port=settings.port,
         http="httptools",
