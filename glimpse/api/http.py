@@ -93,14 +93,15 @@ async def read_json(request: Request) -> Any | None:
 
 
 class StreamResponse:
-    """Streams a blocking iterator of exactly ``length`` bytes.
+    """Streams a blocking iterator of exactly ``length`` bytes (chunked when it is None).
 
     If the source ends early (or runs long), the connection is aborted instead of completing
     the response, so a client never takes a short body for a whole image.
     """
 
     def __init__(
-        self, headers: list[Header], chunks: Iterator[bytes], length: int, status: int = 200
+        self, headers: list[Header], chunks: Iterator[bytes], length: int | None,
+        status: int = 200,
     ) -> None:
         self.headers = headers
         self.chunks = chunks
@@ -108,11 +109,9 @@ class StreamResponse:
         self.status = status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [
-            (b"content-type", b"application/octet-stream"),
-            (b"content-length", str(self.length).encode()),
-            *self.headers,
-        ]
+        headers = [(b"content-type", b"application/octet-stream"), *self.headers]
+        if self.length is not None:
+            headers.append((b"content-length", str(self.length).encode()))
         try:
             await send({"type": "http.response.start", "status": self.status, "headers": headers})
             if scope["method"] == "HEAD":
@@ -121,10 +120,10 @@ class StreamResponse:
             sent = 0
             while (chunk := await in_thread(next, self.chunks, None)) is not None:
                 sent += len(chunk)
-                if sent > self.length:
+                if self.length is not None and sent > self.length:
                     raise RuntimeError(f"store delivered more than the image size {self.length}")
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if sent != self.length:
+            if self.length is not None and sent != self.length:
                 raise RuntimeError(f"store delivered {sent} of {self.length} bytes")
             await send({"type": "http.response.body", "body": b""})
         finally:

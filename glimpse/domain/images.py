@@ -61,6 +61,14 @@ class Download:
     chunks: Iterator[bytes]
     path: Path | None  # a local file holding exactly the data, for zero-copy sending
 
+    @property
+    def length(self) -> int | None:
+        """The byte count to promise the client; None for an external location of unknown
+        size (the remote did not say)."""
+        if self.image.store == EXTERNAL_STORE and not self.image.size:
+            return None
+        return self.image.size
+
 
 class ImageService:
     def __init__(

@@ -121,7 +121,7 @@ class V1Handlers:
         # 404, an unreachable store) still gets a proper error status.
         first = await in_thread(next, download.chunks, None)
         chunks = itertools.chain([first] if first is not None else [], download.chunks)
-        return StreamResponse(codec.image_headers(download.image), chunks, download.image.size)
+        return StreamResponse(codec.image_headers(download.image), chunks, download.length)
 
     async def update(self, call: Call) -> Response:
         data = call.image_input()
