@@ -318,8 +318,14 @@ class ImageService:
         image = self._repo.get(image_id)
         if image is None:
             return
+
+        def remote_chunks() -> Iterator[bytes]:
+            # Opened only once the image is claimed, so a source that fails at once still
+            # goes through the upload's failure path and leaves the image killed.
+            yield from self._external.open(url)
+
         try:
-            self._receive(image, self._external.open(url), store)
+            self._receive(image, remote_chunks(), store)
         except GlimpseError as exc:
             log.warning("copy-from for image %s failed: %s", image_id, exc.message)
         except Exception:

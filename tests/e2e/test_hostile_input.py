@@ -35,17 +35,26 @@ def hs() -> Iterator[GlimpseServer]:
     srv.stop()
 
 
-@pytest.fixture
+_CLIENTS: dict[str, httpx.Client] = {}
+
+
+def _client_for(hs: GlimpseServer) -> httpx.Client:
+    if hs.url not in _CLIENTS:
+        _CLIENTS[hs.url] = httpx.Client(base_url=hs.url, timeout=15)
+    return _CLIENTS[hs.url]
+
+
+@pytest.fixture(scope="module")
 def hc(hs: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hs.url, timeout=15) as c:
-        yield c
+    yield _client_for(hs)
+    _CLIENTS.pop(hs.url).close()
 
 
 @pytest.fixture(autouse=True)
-def _still_serving(hs: GlimpseServer) -> Iterator[None]:
+def _still_serving(hs: GlimpseServer, hc: httpx.Client) -> Iterator[None]:
     yield
     assert hs.process.poll() is None, "server process died"
-    resp = httpx.get(hs.url + "/versions", timeout=5)
+    resp = hc.get("/versions")
     assert resp.status_code == 200
     assert "versions" in resp.json()
 
@@ -136,7 +145,7 @@ def assert_clean_4xx(resp: RawResponse | httpx.Response | None,
 
 
 def status_of(hs: GlimpseServer, image_id: str) -> str | None:
-    resp = httpx.head(f"{hs.url}/v1/images/{image_id}", timeout=5)
+    resp = _client_for(hs).head(f"/v1/images/{image_id}")
     if resp.status_code == 404:
         return None
     assert resp.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -102,23 +103,37 @@ def _start(settings: dict[str, str]) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def cap_client() -> Iterator[httpx.Client]:
-    yield from _start({"image_size_cap": "1024"})
+def tight_client() -> Iterator[httpx.Client]:
+    """Small size cap, small property quota and delayed delete (these tests do not interact)."""
+    yield from _start({
+        "image_size_cap": "1024", "image_property_quota": "2", "delayed_delete": "true",
+    })
+
+
+@pytest.fixture(scope="module")
+def cap_client(tight_client: httpx.Client) -> httpx.Client:
+    return tight_client
+
+
+@pytest.fixture(scope="module")
+def prop_client(tight_client: httpx.Client) -> httpx.Client:
+    return tight_client
+
+
+@pytest.fixture(scope="module")
+def delayed_client(tight_client: httpx.Client) -> httpx.Client:
+    return tight_client
 
 
 @pytest.fixture(scope="module")
 def quota_client() -> Iterator[httpx.Client]:
     yield from _start({"user_storage_quota": "1KB"})
 
-
 @pytest.fixture(scope="module")
-def prop_client() -> Iterator[httpx.Client]:
-    yield from _start({"image_property_quota": "2"})
-
-
-@pytest.fixture(scope="module")
-def delayed_client() -> Iterator[httpx.Client]:
-    yield from _start({"delayed_delete": "true"})
+def client(server: GlimpseServer) -> Iterator[httpx.Client]:
+    """Module-scoped override of the conftest client (building a client per test is slow)."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as c:
+        yield c
 
 
 # --- §8.1 create ---------------------------------------------------------------------------
@@ -757,3 +772,60 @@ def test_delayed_delete(delayed_client: httpx.Client, unique: str) -> None:
     queued = make(c, owner)
     expect(c.delete(f"/v1/images/{queued['id']}", headers=owner), 200)
     assert status_of(c, queued["id"]) == "deleted"
+
+
+# --- §7 the saving state -----------------------------------------------------------------------
+
+
+def _wait_saving(client: httpx.Client, image_id: str, timeout: float = 3.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    status = status_of(client, image_id)
+    while status != "saving" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        status = status_of(client, image_id)
+    return status
+
+
+@pytest.mark.parametrize("via_post", [True, False])
+def test_delete_while_uploading_is_412(server: GlimpseServer, client: httpx.Client,
+                                       via_post: bool) -> None:
+    image_id = str(uuid.uuid4()) if via_post else str(make(client, FORMATS)["id"])
+    seen: list[str | None] = []
+    deleted: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * 4096
+        with httpx.Client(base_url=server.url, timeout=10) as other:
+            seen.append(_wait_saving(other, image_id))
+            deleted.append(other.delete(f"/v1/images/{image_id}").status_code)
+        yield b"b" * 4096
+
+    if via_post:
+        resp = post(client, {**FORMATS, "x-image-meta-id": image_id}, body())
+    else:
+        resp = put(client, image_id, content=body())
+    assert seen == ["saving"]
+    assert deleted == [200]
+    expect(resp, 412)
+    assert status_of(client, image_id) == "deleted"
+    expect(client.get(f"/v1/images/{image_id}"), 404)
+
+
+def test_upload_into_saving_image_is_409(server: GlimpseServer, client: httpx.Client) -> None:
+    image_id = str(make(client, FORMATS)["id"])
+    seen: list[str | None] = []
+    second: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * 4096
+        with httpx.Client(base_url=server.url, timeout=10) as other:
+            seen.append(_wait_saving(other, image_id))
+            second.append(put(other, image_id, content=b"intruder").status_code)
+        yield b"b" * 4096
+
+    resp = put(client, image_id, content=body())
+    assert seen == ["saving"]
+    assert second == [409]
+    expect(resp, 200)
+    assert resp.json()["image"]["size"] == 8192
+    assert client.get(f"/v1/images/{image_id}").content == b"a" * 4096 + b"b" * 4096

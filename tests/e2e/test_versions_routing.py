@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -18,6 +18,13 @@ REQ_ID = re.compile(
 )
 BRIEF_KEYS = {"id", "name", "size", "disk_format", "container_format", "checksum"}
 V1_ACCEPT = "application/vnd.openstack.images-v1"
+
+
+@pytest.fixture(scope="module")
+def client(server: GlimpseServer) -> Iterator[httpx.Client]:
+    """Module-scoped override of the conftest client (building a client per test is slow)."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as c:
+        yield c
 
 
 def tenant_headers(tenant: str, roles: str = "member") -> dict[str, str]:
