@@ -10,23 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.identity import ctx
 from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
 
 ANON: dict[str, str] = {}
 JSON = {"Content-Type": "application/json"}
-
-
-def ctx(
-    tenant: str | None = None, roles: str = "member", user: str | None = None
-) -> dict[str, str]:
-    headers = {"X-Roles": roles}
-    if tenant is not None:
-        headers["X-Tenant-Id"] = tenant
-    if user is not None:
-        headers["X-User-Id"] = user
-    return headers
 
 
 def make(

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.identity import ctx
 from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
@@ -16,17 +17,6 @@ pytestmark = pytest.mark.e2e
 ANON: dict[str, str] = {}
 NO_PURGE = {"x-glance-registry-purge-props": "false"}
 DATA = b"visible bytes"
-
-
-def ctx(
-    tenant: str | None = None, roles: str = "member", user: str | None = None
-) -> dict[str, str]:
-    headers = {"X-Roles": roles}
-    if tenant is not None:
-        headers["X-Tenant-Id"] = tenant
-    if user is not None:
-        headers["X-User-Id"] = user
-    return headers
 
 
 def create(
