@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.model import Image, ImageInput, ListQuery, Principal, Status, now
@@ -133,15 +134,11 @@ class ImageService:
         remote_size = self._check_external(data)
         store = self._writable_store(data.store, upload)
         declared = data.fields.get("size")
-        fields = {k: v for k, v in data.fields.items() if k != "owner" or principal.is_admin}
-        if "owner" not in fields:
-            fields["owner"] = principal.owner
+        fields = _normalized(
+            {k: v for k, v in data.fields.items() if k != "owner" or principal.is_admin}
+        )
+        fields.setdefault("owner", principal.owner)
         fields["size"] = declared if declared is not None else (remote_size or 0)
-        for key in ("min_disk", "min_ram"):
-            if fields.get(key) is None:
-                fields[key] = 0
-        for key in ("is_public", "protected"):
-            fields[key] = bool(fields.get(key))
         empty = declared == 0 and upload is None and data.location is None \
             and data.copy_from is None
         stamp = now()
@@ -181,12 +178,7 @@ class ImageService:
                 for key in ("size", "checksum"):
                     if key in fields and fields[key] != getattr(image, key):
                         raise Forbidden(f"Forbidden to modify '{key}' of {image.status} image.")
-        for key in ("min_disk", "min_ram", "size"):
-            if key in fields and fields[key] is None:
-                fields[key] = 0
-        for key in ("is_public", "protected"):
-            if key in fields:
-                fields[key] = bool(fields[key])
+        fields = _normalized(fields)
         sources = data.location is not None or data.copy_from is not None
         if sources and image.status is not Status.QUEUED:
             raise Invalid(
@@ -394,6 +386,18 @@ class ImageService:
             raise PreconditionFailed(
                 f"Image {image_id} was deleted while its data was being uploaded."
             ) from cause
+
+
+def _normalized(fields: dict[str, Any]) -> dict[str, Any]:
+    """Null integers become 0 and flags become booleans, as the columns hold them."""
+    out = dict(fields)
+    for key in ("min_disk", "min_ram", "size"):
+        if key in out and out[key] is None:
+            out[key] = 0
+    for key in ("is_public", "protected"):
+        if key in out:
+            out[key] = bool(out[key])
+    return out
 
 
 def _new_id() -> str:
