@@ -6,6 +6,7 @@ Raw sockets are used wherever httpx would sanitise the input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import time
@@ -201,6 +202,26 @@ def test_header_line_over_16k_rejected(hs: GlimpseServer) -> None:
 def test_very_long_unrelated_header_rejected(hs: GlimpseServer) -> None:
     data = build("GET", "/v1/images", hs.port, [("X-Junk", "j" * 40000)])
     assert_clean_4xx(exchange(hs.port, data), (400,))
+
+
+def test_endless_header_is_cut_off(hs: GlimpseServer) -> None:
+    """A request head that never ends is refused once it passes the server's bound, instead of
+    being buffered without limit."""
+    sock = socket.create_connection(("127.0.0.1", hs.port), timeout=10)
+    try:
+        sock.sendall(b"GET /v1/images HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        sent = 0
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < 8 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        assert sent < 8 * 1024 * 1024, "the server kept reading an endless header"
+        resp = read_response(sock)
+    finally:
+        sock.close()
+    if resp is not None:
+        assert resp.status == 400
+        assert b"Traceback" not in resp.body
 
 
 def test_configured_max_header_line(server_factory: Callable[..., GlimpseServer]) -> None:
