@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -47,31 +49,59 @@ def text_response(status: int, message: str, headers: list[Header] | None = None
     return response
 
 
-def sync_body(request: Request) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for code running in a worker thread."""
-    stream = request.stream()
-    done = False
+class BodyPump:
+    """Reads a request body on the event loop, a few blocks ahead of the worker thread that
+    consumes it, so receiving overlaps hashing and writing while memory stays bounded."""
 
-    async def next_block() -> bytes | None:
-        nonlocal done
-        parts: list[bytes] = []
-        size = 0
-        try:
-            while size < BODY_BLOCK and not done:
-                try:
-                    chunk = await stream.__anext__()
-                except StopAsyncIteration:
-                    done = True
-                    break
-                if chunk:
+    def __init__(self, request: Request, depth: int = 4) -> None:
+        self._request = request
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)
+        self._error: Exception | None = None
+
+    async def run(self) -> None:
+        async with self._send:
+            parts: list[bytes] = []
+            size = 0
+            try:
+                async for chunk in self._request.stream():
+                    if not chunk:
+                        continue
                     parts.append(chunk)
                     size += len(chunk)
-        except ClientDisconnect as exc:
-            raise Invalid("Client disconnected before sending all image data") from exc
-        return b"".join(parts) if parts else None
+                    if size >= BODY_BLOCK:
+                        await self._send.send(b"".join(parts))
+                        parts, size = [], 0
+            except ClientDisconnect:
+                self._error = Invalid("Client disconnected before sending all image data")
+                return
+            except Exception as exc:
+                # Closing the stream without an error would pass a truncated body as whole.
+                self._error = exc
+                return
+            if parts:
+                await self._send.send(b"".join(parts))
 
-    while (block := anyio.from_thread.run(next_block)) is not None:
-        yield block
+    def chunks(self) -> Iterator[bytes]:
+        """The body as a blocking iterator, for code running in a worker thread."""
+        with self._receive:
+            while True:
+                try:
+                    block = anyio.from_thread.run(self._receive.receive)
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    if self._error is not None:
+                        raise self._error from None
+                    return
+                yield block
+
+    async def feed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in a worker thread while this pump feeds it the body."""
+        pump = asyncio.ensure_future(self.run())
+        try:
+            return await in_thread(fn, *args)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
 
 
 async def read_json(request: Request) -> Any | None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from glimpse.errors import Invalid, OverLimit
+
+# Below this a chunk is hashed inline: handing it to another thread would cost more.
+PARALLEL_MIN = 256 * 1024
 
 
 class UploadStream:
@@ -35,19 +39,37 @@ class UploadStream:
         self._multihash = hashlib.new(hash_algo)
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            if not chunk:
-                continue
-            self.size += len(chunk)
-            if self._expected is not None and self.size > self._expected:
-                raise Invalid(
-                    f"Size of the uploaded data exceeds the declared size {self._expected}"
-                )
-            if self.size > self._limit:
-                raise self._limit_error
-            self._md5.update(chunk)
-            self._multihash.update(chunk)
-            yield chunk
+        # MD5 runs in a helper thread while this one hands the chunk to the store and computes
+        # the multihash: hashlib releases the GIL on large updates, so the two hashes and the
+        # write overlap instead of adding up.
+        helper: ThreadPoolExecutor | None = None
+        try:
+            for chunk in self._chunks:
+                if not chunk:
+                    continue
+                self.size += len(chunk)
+                if self._expected is not None and self.size > self._expected:
+                    raise Invalid(
+                        f"Size of the uploaded data exceeds the declared size {self._expected}"
+                    )
+                if self.size > self._limit:
+                    raise self._limit_error
+                if len(chunk) < PARALLEL_MIN:
+                    self._md5.update(chunk)
+                    self._multihash.update(chunk)
+                    yield chunk
+                    continue
+                if helper is None:
+                    helper = ThreadPoolExecutor(1, thread_name_prefix="md5")
+                md5_done = helper.submit(self._md5.update, chunk)
+                try:
+                    yield chunk
+                    self._multihash.update(chunk)
+                finally:
+                    md5_done.result()
+        finally:
+            if helper is not None:
+                helper.shutdown(wait=True)
 
     @property
     def checksum(self) -> str:

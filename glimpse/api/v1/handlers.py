@@ -13,12 +13,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from glimpse.api.http import (
+    BodyPump,
     StreamResponse,
+    T,
     empty_response,
     in_thread,
     json_response,
     read_json,
-    sync_body,
 )
 from glimpse.api.v1 import headers as codec
 from glimpse.api.v1.query import parse_list_query
@@ -38,6 +39,7 @@ class Call:
     principal: Principal
     params: dict[str, str]
     base_url: str
+    pump: BodyPump | None = None
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -58,11 +60,18 @@ class Call:
         if not chunked and not length:
             return None
         media_type = (self.header("content-type") or "").split(";")[0].strip().lower()
+        self.pump = BodyPump(self.request)
         return Upload(
-            chunks=sync_body(self.request),
+            chunks=self.pump.chunks(),
             content_type_ok=media_type == "application/octet-stream",
             length=None if chunked else length,
         )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a service method in a worker thread, feeding it the body if it takes one."""
+        if self.pump is None:
+            return await in_thread(fn, *args)
+        return await self.pump.feed(fn, *args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +111,7 @@ class V1Handlers:
 
     async def create(self, call: Call) -> Response:
         data = call.image_input()
-        image = await in_thread(self.images.create, call.principal, data, call.upload())
+        image = await call.run(self.images.create, call.principal, data, call.upload())
         headers = [(b"location", f"{call.base_url}/v1/images/{image.id}".encode())]
         if image.checksum:
             headers.append((b"etag", image.checksum.encode()))
@@ -127,7 +136,7 @@ class V1Handlers:
         data = call.image_input()
         purge_text = call.header(codec.PURGE_PROPS)
         purge = True if purge_text is None else codec.parse_bool(purge_text)
-        image = await in_thread(
+        image = await call.run(
             self.images.update, call.principal, call.params["image_id"], data, call.upload(),
             purge,
         )
