@@ -159,9 +159,7 @@ class ApiV1:
         while True:
             query = f"limit={limit}" + (f"&marker={quote(marker)}" if marker else "")
             what = "v1 GET /v1/images/detail"
-            resp = expect(
-                conn.request("GET", f"{self.p}/v1/images/detail?{query}"), (200,), what
-            )
+            resp = expect(conn.request("GET", f"{self.p}/v1/images/detail?{query}"), (200,), what)
             images = [self._from_json(d) for d in json_of(resp, what)["images"]]
             yield resp, images
             if len(images) < limit:
@@ -200,9 +198,7 @@ class ApiV2:
         doc.update(props)
         what = "v2 POST /v2/images"
         resp = expect(
-            conn.request(
-                "POST", f"{self.p}/v2/images", self.JSON, body=json.dumps(doc).encode()
-            ),
+            conn.request("POST", f"{self.p}/v2/images", self.JSON, body=json.dumps(doc).encode()),
             (201,),
             what,
         )
@@ -260,9 +256,7 @@ class ApiV2:
             target = f"{self.p}{parts.path}?{urlencode(query)}"
 
     def delete(self, conn: Conn, image_id: str) -> None:
-        expect(
-            conn.request("DELETE", f"{self.p}/v2/images/{image_id}"), (204,), "v2 DELETE image"
-        )
+        expect(conn.request("DELETE", f"{self.p}/v2/images/{image_id}"), (204,), "v2 DELETE image")
 
 
 def make_api(version: str, prefix: str) -> ImageApi:

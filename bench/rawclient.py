@@ -12,6 +12,7 @@ The client shares the machine with the server under test, so it is kept cheap:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -105,10 +106,8 @@ class Conn:
     def close(self) -> None:
         for closable in (self._rfile, self._sock):
             if closable is not None:
-                try:
+                with contextlib.suppress(OSError):
                     closable.close()
-                except OSError:
-                    pass
         self._sock = self._rfile = None
 
     def _connect(self) -> socket.socket:
@@ -426,6 +425,4 @@ def closed_loop(
         f"{method} {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\n"
         f"Accept: application/json\r\n{extra}\r\n"
     ).encode("latin-1")
-    return asyncio.run(
-        _closed_loop(endpoint, request, method == "HEAD", connections, seconds)
-    )
+    return asyncio.run(_closed_loop(endpoint, request, method == "HEAD", connections, seconds))

@@ -88,7 +88,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         )
         return 2
     from glimpse import app as app_mod
-    from glimpse.api.protocol import BoundedHttpToolsProtocol
+    from glimpse.api.protocol import GlimpseHttpProtocol
 
     options: dict[str, Any] = {}
     if settings.workers > 1:
@@ -108,7 +108,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         **options,
         host=settings.host,
         port=settings.port,
-        http=BoundedHttpToolsProtocol,
+        http=GlimpseHttpProtocol,
         access_log=False,
         log_level=settings.log_level,
         timeout_keep_alive=30,

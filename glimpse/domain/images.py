@@ -7,8 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.model import Image, ImageInput, ListQuery, Principal, Status, now
@@ -58,9 +57,11 @@ class Upload:
 
 @dataclasses.dataclass(frozen=True)
 class Download:
+    """Image data to send: an open local file (zero-copy capable) or a stream of chunks."""
+
     image: Image
-    chunks: Iterator[bytes]
-    path: Path | None  # a local file holding exactly the data, for zero-copy sending
+    chunks: Iterator[bytes] | None = None
+    file: BinaryIO | None = None
 
     @property
     def length(self) -> int | None:
@@ -118,11 +119,14 @@ class ImageService:
         if image.status is not Status.ACTIVE:
             raise NotFound(f"Image {image_id} is not active")
         if image.location is None or image.store is None:
-            return Download(image, iter(()), None)
+            return Download(image, chunks=iter(()))
         if image.store == EXTERNAL_STORE:
-            return Download(image, self._external.open(image.location), None)
+            return Download(image, chunks=self._external.open(image.location))
         store = self._stores[image.store]
-        return Download(image, store.open(image.location), store.local_path(image.location))
+        local = store.open_file(image.location)
+        if local is not None:
+            return Download(image, file=local)
+        return Download(image, chunks=store.open(image.location))
 
     # -- creating and changing ---------------------------------------------------------------
 

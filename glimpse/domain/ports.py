@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from glimpse.domain.model import Image, ListQuery, Member, Status
 
@@ -74,8 +73,9 @@ class Store(Protocol):
 
     def size(self, key: str) -> int: ...
 
-    def local_path(self, key: str) -> Path | None:
-        """A local file holding the data, for zero-copy sending, or None."""
+    def open_file(self, key: str) -> BinaryIO | None:
+        """The data as an open local file, for zero-copy sending; None when the store is not
+        local. The caller closes it."""
 
 
 class ExternalSource(Protocol):

@@ -64,11 +64,13 @@ class FilesystemStore:
         return written
 
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
+        return self._read(self.open_file(key), offset)
+
+    def open_file(self, key: str) -> BinaryIO:
         try:
-            fh = self.path(key).open("rb")
+            return self.path(key).open("rb")
         except FileNotFoundError as exc:
             raise NotFound(f"Image data {key} not found in store {self.name}") from exc
-        return self._read(fh, offset)
 
     @staticmethod
     def _read(fh: BinaryIO, offset: int) -> Iterator[bytes]:
@@ -87,6 +89,3 @@ class FilesystemStore:
             return self.path(key).stat().st_size
         except FileNotFoundError as exc:
             raise NotFound(f"Image data {key} not found in store {self.name}") from exc
-
-    def local_path(self, key: str) -> Path | None:
-        return self.path(key)

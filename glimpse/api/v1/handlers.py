@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from glimpse.api.http import (
     BodyPump,
+    FileResponse,
     StreamResponse,
     T,
     empty_response,
@@ -126,11 +127,15 @@ class V1Handlers:
         download = await in_thread(
             self.images.open_data, call.principal, call.params["image_id"]
         )
+        headers = codec.image_headers(download.image)
+        if download.file is not None:
+            return FileResponse(headers, download.file, download.image.size)
+        source = download.chunks or iter(())
         # Pull the first block before answering, so a source that fails at once (a remote
         # 404, an unreachable store) still gets a proper error status.
-        first = await in_thread(next, download.chunks, None)
-        chunks = itertools.chain([first] if first is not None else [], download.chunks)
-        return StreamResponse(codec.image_headers(download.image), chunks, download.length)
+        first = await in_thread(next, source, None)
+        chunks = itertools.chain([first] if first is not None else [], source)
+        return StreamResponse(headers, chunks, download.length)
 
     async def update(self, call: Call) -> Response:
         data = call.image_input()

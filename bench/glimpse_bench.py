@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""glimpse's benchmark: one or two image services side by side (Python 3.11 stdlib only).
+
+    python3 bench/glimpse_bench.py --url http://127.0.0.1:9292 --header 'X-Tenant-Id: bench' \\
+        [--url-b http://127.0.0.1:9393 --api-b v2 --header-b 'X-Roles: admin' ...] \\
+        [SCENARIO ...] [--json out.json] [--baseline old.json]
+
+Scenarios: upload_1g download_1g upload_small head_rps list_1000 server_rss (default: all).
+Each scenario runs --rounds times per target, interleaved A B A B ..., and the table shows per
+metric the median [min-max] per target and the A/B ratio of the medians. Every run also
+records the server's CPU seconds (its whole process tree, from /proc), the client's, and the
+rest of the machine's ("other": noise from other work). Any failed check stops the run with
+"BENCH FAILED: ..." and exit code 2. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from types import FrameType
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from apis import BenchError
+from scenarios import (
+    CPU_METRICS,
+    METRICS,
+    SCENARIOS,
+    Runner,
+    Samples,
+    Settings,
+    Target,
+    log,
+)
+
+FAIL_EXIT = 2
+
+
+def parse_headers(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f"bad header {item!r}: expected 'Name: value'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="glimpse_bench.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help=f"{', '.join(SCENARIOS)} or all"
+    )
+    tg = ap.add_argument_group("targets")
+    tg.add_argument("--url", required=True, help="target A, e.g. http://127.0.0.1:9292")
+    tg.add_argument("--api", choices=["v1", "v2"], default="v1", help="A's API (default v1)")
+    tg.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'K: V'",
+        help="request header for A (repeatable), e.g. 'X-Tenant-Id: bench'",
+    )
+    tg.add_argument("--pid", type=int, help="A's server PID (default: found from the port)")
+    tg.add_argument("--url-b", help="target B, compared side by side with A")
+    tg.add_argument("--api-b", choices=["v1", "v2"], help="B's API (default: as --api)")
+    tg.add_argument(
+        "--header-b",
+        action="append",
+        default=[],
+        metavar="'K: V'",
+        help="request header for B (repeatable)",
+    )
+    tg.add_argument("--pid-b", type=int, help="B's server PID")
+    sz = ap.add_argument_group("sizes")
+    sz.add_argument("--rounds", type=int, default=3, help="runs per target and scenario (3)")
+    sz.add_argument("--big-mib", type=int, default=1024, help="upload_1g/download_1g MiB (1024)")
+    sz.add_argument("--small-count", type=int, default=200, help="upload_small images (200)")
+    sz.add_argument("--small-kib", type=int, default=64, help="upload_small KiB each (64)")
+    sz.add_argument("--small-threads", type=int, default=8, help="upload_small threads (8)")
+    sz.add_argument("--head-connections", type=int, default=32, help="head_rps connections (32)")
+    sz.add_argument("--head-seconds", type=float, default=10.0, help="head_rps seconds (10)")
+    sz.add_argument(
+        "--list-images",
+        type=int,
+        default=10_000,
+        help="listing-set images that list_1000 makes sure exist (10000)",
+    )
+    sz.add_argument("--list-limit", type=int, default=1000, help="list_1000 page size (1000)")
+    out = ap.add_argument_group("data and output")
+    out.add_argument(
+        "--data-dir",
+        default=os.path.join(tempfile.gettempdir(), "glimpse-bench"),
+        help="where the big pseudo-random file is cached (default: %(default)s)",
+    )
+    out.add_argument("--json", metavar="FILE", help="write every sample to FILE")
+    out.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="compare this run's A with target A of a saved --json FILE",
+    )
+    out.add_argument(
+        "--keep", action="store_true", help="keep the temporary images (big, probe) at exit"
+    )
+    return ap
+
+
+def choose_scenarios(names: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    if not names or "all" in names:
+        return list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {SCENARIOS} or all")
+    return [s for s in SCENARIOS if s in names]
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def fmt(v: float | None) -> str:
+    if v is None or math.isnan(v):
+        return "-"
+    a = abs(v)
+    if v.is_integer() and a < 1e9:
+        return str(int(v))
+    if a >= 1000:
+        return f"{v:.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def median(samples: list[float] | None) -> float | None:
+    return statistics.median(samples) if samples else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def metric_rows(scenario: str, labels: dict[str, dict[str, list[float]]]) -> list[tuple[str, str]]:
+    rows = METRICS[scenario] + ([] if scenario == "server_rss" else CPU_METRICS)
+    return [(m, better) for m, better in rows if any(m in v for v in labels.values())]
+
+
+def print_table(samples: Samples, targets: list[Target], rounds: int, seconds: float) -> None:
+    labels = [t.label for t in targets]
+    print()
+    for t in targets:
+        print(f"# {t.describe()}")
+    print(
+        f"# {rounds} round(s) per target, interleaved; median [min-max]"
+        + ("; A/B = median A / median B" if len(labels) == 2 else "")
+        + f"; better: hi/lo; {time.strftime('%Y-%m-%d %H:%M:%S')}, took {seconds:.0f} s"
+    )
+    cell_w = 30
+    head = f"{'scenario':<13} {'metric':<15} {'better':<6}"
+    head += "".join(f" {lab + ' median [min-max]':>{cell_w}}" for lab in labels)
+    print(head + (f" {'A/B':>7}" if len(labels) == 2 else ""))
+    for scenario in SCENARIOS:
+        per_label = samples.data.get(scenario)
+        if not per_label:
+            continue
+        for metric, better in metric_rows(scenario, per_label):
+            line = f"{scenario:<13} {metric:<15} {better:<6}"
+            medians = []
+            for lab in labels:
+                vals = per_label.get(lab, {}).get(metric)
+                medians.append(median(vals))
+                cell = f"{fmt(median(vals))} [{fmt(min(vals))}-{fmt(max(vals))}]" if vals else "-"
+                line += f" {cell:>{cell_w}}"
+            if len(labels) == 2:
+                line += f" {fmt(ratio(medians[0], medians[1])):>7}"
+            print(line)
+
+
+def print_baseline(samples: Samples, path: str) -> None:
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_results: dict[str, Any] = old["results"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot read baseline {path}: {exc}") from None
+    print()
+    print(f"# baseline {path}: {old.get('started', '?')}, {old.get('targets', {}).get('A', '?')}")
+    print(
+        "# now = this run's A, then = the baseline's A (medians); now/then > 1 is better "
+        "for 'hi' metrics, < 1 for 'lo'. Machine noise differs between runs: check other_cpu_s."
+    )
+    print(f"{'scenario':<13} {'metric':<15} {'better':<6} {'now':>10} {'then':>10} {'now/then':>9}")
+    for scenario in SCENARIOS:
+        now = samples.data.get(scenario, {}).get("A")
+        then = old_results.get(scenario, {}).get("A")
+        if not now or not then:
+            continue
+        for metric, better in metric_rows(scenario, {"A": now}):
+            a, b = median(now.get(metric)), median(then.get(metric))
+            if a is None or b is None:
+                continue
+            print(
+                f"{scenario:<13} {metric:<15} {better:<6} {fmt(a):>10} {fmt(b):>10} "
+                f"{fmt(ratio(a, b)):>9}"
+            )
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    chosen = choose_scenarios(args.scenarios, parser)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    signal.signal(signal.SIGTERM, _terminate)
+    settings = Settings(
+        data_dir=args.data_dir,
+        big_mib=args.big_mib,
+        small_count=args.small_count,
+        small_kib=args.small_kib,
+        small_threads=args.small_threads,
+        head_connections=args.head_connections,
+        head_seconds=args.head_seconds,
+        list_images=args.list_images,
+        list_limit=args.list_limit,
+    )
+    targets = [Target("A", args.url, args.api, parse_headers(args.header), args.pid)]
+    if args.url_b:
+        targets.append(
+            Target(
+                "B", args.url_b, args.api_b or args.api, parse_headers(args.header_b), args.pid_b
+            )
+        )
+    runner = Runner(settings)
+    samples = Samples()
+    # server_rss is measured during upload_1g: run that even when only server_rss is asked for.
+    execute = [s for s in chosen if s != "server_rss"]
+    if "server_rss" in chosen and "upload_1g" not in execute:
+        execute.insert(0, "upload_1g")
+    started = time.time()
+    failure: str | None = None
+    for t in targets:
+        log(t.describe())
+    try:
+        for t in targets:
+            if t.pid is None:
+                if "server_rss" in chosen:
+                    raise BenchError(
+                        f"{t.label}: server PID not found from port "
+                        f"{t.endpoint.port}; give --pid{'-b' * (t.label == 'B')}"
+                    )
+                log(f"  {t.label}: server PID unknown, srv_cpu_s is not measured")
+            with t.conn() as conn:  # reachable, and the API answers
+                for _ in range(3):
+                    next(iter(t.api.pages(conn, 1)))
+        if "list_1000" in execute:
+            done: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+            for t in targets:
+                key = (t.url, t.api.name, tuple(sorted(t.headers.items())))
+                if key not in done:
+                    runner.populate(t)
+                    done.add(key)
+        for scenario in execute:
+            for rnd in range(1, args.rounds + 1):
+                for t in targets:
+                    try:
+                        metrics = runner.run(scenario, t)
+                    except BenchError:
+                        raise
+                    except Exception as exc:
+                        raise BenchError(
+                            f"{t.label} {scenario} round {rnd}: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    samples.add(scenario, t.label, metrics)
+                    headline = METRICS[scenario][0][0]
+                    log(
+                        f"  {scenario} round {rnd}/{args.rounds} {t.label}: "
+                        f"{headline}={fmt(metrics[headline])}"
+                        f" srv_cpu={fmt(metrics.get('srv_cpu_s'))}s"
+                        f" other_cpu={fmt(metrics.get('other_cpu_s'))}s"
+                    )
+    except BenchError as exc:
+        failure = str(exc)
+    except KeyboardInterrupt as exc:
+        failure = f"interrupted ({exc or 'Ctrl-C'})"
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        for t in targets:
+            left = t.tracked()
+            if not left:
+                continue
+            if args.keep:
+                log(f"  {t.label}: keeping {len(left)} temporary image(s): {' '.join(left)}")
+                continue
+            try:
+                t.delete_images(left, threads=2)
+            except Exception as exc:
+                msg = f"{t.label}: deleting temporary images failed: {exc}"
+                log(f"  {msg}")
+                failure = failure or msg
+
+    if "upload_1g" in samples.data and "server_rss" in chosen:
+        rss_metrics = {m for m, _ in METRICS["server_rss"]}
+        samples.data["server_rss"] = {
+            lab: {k: v for k, v in per.items() if k in rss_metrics}
+            for lab, per in samples.data["upload_1g"].items()
+        }
+        if "upload_1g" not in chosen:
+            del samples.data["upload_1g"]
+    print_table(samples, targets, args.rounds, time.time() - started)
+    if args.baseline:
+        try:
+            print_baseline(samples, args.baseline)
+        except BenchError as exc:
+            failure = failure or str(exc)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "tool": "glimpse_bench",
+                "format": 1,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "seconds": time.time() - started,
+                "argv": sys.argv[1:] if argv is None else argv,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "loadavg_at_end": os.getloadavg(),
+                },
+                "settings": vars(settings),
+                "rounds": args.rounds,
+                "scenarios": chosen,
+                "targets": {t.label: t.describe() for t in targets},
+                "results": samples.data,
+                "failed": failure,
+            },
+        )
+        log(f"samples written to {args.json}")
+    if failure:
+        print(f"BENCH FAILED: {failure}", file=sys.stderr)
+        return FAIL_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
