@@ -54,7 +54,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
     members = MemberService(repo, settings.image_member_quota)
     handlers = V1Handlers(
-        images, members, ListLimits(settings.limit_param_default, settings.api_limit_max)
+        images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
+        inline_reads=engine.dialect.name == "sqlite",
     )
     return GlimpseApp(
         handlers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -46,7 +47,7 @@ class GlimpseApp:
             return
         if scope["type"] != "http":
             return
-        request_id = f"req-{uuid.uuid4()}"
+        request_id = f"req-{uuid.UUID(int=random.getrandbits(128), version=4)}"
         started = time.perf_counter()
         status = 0
 
@@ -99,7 +100,7 @@ class GlimpseApp:
             allow = (b"allow", found.allow.encode())
             return text_response(405, "Method Not Allowed", [*rid, allow])
         principal = self.auth.principal(request.headers)
-        call = Call(request, principal, found.params, self._base_url(request))
+        call = Call(request, principal, found.params, self._base_url)
         response = await found.handler(call)
         if isinstance(response, Response):
             response.raw_headers.extend(rid)

@@ -113,5 +113,6 @@ def _serve(settings: settings_mod.Settings) -> int:
         log_level=settings.log_level,
         timeout_keep_alive=30,
         server_header=False,
+        proxy_headers=False,  # identity and URLs never come from forwarded headers
     )
     return 0

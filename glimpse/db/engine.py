@@ -11,13 +11,20 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+POOL_SIZE = 40  # anyio's default worker-thread limit
+POOL_OVERFLOW = 10  # background copies and other threads beyond the request workers
 
 
 def create_engine(url: str) -> Engine:
     """An engine tuned for the backend; SQLite gets WAL and a busy timeout."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # The pool holds as many connections as requests can run at once (worker threads), so a
+    # busy server reuses connections instead of opening one per request.
+    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if url.startswith("sqlite"):
+        # A local file cannot drop the connection: pinging it would only cost time.
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 

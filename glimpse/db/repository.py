@@ -39,11 +39,19 @@ class SqlImageRepository:
             self._write_properties(conn, image.id, image.properties)
 
     def get(self, image_id: str) -> Image | None:
+        # One query for the image and its properties: this is the hot path of HEAD and GET.
+        stmt = (
+            sa.select(images, image_properties.c.name.label("_prop_name"),
+                      image_properties.c.value.label("_prop_value"))
+            .select_from(images.outerjoin(image_properties))
+            .where(images.c.id == image_id)
+        )
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(images).where(images.c.id == image_id)).first()
-            if row is None:
-                return None
-            return self._load(conn, [row])[0]
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return None
+        props = {r._prop_name: r._prop_value for r in rows if r._prop_name is not None}
+        return _image(rows[0], props)
 
     def update(
         self,
@@ -205,12 +213,7 @@ class SqlImageRepository:
             sa.select(image_properties).where(image_properties.c.image_id.in_(ids))
         ):
             props[prow.image_id][prow.name] = prow.value
-        result = []
-        for row in rows:
-            data = dict(row._mapping)
-            data["status"] = Status(data["status"])
-            result.append(Image(**data, properties=props[row.id]))
-        return result
+        return [_image(row, props[row.id]) for row in rows]
 
     @staticmethod
     def _conditions(query: ListQuery) -> list[sa.ColumnElement[bool]]:
@@ -276,6 +279,12 @@ class SqlImageRepository:
             step = col < values[i] if descending else col > values[i]
             alternatives.append(sa.and_(*equal_prefix, step))
         return sa.or_(*alternatives)
+
+
+def _image(row: Row[Any], properties: dict[str, str | None]) -> Image:
+    data = {name: row._mapping[name] for name in _IMAGE_COLUMNS}
+    data["status"] = Status(data["status"])
+    return Image(**data, properties=properties)
 
 
 def _sort_value(image: Image, name: str) -> Any:

@@ -39,7 +39,7 @@ class Call:
     request: Request
     principal: Principal
     params: dict[str, str]
-    base_url: str
+    base_url_of: Callable[[Request], str]
     pump: BodyPump | None = None
 
     def header(self, name: str) -> str | None:
@@ -82,10 +82,21 @@ class ListLimits:
 
 
 class V1Handlers:
-    def __init__(self, images: ImageService, members: MemberService, limits: ListLimits) -> None:
+    def __init__(
+        self,
+        images: ImageService,
+        members: MemberService,
+        limits: ListLimits,
+        inline_reads: bool = False,
+    ) -> None:
+        """``inline_reads``: answer single-image metadata reads on the event loop instead of
+        in a worker thread. Only for databases that cannot stall a read (SQLite in WAL mode:
+        a local file whose readers never wait for writers), where the thread hop costs more
+        than the query."""
         self.images = images
         self.members = members
         self.limits = limits
+        self.inline_reads = inline_reads
 
     # -- images -------------------------------------------------------------------------------
 
@@ -113,13 +124,17 @@ class V1Handlers:
     async def create(self, call: Call) -> Response:
         data = call.image_input()
         image = await call.run(self.images.create, call.principal, data, call.upload())
-        headers = [(b"location", f"{call.base_url}/v1/images/{image.id}".encode())]
+        location = f"{call.base_url_of(call.request)}/v1/images/{image.id}"
+        headers = [(b"location", location.encode())]
         if image.checksum:
             headers.append((b"etag", image.checksum.encode()))
         return json_response({"image": codec.image_json(image)}, 201, headers)
 
     async def show(self, call: Call) -> Response:
-        image = await in_thread(self.images.get, call.principal, call.params["image_id"])
+        if self.inline_reads:
+            image = self.images.get(call.principal, call.params["image_id"])
+        else:
+            image = await in_thread(self.images.get, call.principal, call.params["image_id"])
         response = empty_response(200, codec.image_headers(image))
         return response
 
