@@ -58,6 +58,7 @@ class BodyPump:
         self._request = request
         self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)
         self._error: Exception | None = None
+        self._complete = False
 
     async def run(self) -> None:
         async with self._send:
@@ -81,6 +82,7 @@ class BodyPump:
                 return
             if parts:
                 await self._send.send(b"".join(parts))
+            self._complete = True
 
     def chunks(self) -> Iterator[bytes]:
         """The body as a blocking iterator, for code running in a worker thread."""
@@ -91,6 +93,10 @@ class BodyPump:
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     if self._error is not None:
                         raise self._error from None
+                    if not self._complete:
+                        # The pump was stopped (server shutdown) before the body ended: what
+                        # arrived must not pass for the whole image.
+                        raise Invalid("The request body was cut short") from None
                     return
                 yield block
 

@@ -54,3 +54,41 @@ def test_consumer_failure_propagates_and_stream_stops() -> None:
     next(iterator)
     with pytest.raises(OSError):
         iterator.throw(OSError("disk full"))
+
+
+def test_body_pump_never_passes_a_cut_short_body_as_whole() -> None:
+    """If the pump stops before the request body ended (shutdown), the consumer gets an
+    error, not a clean end of stream."""
+    import anyio
+    from starlette.requests import Request
+
+    from glimpse.api.http import BodyPump
+
+    async def main() -> None:
+        sent = 0
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            sent += 1
+            if sent > 3:
+                await anyio.sleep(3600)  # the rest of the body never arrives
+            return {"type": "http.request", "body": b"x" * (1 << 20), "more_body": True}
+
+        request = Request({"type": "http", "method": "PUT", "headers": []}, receive)
+        pump = BodyPump(request)
+
+        def consume() -> int:
+            return sum(len(c) for c in pump.chunks())
+
+        task = anyio.to_thread.run_sync(consume)
+        async with anyio.create_task_group() as group:
+            group.start_soon(pump.run)
+            await anyio.sleep(0.2)
+            group.cancel_scope.cancel()
+        await task
+
+    with pytest.raises(Exception) as info:
+        anyio.run(main)
+    assert "cut short" in str(info.value) or any(
+        "cut short" in str(e) for e in getattr(info.value, "exceptions", [])
+    )
