@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import TrustedHeaders
+from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
@@ -19,6 +23,7 @@ from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
+log = logging.getLogger(__name__)
 
 
 def worker_app() -> GlimpseApp:
@@ -28,6 +33,7 @@ def worker_app() -> GlimpseApp:
 
 def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine = db_engine.create_engine(settings.effective_database_url)
     if migrate:
         db_engine.upgrade(engine)
@@ -47,6 +53,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         disk_formats=settings.disk_formats,
         container_formats=settings.container_formats,
         multihash_algorithm=settings.multihash_algorithm,
+        upload_heartbeat_interval=settings.upload_heartbeat_interval,
+        stale_upload_timeout=settings.stale_upload_timeout,
     )
     images = ImageService(
         repo, stores, settings.default_store, external, limits,
@@ -57,9 +65,37 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=engine.dialect.name == "sqlite",
     )
+    sweeper = Sweeper(images.recover_stale_uploads, settings.stale_upload_timeout / 2)
     return GlimpseApp(
         handlers,
         TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
+        on_startup=[sweeper.start],
+        on_shutdown=[sweeper.stop, lambda: images.uploads.stop_all(10.0)],
     )
+
+
+class Sweeper:
+    """Runs a recovery task now and then every ``period`` seconds, in a daemon thread."""
+
+    def __init__(self, task: Callable[[], object], period: float) -> None:
+        self._task = task
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._task()
+            except Exception:
+                log.exception("recovery sweep failed; trying again in %.0f s", self._period)
+            if self._stop.wait(self._period):
+                return

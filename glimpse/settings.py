@@ -56,6 +56,11 @@ class Settings:
     external_allowed_networks: tuple[Network, ...] = ()
     external_timeout: float = 30.0
     external_max_redirects: int = 5
+    upload_heartbeat_interval: float = 10.0
+    stale_upload_timeout: float = 60.0
+    shutdown_grace_period: float = 30.0
+    header_timeout: float = 30.0
+    body_idle_timeout: float = 60.0
 
     @property
     def images_dir(self) -> Path:
@@ -181,3 +186,6 @@ def _validate(settings: Settings) -> None:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.workers < 1:
         raise Invalid("workers must be at least 1")
+    if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:
+        raise Invalid("upload_heartbeat_interval must be positive and under half of "
+                      "stale_upload_timeout, or live uploads would be taken for dead ones")

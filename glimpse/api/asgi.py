@@ -6,6 +6,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from glimpse.api.auth import Authenticator
-from glimpse.api.http import json_response, text_response
+from glimpse.api.http import in_thread, json_response, text_response
 from glimpse.api.v1.errors import status_of
 from glimpse.api.v1.handlers import Call, V1Handlers
 from glimpse.api.v1.routes import KNOWN_METHODS, build_routes, match
@@ -35,7 +36,11 @@ class GlimpseApp:
         auth: Authenticator,
         public_endpoint: str = "",
         max_header_line: int = 16384,
+        on_startup: Sequence[Callable[[], object]] = (),
+        on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
         self.routes = build_routes(v1)
         self.auth = auth
         self.public_endpoint = public_endpoint.rstrip("/")
@@ -43,7 +48,7 @@ class GlimpseApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -108,6 +113,19 @@ class GlimpseApp:
             response.headers.extend(rid)  # type: ignore[attr-defined]
         return response
 
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for hook in self.on_startup:
+                    await in_thread(hook)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    await in_thread(hook)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     def _check_headers(self, scope: Scope) -> None:
         headers = scope["headers"]
         if len(headers) > MAX_HEADERS:
@@ -146,12 +164,5 @@ def _error(exc: GlimpseError, headers: list[tuple[bytes, bytes]]) -> Response:
     return text_response(status, exc.message, headers)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+
 

@@ -51,16 +51,64 @@ class SendfileCycle(RequestResponseCycle):
 
 
 class GlimpseHttpProtocol(HttpToolsProtocol):
+    # Set once per process by glimpse.app.build_app from the settings.
+    header_timeout = 30.0
+    body_idle_timeout = 60.0
+
     _head_bytes = 0
     _in_head = True
+    _timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def configure(cls, header_timeout: float, body_idle_timeout: float) -> None:
+        cls.header_timeout = header_timeout
+        cls.body_idle_timeout = body_idle_timeout
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm(self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
+                self._disarm()
                 self.send_400_response("Request headers too large.")
                 return
+        elif self.cycle is not None and not self.cycle.response_complete:
+            self._arm(self.body_idle_timeout)  # body data arrived: the client is alive
         super().data_received(data)
+
+    def _arm(self, seconds: float) -> None:
+        """A slow client (headers sent byte by byte, a body trickled or stalled) may not hold
+        a connection and its worker forever: past the timeout the connection is closed, which
+        the app sees as a disconnect (an upload ends killed)."""
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._in_head:
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.close()
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.more_body:
+            return
+        if self.flow.read_paused:
+            # We stopped reading, not the client stopping sending: wait on.
+            self._arm(self.body_idle_timeout)
+            return
+        self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -75,10 +123,12 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._arm(self.header_timeout)
         self.scope["extensions"] = {SENDFILE: {}}
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._arm(self.body_idle_timeout)
         super().on_headers_complete()
         # uvicorn builds its cycle inside on_headers_complete; its task has not run yet, so
         # switching the class here gives that request the sendfile-capable send().

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -112,6 +113,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         access_log=False,
         log_level=settings.log_level,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
         server_header=False,
         proxy_headers=False,  # identity and URLs never come from forwarded headers
     )

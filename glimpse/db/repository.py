@@ -108,6 +108,13 @@ class SqlImageRepository:
             rows = conn.execute(stmt).all()
             return self._load(conn, rows)
 
+    def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
+        stmt = sa.select(images).where(
+            images.c.status == str(Status.SAVING), images.c.updated_at < before
+        )
+        with self._engine.connect() as conn:
+            return self._load(conn, conn.execute(stmt).all())
+
     def usage(self, owner: str | None, exclude_id: str) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.sum(images.c.size), 0)).where(
             images.c.owner == owner if owner is not None else images.c.owner.is_(None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
@@ -12,6 +13,7 @@ from typing import Any, BinaryIO
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.model import Image, ImageInput, ListQuery, Principal, Status, now
 from glimpse.domain.ports import ExternalSource, ImageRepository, Store
+from glimpse.domain.uploads import UploadGuard
 from glimpse.domain.validation import require_formats, validate_input
 from glimpse.errors import (
     Conflict,
@@ -44,6 +46,8 @@ class Limits:
     disk_formats: tuple[str, ...] = ()
     container_formats: tuple[str, ...] = ()
     multihash_algorithm: str = "sha512"
+    upload_heartbeat_interval: float = 10.0
+    stale_upload_timeout: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +92,7 @@ class ImageService:
         self._external = external
         self._limits = limits
         self._background = background
+        self.uploads = UploadGuard(repo, limits.upload_heartbeat_interval)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -329,8 +334,10 @@ class ImageService:
 
     def _receive(self, image: Image, chunks: Iterable[bytes], store_name: str) -> Image:
         """Stream data into a store: claim, stream with no transaction open, then finish."""
+        # The claim records the target store, so whoever cleans up after a dead upload knows
+        # where its partial data may be.
         claimed = self._repo.update(
-            image.id, {"status": Status.SAVING, "updated_at": now()},
+            image.id, {"status": Status.SAVING, "store": store_name, "updated_at": now()},
             expected_status=Status.QUEUED,
         )
         if claimed is None:
@@ -338,8 +345,10 @@ class ImageService:
         store = self._stores[store_name]
         limit, limit_error = self._upload_limit(claimed)
         expected = claimed.size or None
-        stream = UploadStream(chunks, limit=limit, limit_error=limit_error,
-                              expected_size=expected, hash_algo=self._limits.multihash_algorithm)
+        stream = UploadStream(
+            self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
+            expected_size=expected, hash_algo=self._limits.multihash_algorithm,
+        )
         try:
             if expected is not None and expected > limit:
                 raise limit_error
@@ -367,6 +376,25 @@ class ImageService:
                 f"Image {image.id} was deleted while its data was being uploaded."
             )
         return finished
+
+    def recover_stale_uploads(self) -> list[str]:
+        """Kill the images whose upload stopped beating (its server died) and delete whatever
+        data they left. Safe to run from every API process at once."""
+        before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
+        recovered = []
+        for image in self._repo.find_stale_uploads(before):
+            killed = self._repo.update(
+                image.id, {"status": Status.KILLED, "updated_at": now()},
+                expected_status=Status.SAVING,
+            )
+            if killed is None:
+                continue  # it finished, or another process got there first
+            if image.store in self._stores:
+                self._stores[image.store].delete(image.id)
+            log.warning("image %s: upload abandoned (no heartbeat since %s); killed",
+                        image.id, image.updated_at)
+            recovered.append(image.id)
+        return recovered
 
     def _upload_limit(self, image: Image) -> tuple[int, OverLimit]:
         cap = self._limits.image_size_cap

@@ -37,6 +37,9 @@ class ImageRepository(Protocol):
 
     def list_images(self, query: ListQuery) -> list[Image]: ...
 
+    def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
+        """Images still ``saving`` whose ``updated_at`` (the upload heartbeat) is older."""
+
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""
 

@@ -81,8 +81,11 @@ class FilesystemStore:
                 yield chunk
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path(key).unlink()
+        """Remove the object and any temporary file an interrupted write left for it."""
+        final = self.path(key)
+        for leftover in (final, *self.directory.glob(f".{final.name}.*.tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
     def size(self, key: str) -> int:
         try:

@@ -1,0 +1,64 @@
+"""Keeping track of uploads in flight: heartbeats, and stopping them at shutdown.
+
+An upload whose server dies leaves its image ``saving``. While an upload streams, its image's
+``updated_at`` is refreshed every ``interval`` seconds (a conditional update, so an upload whose
+image was deleted or killed meanwhile stops at once). Any API process may then treat a
+``saving`` image whose heartbeat is older than a few intervals as abandoned and kill it (see
+``ImageService.recover_stale_uploads``), which works when several processes share a database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from glimpse.domain.model import Status, now
+from glimpse.domain.ports import ImageRepository
+from glimpse.errors import PreconditionFailed, Unavailable
+
+
+class UploadGuard:
+    def __init__(self, repo: ImageRepository, interval: float) -> None:
+        self._repo = repo
+        self._interval = interval
+        self._active = 0
+        self._stopping = False
+        self._idle = threading.Condition()
+
+    def watch(self, image_id: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass the chunks on, beating the heart of the upload and honouring shutdown."""
+        with self._idle:
+            if self._stopping:
+                raise Unavailable("The server is shutting down; retry the upload elsewhere.")
+            self._active += 1
+        try:
+            last = time.monotonic()
+            for chunk in chunks:
+                if self._stopping:
+                    raise Unavailable("The server shut down before the upload finished.")
+                yield chunk
+                moment = time.monotonic()
+                if moment - last >= self._interval:
+                    last = moment
+                    alive = self._repo.update(
+                        image_id, {"updated_at": now()}, expected_status=Status.SAVING
+                    )
+                    if alive is None:
+                        raise PreconditionFailed(
+                            f"Image {image_id} was deleted while its data was being uploaded."
+                        )
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def stop_all(self, timeout: float) -> int:
+        """Make running uploads fail at their next chunk and wait (bounded) for them to clean
+        up. Returns how many were still running at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            self._stopping = True
+            while self._active and (left := deadline - time.monotonic()) > 0:
+                self._idle.wait(left)
+            return self._active
