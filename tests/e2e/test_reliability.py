@@ -1,0 +1,309 @@
+"""Crashes, shutdowns, full disks and slow clients lose or corrupt no image."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.server import GlimpseServer
+
+FAST_RECOVERY = {"upload_heartbeat_interval": "0.3", "stale_upload_timeout": "1.5"}
+FORMATS = {"x-image-meta-disk_format": "raw", "x-image-meta-container_format": "bare"}
+CRASHES = int(os.environ.get("GLIMPSE_CRASH_COUNT", "50"))
+
+
+def raw_upload_start(port: int, total: int) -> socket.socket:
+    """Begin a chunked upload and leave it open (the caller sends more or abandons it)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = (
+        "POST /v1/images HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: application/octet-stream\r\nx-image-meta-disk_format: raw\r\n"
+        f"x-image-meta-container_format: bare\r\nx-image-meta-property-total: {total}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+def send_chunk(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def all_images(url: str) -> list[dict[str, object]]:
+    resp = httpx.get(url + "/v1/images/detail", params={
+        "is_public": "none", "limit": "1000", "changes-since": "2000-01-01"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    images: list[dict[str, object]] = resp.json()["images"]
+    return images
+
+
+def check_consistency(url: str, data_dir: Path) -> dict[str, int]:
+    """No image saving, no stray or partial file, every active image's data matches."""
+    images = all_images(url)
+    store = data_dir / "images"
+    files = {p.name for p in store.iterdir()} if store.exists() else set()
+    active = {str(i["id"]): i for i in images if i["status"] == "active" and i["size"]}
+    assert not [i for i in images if i["status"] == "saving"]
+    assert not [f for f in files if f.endswith(".tmp")], files
+    assert files == set(active), (files ^ set(active))
+    for image_id, image in active.items():
+        digest = hashlib.md5((store / image_id).read_bytes()).hexdigest()
+        assert digest == image["checksum"], image_id
+    return {"images": len(images), "active": len(active)}
+
+
+def wait_for_no_saving(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [i for i in all_images(url) if i["status"] == "saving"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError("an upload stayed saving after its server died")
+
+
+def crash_lane(tmp_path: Path, seed: int, crashes: int, completed: list[int]) -> None:
+    """One API process after another on the shared database and data directory, each killed
+    with SIGKILL while uploads stream into it."""
+    rng = random.Random(seed)
+    for _ in range(crashes):
+        srv = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
+        try:
+            # Uploads in flight (left open), one that completes, then a crash.
+            sockets = [raw_upload_start(srv.port, 0) for _ in range(2)]
+            for sock in sockets:
+                send_chunk(sock, os.urandom(rng.randint(1, 300_000)))
+            blob = os.urandom(rng.randint(1, 200_000))
+            done = httpx.post(srv.url + "/v1/images", content=blob, timeout=60, headers={
+                **FORMATS, "content-type": "application/octet-stream"})
+            assert done.status_code == 201
+            completed.append(1)
+            time.sleep(rng.uniform(0, 0.05))
+        finally:
+            srv.process.send_signal(signal.SIGKILL)
+            srv.process.wait()
+            srv.stop()
+        for sock in sockets:
+            sock.close()
+
+
+def test_sigkill_mid_upload_recovers(tmp_path: Path) -> None:
+    """Kill API processes with SIGKILL in the middle of uploads, many times, two lanes at a
+    time sharing one database; afterwards nothing stays saving, no partial data remains and
+    every active image's data matches its checksum."""
+    completed: list[int] = []
+    lanes = [threading.Thread(target=crash_lane, args=(tmp_path, seed, CRASHES // 2, completed))
+             for seed in (1, 2)]
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join()
+    assert len(completed) == 2 * (CRASHES // 2)
+    srv = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
+    try:
+        wait_for_no_saving(srv.url)
+        figures = check_consistency(srv.url, tmp_path)
+    finally:
+        srv.stop()
+    assert figures["active"] == len(completed)
+    print(f"\ncrash recovery: {2 * (CRASHES // 2)} SIGKILLs, {figures['images']} images "
+          f"checked, {figures['active']} active intact, 0 orphans")
+
+
+def test_dead_process_upload_is_killed_by_a_surviving_peer(tmp_path: Path) -> None:
+    """Two API processes share a database and data directory; one dies mid-upload and the
+    other one kills the abandoned image and removes its partial data."""
+    first = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
+    second = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
+    try:
+        sock = raw_upload_start(first.port, 0)
+        send_chunk(sock, os.urandom(500_000))
+        time.sleep(0.5)
+        saving = [i for i in all_images(second.url) if i["status"] == "saving"]
+        assert len(saving) == 1
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        sock.close()
+        wait_for_no_saving(second.url)
+        image = httpx.head(f"{second.url}/v1/images/{saving[0]['id']}")
+        assert image.headers["x-image-meta-status"] == "killed"
+        check_consistency(second.url, tmp_path)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_sigterm_lets_uploads_finish_then_ends_the_rest(tmp_path: Path) -> None:
+    srv = GlimpseServer({**FAST_RECOVERY, "shutdown_grace_period": "2"}, data_dir=tmp_path)
+    finishing = raw_upload_start(srv.port, 0)
+    stalled = raw_upload_start(srv.port, 0)
+    send_chunk(finishing, b"a" * 100_000)
+    send_chunk(stalled, b"b" * 100_000)
+    time.sleep(0.3)
+    srv.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # New connections are refused once shutdown began.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(srv.url + "/versions", timeout=2)
+    # The in-flight upload that completes within the grace period succeeds.
+    send_chunk(finishing, b"a" * 100_000)
+    finishing.sendall(b"0\r\n\r\n")
+    finishing.settimeout(10)
+    answer = finishing.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    # The stalled one is ended when the grace period runs out; the server exits.
+    srv.process.wait(timeout=30)
+    finishing.close()
+    stalled.close()
+    restarted = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
+    try:
+        wait_for_no_saving(restarted.url)
+        statuses = sorted(str(i["status"]) for i in all_images(restarted.url))
+        assert statuses == ["active", "killed"]
+        check_consistency(restarted.url, tmp_path)
+    finally:
+        restarted.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(images)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root): {mounted.stderr!r}")
+    try:
+        yield tmp_path / "data"
+    finally:
+        subprocess.run(["umount", "-l", str(images)], check=False)
+
+
+def test_full_disk_gives_413_and_keeps_other_images(small_disk: Path) -> None:
+    srv = GlimpseServer(data_dir=small_disk)
+    try:
+        headers = {**FORMATS, "content-type": "application/octet-stream"}
+        keep = os.urandom(1_000_000)
+        kept = httpx.post(srv.url + "/v1/images", content=keep, headers=headers, timeout=30)
+        assert kept.status_code == 201
+        too_big = httpx.post(srv.url + "/v1/images", content=os.urandom(3_000_000),
+                             headers=headers, timeout=30)
+        assert too_big.status_code == 413, too_big.text
+        assert "full" in too_big.text
+        assert "Traceback" not in too_big.text
+        killed = [i for i in all_images(srv.url) if i["status"] == "killed"]
+        assert len(killed) == 1
+        kept_id = kept.json()["image"]["id"]
+        assert httpx.get(f"{srv.url}/v1/images/{kept_id}", timeout=30).content == keep
+        check_consistency(srv.url, small_disk)
+        # Space is back once the partial data is gone: a fitting upload works again.
+        again = httpx.post(srv.url + "/v1/images", content=os.urandom(1_000_000),
+                           headers=headers, timeout=30)
+        assert again.status_code == 201
+    finally:
+        srv.stop()
+
+
+def test_slow_clients_are_cut_off_without_starving_others(tmp_path: Path) -> None:
+    srv = GlimpseServer({"header_timeout": "1", "body_idle_timeout": "1", **FAST_RECOVERY},
+                        data_dir=tmp_path)
+    try:
+        trickle = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        trickle.sendall(b"GET /v1/images HTTP/1.1\r\nHo")
+        stalled = raw_upload_start(srv.port, 0)
+        send_chunk(stalled, b"x" * 10_000)
+        # Meanwhile everybody else is served promptly.
+        for _ in range(20):
+            assert httpx.get(srv.url + "/versions", timeout=2).status_code == 200
+        time.sleep(2.5)
+        trickle.settimeout(5)
+        assert trickle.recv(100) == b""  # closed by the server
+        stalled.settimeout(5)
+        try:
+            leftover = stalled.recv(100)
+        except ConnectionResetError:
+            leftover = b""
+        assert leftover == b""
+        wait_for_no_saving(srv.url)
+        assert [i["status"] for i in all_images(srv.url)] == ["killed"]
+        check_consistency(srv.url, tmp_path)
+    finally:
+        srv.stop()
+
+
+def test_overload_mixed_clients(tmp_path: Path) -> None:
+    """Many concurrent clients mixing uploads, downloads, lists and deletes: no 5xx, no lost
+    or corrupted image, bounded memory."""
+    seconds = float(os.environ.get("GLIMPSE_SOAK_SECONDS", "15"))
+    clients = int(os.environ.get("GLIMPSE_SOAK_CLIENTS", "200"))
+    srv = GlimpseServer(data_dir=tmp_path)
+    failures: list[str] = []
+    served = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds + 10  # time for 200 threads to start
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        mine: dict[str, bytes] = {}
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            while time.monotonic() < stop_at:
+                op = rng.random()
+                try:
+                    if op < 0.3 or not mine:
+                        blob = os.urandom(rng.randint(1, 256_000))
+                        r = c.post("/v1/images", content=blob, headers={
+                            **FORMATS, "content-type": "application/octet-stream",
+                            "x-image-meta-property-client": str(n)})
+                        if r.status_code == 201:
+                            mine[r.json()["image"]["id"]] = blob
+                    elif op < 0.6:
+                        image_id, blob = rng.choice(list(mine.items()))
+                        r = c.get(f"/v1/images/{image_id}")
+                        if r.status_code == 200 and r.content != blob:
+                            failures.append(f"corrupt download of {image_id}")
+                    elif op < 0.85:
+                        r = c.get("/v1/images/detail", params={"limit": "50"})
+                    else:
+                        image_id = rng.choice(list(mine))
+                        r = c.delete(f"/v1/images/{image_id}")
+                        if r.status_code == 200:
+                            del mine[image_id]
+                    if r.status_code >= 500 and r.status_code != 503:
+                        failures.append(f"{r.request.method} {r.request.url}: {r.status_code}")
+                except httpx.HTTPError as exc:
+                    failures.append(f"client {n}: {exc!r}")
+                with lock:
+                    served[0] += 1
+
+    peak_rss = [0]
+
+    def sample_rss() -> None:
+        while time.monotonic() < stop_at:
+            with open(f"/proc/{srv.process.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        peak_rss[0] = max(peak_rss[0], int(line.split()[1]))
+            time.sleep(0.2)
+
+    try:
+        threads = [threading.Thread(target=sample_rss)]
+        threads += [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=seconds + 120)
+        assert not failures, failures[:10]
+        check_consistency(srv.url, tmp_path)
+    finally:
+        srv.stop()
+    assert peak_rss[0] < 1024 * 1024, f"peak RSS {peak_rss[0]} KiB"
+    print(f"\noverload: {clients} clients, {seconds:.0f} s, {served[0]} requests, "
+          f"0 failed, peak RSS {peak_rss[0] // 1024} MiB")
