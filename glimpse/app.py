@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.engine import Engine
+
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import TrustedHeaders
@@ -15,6 +17,7 @@ from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain.audit import StoreAudit
 from glimpse.domain.images import ImageService, Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.ports import Store
@@ -31,14 +34,25 @@ def worker_app() -> GlimpseApp:
     return build_app(settings_mod.from_json(os.environ[SETTINGS_ENV]), migrate=False)
 
 
-def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+def build_storage(settings: Settings, migrate: bool = True) -> tuple[Engine, SqlImageRepository,
+                                                                     dict[str, Store]]:
+    """The database (migrated unless told otherwise) and the stores."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine = db_engine.create_engine(settings.effective_database_url)
     if migrate:
         db_engine.upgrade(engine)
-    repo = SqlImageRepository(engine)
     stores: dict[str, Store] = {"file": FilesystemStore(settings.images_dir)}
+    return engine, SqlImageRepository(engine), stores
+
+
+def build_audit(settings: Settings) -> StoreAudit:
+    _, repo, stores = build_storage(settings)
+    return StoreAudit(repo, stores)
+
+
+def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+    GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
+    engine, repo, stores = build_storage(settings, migrate)
     external = HttpSource(
         allowed_networks=settings.external_allowed_networks,
         timeout=settings.external_timeout,

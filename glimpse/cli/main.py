@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -20,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML settings file")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API server")
-    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
+    )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 9292)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
@@ -29,9 +32,24 @@ def _parser() -> argparse.ArgumentParser:
         help="serve without authentication on a non-loopback address (dangerous)",
     )
     db = sub.add_parser("db", help="database operations")
-    db.add_argument("--config", type=Path, help="TOML settings file")
+    db.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
+    )
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the schema migrations")
+    store = sub.add_parser("store", help="image data operations")
+    store.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
+    )
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    check = store_sub.add_parser(
+        "check", help="find orphaned objects and images whose data is missing or damaged"
+    )
+    check.add_argument("--verify", action="store_true",
+                       help="also read every active image back and compare its MD5")
+    check.add_argument("--repair", action="store_true",
+                       help="delete orphaned objects and mark broken images killed")
+    store_sub.add_parser("scrub", help="finish delayed deletes (pending_delete images)")
     return parser
 
 
@@ -60,7 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         db_engine.upgrade(db_engine.create_engine(settings.effective_database_url))
         print("database schema is up to date")
         return 0
+    if args.command == "store":
+        return _store(settings, args)
     return _serve(settings)
+
+
+def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from glimpse.app import build_audit
+
+    audit = build_audit(settings)
+    if args.store_command == "scrub":
+        scrubbed = audit.scrub()
+        print(json.dumps({"scrubbed": scrubbed}, indent=2))
+        return 0
+    report = audit.check(verify=args.verify, repair=args.repair)
+    print(json.dumps(dataclasses.asdict(report), indent=2))
+    # Exit 1 when problems remain, so cron jobs and monitoring notice.
+    return 0 if report.clean or args.repair else 1
 
 
 def _is_loopback(host: str) -> bool:

@@ -108,6 +108,13 @@ class SqlImageRepository:
             rows = conn.execute(stmt).all()
             return self._load(conn, rows)
 
+    def images_holding_data(self, statuses: list[str]) -> list[Image]:
+        stmt = sa.select(images).where(
+            images.c.status.in_(statuses), images.c.store.is_not(None)
+        )
+        with self._engine.connect() as conn:
+            return self._load(conn, conn.execute(stmt).all())
+
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
         stmt = sa.select(images).where(
             images.c.status == str(Status.SAVING), images.c.updated_at < before

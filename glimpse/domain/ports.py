@@ -37,6 +37,9 @@ class ImageRepository(Protocol):
 
     def list_images(self, query: ListQuery) -> list[Image]: ...
 
+    def images_holding_data(self, statuses: list[str]) -> list[Image]:
+        """Images in these statuses that have a store (and so may own a stored object)."""
+
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
         """Images still ``saving`` whose ``updated_at`` (the upload heartbeat) is older."""
 
@@ -70,6 +73,9 @@ class Store(Protocol):
         fails, nothing remains under key (the exception propagates)."""
 
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]: ...
+
+    def object_keys(self) -> Iterator[str]:
+        """Every object key in the store (for audits); not partial writes in progress."""
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""

@@ -66,6 +66,11 @@ class FilesystemStore:
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
         return self._read(self.open_file(key), offset)
 
+    def object_keys(self) -> Iterator[str]:
+        for entry in self.directory.iterdir():
+            if not entry.name.startswith("."):  # temporary names of writes in progress
+                yield entry.name
+
     def open_file(self, key: str) -> BinaryIO:
         try:
             return self.path(key).open("rb")

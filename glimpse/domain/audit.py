@@ -1,0 +1,104 @@
+"""Checking the stores against the database: orphaned objects, missing or damaged data, and the
+scrubbing of delayed deletes. Used by the ``glimpse store`` operator commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+
+from glimpse.domain.model import Image, Status, now
+from glimpse.domain.ports import ImageRepository, Store
+from glimpse.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+# Statuses whose image still owns its stored object.
+HOLDS_DATA = (Status.ACTIVE, Status.DEACTIVATED, Status.SAVING, Status.PENDING_DELETE)
+
+
+@dataclasses.dataclass
+class AuditReport:
+    stores: list[str] = dataclasses.field(default_factory=list)
+    objects: int = 0
+    images_checked: int = 0
+    orphans: list[str] = dataclasses.field(default_factory=list)  # "store/key"
+    missing: list[str] = dataclasses.field(default_factory=list)  # image ids
+    corrupt: list[str] = dataclasses.field(default_factory=list)  # image ids
+    repaired: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.orphans or self.missing or self.corrupt)
+
+
+class StoreAudit:
+    def __init__(self, repo: ImageRepository, stores: dict[str, Store]) -> None:
+        self._repo = repo
+        self._stores = stores
+
+    def check(self, verify: bool = False, repair: bool = False) -> AuditReport:
+        """Objects no image references (orphans), active images whose object is gone
+        (missing) and, with ``verify``, whose data no longer matches its MD5 (corrupt).
+        ``repair`` deletes orphans and kills broken images."""
+        report = AuditReport(stores=sorted(self._stores))
+        holders = self._repo.images_holding_data([str(s) for s in HOLDS_DATA])
+        owned = {(i.store, i.location) for i in holders}
+        for name, store in sorted(self._stores.items()):
+            for key in store.object_keys():
+                report.objects += 1
+                if (name, key) not in owned:
+                    report.orphans.append(f"{name}/{key}")
+                    if repair:
+                        store.delete(key)
+                        report.repaired += 1
+        for image in holders:
+            if image.status not in (Status.ACTIVE, Status.DEACTIVATED):
+                continue
+            holder = self._stores.get(image.store or "")
+            if holder is None or image.location is None:
+                continue
+            report.images_checked += 1
+            problem = self._problem(holder, image, verify)
+            if problem is None:
+                continue
+            (report.missing if problem == "missing" else report.corrupt).append(image.id)
+            if repair and self._repo.update(
+                image.id, {"status": Status.KILLED, "updated_at": now()},
+                expected_status=image.status,
+            ):
+                holder.delete(image.location)  # damaged data must not linger as an orphan
+                log.warning("image %s: data %s; marked killed", image.id, problem)
+                report.repaired += 1
+        return report
+
+    @staticmethod
+    def _problem(store: Store, image: Image, verify: bool) -> str | None:
+        key = image.location or ""
+        try:
+            size = store.size(key)
+        except NotFound:
+            return "missing"
+        if size != image.size:
+            return "corrupt"
+        if verify and image.checksum:
+            digest = hashlib.md5(usedforsecurity=False)
+            for chunk in store.open(key):
+                digest.update(chunk)
+            if digest.hexdigest() != image.checksum:
+                return "corrupt"
+        return None
+
+    def scrub(self) -> list[str]:
+        """Finish delayed deletes: remove the data of ``pending_delete`` images and mark them
+        ``deleted``."""
+        done = []
+        for image in self._repo.images_holding_data([str(Status.PENDING_DELETE)]):
+            store = self._stores.get(image.store or "")
+            if store is not None and image.location:
+                store.delete(image.location)
+            if self._repo.update(image.id, {"status": Status.DELETED, "updated_at": now()},
+                                 expected_status=Status.PENDING_DELETE):
+                done.append(image.id)
+        return done
+
