@@ -29,6 +29,19 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(fn, *args)
 
 
+_upload_limiter: anyio.CapacityLimiter | None = None
+MAX_CONCURRENT_UPLOADS = 64
+
+
+def _upload_threads() -> anyio.CapacityLimiter:
+    """Uploads hold a thread for as long as their data flows, so they draw from their own pool:
+    many slow uploads can then never starve metadata requests of worker threads."""
+    global _upload_limiter
+    if _upload_limiter is None:
+        _upload_limiter = anyio.CapacityLimiter(MAX_CONCURRENT_UPLOADS)
+    return _upload_limiter
+
+
 def json_response(
     document: Any, status: int = 200, headers: list[Header] | None = None
 ) -> Response:
@@ -104,7 +117,7 @@ class BodyPump:
         """Run ``fn`` in a worker thread while this pump feeds it the body."""
         pump = asyncio.ensure_future(self.run())
         try:
-            return await in_thread(fn, *args)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=_upload_threads())
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
