@@ -13,10 +13,10 @@ from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.images import ImageService, Limits
 from glimpse.domain.members import MemberService
-from glimpse.domain.ports import Store
 from glimpse.settings import Settings
-from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
+from glimpse.stores.registry import build_stores
+from glimpse.stores.sweeper import start_sweeper
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 
@@ -32,7 +32,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     if migrate:
         db_engine.upgrade(engine)
     repo = SqlImageRepository(engine)
-    stores: dict[str, Store] = {"file": FilesystemStore(settings.images_dir)}
+    stores = build_stores(settings)
     external = HttpSource(
         allowed_networks=settings.external_allowed_networks,
         timeout=settings.external_timeout,
@@ -52,6 +52,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         repo, stores, settings.default_store, external, limits,
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
     )
+    if settings.store_cleanup_interval > 0:
+        start_sweeper(images.purge_leftovers, settings.store_cleanup_interval)
     members = MemberService(repo, settings.image_member_quota)
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max)
