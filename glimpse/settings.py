@@ -29,7 +29,7 @@ StoreOption = str | int | float | bool
 STORE_DRIVERS = ("filesystem", "swift", "s3")
 # Names x-image-meta-store already gives a meaning to: never names of configured stores.
 RESERVED_STORE_NAMES = ("http", "https", "filesystem")
-STORE_ENV_PREFIX = "GLIMPSE_STORE_"
+STORE_ENV_PREFIX = "GLIMPSE_DEFAULT_STORE_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +152,8 @@ def _parse_stores(raw: Any) -> tuple[StoreConfig, ...]:
 def _with_store_env(
     stores: tuple[StoreConfig, ...], default_store: str, env: Mapping[str, str]
 ) -> tuple[StoreConfig, ...]:
-    """Merge ``GLIMPSE_STORE_<OPTION>`` variables into the default store's table (creating it):
-    how a container or a CI job configures its one store without a file."""
+    """Merge ``GLIMPSE_DEFAULT_STORE_<OPTION>`` variables into the default store's table
+    (creating it): how a container or a CI job configures its one store without a file."""
     found = {k[len(STORE_ENV_PREFIX):].lower(): v for k, v in env.items()
              if k.startswith(STORE_ENV_PREFIX) and len(k) > len(STORE_ENV_PREFIX)}
     if not found:
