@@ -94,7 +94,7 @@ class SwiftStore:
                 name = f"{key}/{len(manifest):08d}"
                 counted = _Counted(pieces.next_piece(self.options.segment_size))
                 etag = self._call(
-                    lambda c, name=name, body=counted: c.put_object(
+                    lambda c, name=name, body=counted: _fresh(c).put_object(
                         segments_container, name, body),  # type: ignore[misc]
                 )
                 manifest.append({"path": f"/{segments_container}/{name}", "etag": etag,
@@ -215,6 +215,14 @@ class SwiftStore:
             # A broken connection leaves the pooled one unusable: start afresh next time.
             self._local.conn = None
             raise Unavailable(f"Store {self.name} is unreachable") from exc
+
+
+def _fresh(conn: swift_client.Connection) -> swift_client.Connection:
+    """The connection with a new HTTP connection: a streamed segment cannot be sent twice, so
+    it must not go out on a pooled connection the server may have closed while idle (swiftclient
+    could not retry it). One TCP connect per segment costs nothing next to a segment."""
+    conn.close()
+    return conn
 
 
 class _Counted:
