@@ -22,8 +22,8 @@ from glimpse.domain.images import ImageService, Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.ports import Store
 from glimpse.settings import Settings
-from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
+from glimpse.stores.registry import build_stores
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
@@ -41,8 +41,7 @@ def build_storage(settings: Settings, migrate: bool = True) -> tuple[Engine, Sql
     engine = db_engine.create_engine(settings.effective_database_url)
     if migrate:
         db_engine.upgrade(engine)
-    stores: dict[str, Store] = {"file": FilesystemStore(settings.images_dir)}
-    return engine, SqlImageRepository(engine), stores
+    return engine, SqlImageRepository(engine), build_stores(settings)
 
 
 def build_audit(settings: Settings) -> StoreAudit:
@@ -79,14 +78,16 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=engine.dialect.name == "sqlite",
     )
-    sweeper = Sweeper(images.recover_stale_uploads, settings.stale_upload_timeout / 2)
+    sweepers = [Sweeper(images.recover_stale_uploads, settings.stale_upload_timeout / 2)]
+    if settings.store_cleanup_interval > 0:
+        sweepers.append(Sweeper(images.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         handlers,
         TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
-        on_startup=[sweeper.start],
-        on_shutdown=[sweeper.stop, lambda: images.uploads.stop_all(10.0)],
+        on_startup=[s.start for s in sweepers],
+        on_shutdown=[*(s.stop for s in sweepers), lambda: images.uploads.stop_all(10.0)],
     )
 
 

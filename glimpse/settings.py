@@ -25,6 +25,21 @@ DEFAULT_CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker"
 
 _SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+StoreOption = str | int | float | bool
+STORE_DRIVERS = ("filesystem", "swift", "s3")
+# Names x-image-meta-store already gives a meaning to: never names of configured stores.
+RESERVED_STORE_NAMES = ("http", "https", "filesystem")
+STORE_ENV_PREFIX = "GLIMPSE_DEFAULT_STORE_"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreConfig:
+    """One named store: its driver and the driver's options (which may hold credentials, so
+    they are left out of the repr and never logged)."""
+
+    name: str
+    driver: str
+    options: Mapping[str, StoreOption] = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +76,8 @@ class Settings:
     shutdown_grace_period: float = 30.0
     header_timeout: float = 30.0
     body_idle_timeout: float = 60.0
+    stores: tuple[StoreConfig, ...] = ()
+    store_cleanup_interval: float = 60.0
 
     @property
     def images_dir(self) -> Path:
@@ -80,6 +97,8 @@ def to_json(settings: Settings) -> str:
         value = getattr(settings, field.name)
         if isinstance(value, Path):
             value = str(value)
+        elif field.name == "stores":
+            value = {c.name: {"driver": c.driver, **c.options} for c in value}
         elif isinstance(value, tuple):
             value = [str(v) for v in value]
         values[field.name] = value
@@ -119,9 +138,43 @@ def _parse_networks(text: str) -> tuple[Network, ...]:
         raise Invalid(f"Invalid network in external_allowed_networks: {exc}") from exc
 
 
+def _parse_stores(raw: Any) -> tuple[StoreConfig, ...]:
+    """``{name: {"driver": ..., option: value, ...}}`` (TOML tables) into StoreConfigs."""
+    if not isinstance(raw, Mapping):
+        raise Invalid("stores must be a table of named store tables")
+    configs = []
+    for name, table in raw.items():
+        if not isinstance(table, Mapping):
+            raise Invalid(f"stores.{name} must be a table")
+        options = {str(k): v for k, v in table.items() if k != "driver"}
+        for key, value in options.items():
+            if not isinstance(value, StoreOption):
+                raise Invalid(f"stores.{name}.{key} must be a string, number or boolean")
+        configs.append(StoreConfig(str(name), str(table.get("driver", "")), options))
+    return tuple(configs)
+
+
+def _with_store_env(
+    stores: tuple[StoreConfig, ...], default_store: str, env: Mapping[str, str]
+) -> tuple[StoreConfig, ...]:
+    """Merge ``GLIMPSE_DEFAULT_STORE_<OPTION>`` variables into the default store's table
+    (creating it): how a container or a CI job configures its one store without a file."""
+    found = {k[len(STORE_ENV_PREFIX):].lower(): v for k, v in env.items()
+             if k.startswith(STORE_ENV_PREFIX) and len(k) > len(STORE_ENV_PREFIX)}
+    if not found:
+        return stores
+    current = next((c for c in stores if c.name == default_store), None)
+    driver = found.pop("driver", current.driver if current else "")
+    options = {**(current.options if current else {}), **found}
+    merged = StoreConfig(default_store, driver, options)
+    return (*(c for c in stores if c.name != default_store), merged)
+
+
 def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     """Turn a value from a file, the environment or a flag into the field's type."""
     name = field.name
+    if name == "stores":
+        return _parse_stores(raw)
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats"):
@@ -158,7 +211,9 @@ def load(
     if config_file is not None:
         with config_file.open("rb") as fh:
             document = tomllib.load(fh)
-        section = document.get("glimpse", document)
+        section = dict(document.get("glimpse", document))
+        if "glimpse" in document and "stores" in document:
+            section.setdefault("stores", document["stores"])
         for key, raw in section.items():
             if key not in fields:
                 raise Invalid(f"Unknown setting {key!r} in {config_file}")
@@ -170,6 +225,8 @@ def load(
     for name, raw in (overrides or {}).items():
         if raw is not None:
             values[name] = _convert(fields[name], raw)
+    default_store = values.get("default_store", Settings.default_store)
+    values["stores"] = _with_store_env(values.get("stores", ()), default_store, env)
     settings = Settings(**values)
     _validate(settings)
     return settings
@@ -180,10 +237,22 @@ def _validate(settings: Settings) -> None:
         raise Invalid(f"Unknown auth_strategy {settings.auth_strategy!r} (supported: noauth)")
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
-    if settings.default_store not in ("file", "filesystem"):
+    names = {"file", "filesystem"}
+    for store in settings.stores:
+        if store.driver not in STORE_DRIVERS:
+            raise Invalid(f"Store {store.name!r}: unknown driver {store.driver!r} "
+                          f"(supported: {', '.join(STORE_DRIVERS)})")
+        if store.name in RESERVED_STORE_NAMES or not re.fullmatch(r"[a-z0-9_-]{1,64}",
+                                                                    store.name):
+            raise Invalid(f"Invalid store name {store.name!r}: lower-case letters, digits, "
+                          f"'_' and '-', and not one of {', '.join(RESERVED_STORE_NAMES)}")
+        names.add(store.name)
+    if settings.default_store not in names:
         raise Invalid(f"Unknown default_store {settings.default_store!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
+    if settings.store_cleanup_interval < 0:
+        raise Invalid("store_cleanup_interval must be >= 0")
     if settings.workers < 1:
         raise Invalid("workers must be at least 1")
     if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:

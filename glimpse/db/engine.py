@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_KEY = 0x676C696D  # "glim": the advisory lock that serializes migrations
 POOL_SIZE = 40  # anyio's default worker-thread limit
 POOL_OVERFLOW = 10  # background copies and other threads beyond the request workers
 
@@ -48,5 +52,39 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (creates it on an empty database)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema to ``revision`` (creates it on an empty database).
+
+    Several servers may start at once on one database: the migration runs under a lock, so
+    one migrates and the others find the schema current.
+    """
+    with _migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+        elif dialect in ("mysql", "mariadb"):
+            conn.execute(sa.text("SELECT GET_LOCK('glimpse_migrate', 300)"))
+        try:
+            yield
+        finally:
+            if dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+            elif dialect in ("mysql", "mariadb"):
+                conn.execute(sa.text("SELECT RELEASE_LOCK('glimpse_migrate')"))

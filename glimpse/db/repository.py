@@ -132,6 +132,20 @@ class SqlImageRepository:
         with self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
+    def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
+        stmt = (
+            sa.select(images)
+            .where(
+                images.c.status.in_([str(Status.KILLED), str(Status.DELETED)]),
+                images.c.location.is_not(None),
+                images.c.store.in_(list(stores)),
+            )
+            .order_by(images.c.updated_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return self._load(conn, conn.execute(stmt).all())
+
     # -- members --------------------------------------------------------------------------
 
     def members(self, image_id: str) -> list[Member]:

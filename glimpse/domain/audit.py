@@ -7,14 +7,13 @@ import dataclasses
 import hashlib
 import logging
 
+from glimpse.domain.images import EXTERNAL_STORE
 from glimpse.domain.model import Image, Status, now
 from glimpse.domain.ports import ImageRepository, Store
 from glimpse.errors import NotFound
 
 log = logging.getLogger(__name__)
 
-# Statuses whose image still owns its stored object.
-HOLDS_DATA = (Status.ACTIVE, Status.DEACTIVATED, Status.SAVING, Status.PENDING_DELETE)
 
 
 @dataclasses.dataclass
@@ -42,8 +41,10 @@ class StoreAudit:
         (missing) and, with ``verify``, whose data no longer matches its MD5 (corrupt).
         ``repair`` deletes orphans and kills broken images."""
         report = AuditReport(stores=sorted(self._stores))
-        holders = self._repo.images_holding_data([str(s) for s in HOLDS_DATA])
-        owned = {(i.store, i.location) for i in holders}
+        # Killed and deleted images whose data a store could not delete at the time still own
+        # it until the leftover purge removes it: that data is not an orphan.
+        holders = self._repo.images_holding_data([str(s) for s in Status])
+        owned = {(i.store, i.location) for i in holders if i.location}
         for name, store in sorted(self._stores.items()):
             for key in store.object_keys():
                 report.objects += 1
@@ -53,7 +54,9 @@ class StoreAudit:
                         store.delete(key)
                         report.repaired += 1
         for image in holders:
-            if image.status not in (Status.ACTIVE, Status.DEACTIVATED):
+            if image.status not in (Status.ACTIVE, Status.DEACTIVATED) or (
+                image.store == EXTERNAL_STORE
+            ):
                 continue
             holder = self._stores.get(image.store or "")
             if holder is None or image.location is None:

@@ -241,7 +241,7 @@ class ImageService:
             lifecycle.check_transition(image.status, target)
             if self._repo.mark_deleted(image.id, target, now(), expected_status=image.status):
                 if target is Status.DELETED and has_data and image.location:
-                    self._stores[image.store or ""].delete(image.location)
+                    self._release(image.id, image.store or "", image.location)
                 return
             # The status moved under us (an upload finished); decide again on the new state.
             image = self.get(principal, image_id)
@@ -334,10 +334,12 @@ class ImageService:
 
     def _receive(self, image: Image, chunks: Iterable[bytes], store_name: str) -> Image:
         """Stream data into a store: claim, stream with no transaction open, then finish."""
-        # The claim records the target store, so whoever cleans up after a dead upload knows
-        # where its partial data may be.
+        # Where the data goes is recorded before any byte is written: if the upload fails and
+        # the store cannot be cleaned at once, purge_leftovers() finds it there later,
+        # and so does the sweep after a server died mid-upload.
         claimed = self._repo.update(
-            image.id, {"status": Status.SAVING, "store": store_name, "updated_at": now()},
+            image.id, {"status": Status.SAVING, "store": store_name, "location": image.id,
+                       "updated_at": now()},
             expected_status=Status.QUEUED,
         )
         if claimed is None:
@@ -360,8 +362,10 @@ class ImageService:
                 raise Invalid(f"Checksum of the uploaded data ({stream.checksum}) does not match "
                               f"the declared checksum ({claimed.checksum}).")
         except BaseException as exc:
-            store.delete(image.id)
-            self._kill(image.id, exc)
+            try:
+                self._kill(image.id, exc)
+            finally:
+                self._release(image.id, store_name, image.id)
             raise
         finished = self._repo.update(
             image.id,
@@ -371,7 +375,7 @@ class ImageService:
             expected_status=Status.SAVING,
         )
         if finished is None:
-            store.delete(image.id)
+            self._release(image.id, store_name, image.id)
             raise PreconditionFailed(
                 f"Image {image.id} was deleted while its data was being uploaded."
             )
@@ -390,7 +394,7 @@ class ImageService:
             if killed is None:
                 continue  # it finished, or another process got there first
             if image.store in self._stores:
-                self._stores[image.store].delete(image.id)
+                self._release(image.id, image.store or "", image.location or image.id)
             log.warning("image %s: upload abandoned (no heartbeat since %s); killed",
                         image.id, image.updated_at)
             recovered.append(image.id)
@@ -408,6 +412,29 @@ class ImageService:
                     f"the remaining storage quota is {remaining} bytes of {quota}."
                 )
         return cap, error
+
+    def purge_leftovers(self, limit: int = 100) -> int:
+        """Delete the data that killed and deleted images left in a store that could not be
+        reached at the time; returns how many images were cleaned."""
+        cleaned = 0
+        for image in self._repo.leftovers(sorted(self._stores), limit):
+            if image.store and image.location and self._release(
+                image.id, image.store, image.location
+            ):
+                cleaned += 1
+        return cleaned
+
+    def _release(self, image_id: str, store_name: str, location: str) -> bool:
+        """Delete an image's stored data, then forget where it was. A store that fails is
+        logged, not raised: the record keeps the location and purge_leftovers() retries."""
+        try:
+            self._stores[store_name].delete(location)
+        except GlimpseError as exc:
+            log.warning("could not delete the data of image %s from store %s (will retry): %s",
+                        image_id, store_name, exc.message)
+            return False
+        self._repo.update(image_id, {"store": None, "location": None})
+        return True
 
     def _kill(self, image_id: str, cause: BaseException) -> None:
         killed = self._repo.update(

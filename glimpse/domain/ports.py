@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
 from glimpse.domain.model import Image, ListQuery, Member, Status
@@ -45,6 +45,10 @@ class ImageRepository(Protocol):
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""
+
+    def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
+        """Killed or deleted images that still record a location in one of ``stores``: their
+        data could not be deleted when they ended."""
 
     def members(self, image_id: str) -> list[Member]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -10,8 +11,20 @@ from pathlib import Path
 from typing import BinaryIO
 
 from glimpse.errors import NotFound, OverLimit
+from glimpse.settings import StoreConfig
+from glimpse.stores.options import parse_options
 
 _READ_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class FilesystemOptions:
+    directory: str = "images"  # relative paths are inside data_dir
+
+
+def from_config(config: StoreConfig, data_dir: Path) -> FilesystemStore:
+    options = parse_options(FilesystemOptions, config.name, config.options)
+    return FilesystemStore(data_dir / options.directory, config.name)
 
 
 class FilesystemStore:

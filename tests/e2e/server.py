@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests import swift_aio
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -39,6 +41,12 @@ class GlimpseServer:
         test_db = os.environ.get("GLIMPSE_TEST_DATABASE_URL")
         if test_db:
             env["GLIMPSE_DATABASE_URL"] = test_db
+        # GLIMPSE_TEST_STORE=swift|s3 runs every server with that store as the default.
+        test_store = os.environ.get("GLIMPSE_TEST_STORE", "file")
+        if test_store != "file":
+            swift_aio.require()
+            for name, value in swift_aio.store_env(test_store).items():
+                env[f"GLIMPSE_{name.upper()}"] = value
         for name, value in (settings or {}).items():
             env[f"GLIMPSE_{name.upper()}"] = str(value)
         self.log_path = self.data_dir / "server.log"

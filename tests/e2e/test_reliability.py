@@ -70,7 +70,15 @@ def wait_for_no_saving(url: str, timeout: float = 20.0) -> None:
     raise AssertionError("an upload stayed saving after its server died")
 
 
-def crash_lane(tmp_path: Path, seed: int, crashes: int, completed: list[int]) -> None:
+def crash_lane(tmp_path: Path, seed: int, crashes: int, completed: list[int],
+               errors: list[BaseException]) -> None:
+    try:
+        _crash_lane(tmp_path, seed, crashes, completed)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def _crash_lane(tmp_path: Path, seed: int, crashes: int, completed: list[int]) -> None:
     """One API process after another on the shared database and data directory, each killed
     with SIGKILL while uploads stream into it."""
     rng = random.Random(seed)
@@ -100,12 +108,16 @@ def test_sigkill_mid_upload_recovers(tmp_path: Path) -> None:
     time sharing one database; afterwards nothing stays saving, no partial data remains and
     every active image's data matches its checksum."""
     completed: list[int] = []
-    lanes = [threading.Thread(target=crash_lane, args=(tmp_path, seed, CRASHES // 2, completed))
+    errors: list[BaseException] = []
+    lanes = [threading.Thread(target=crash_lane,
+                              args=(tmp_path, seed, CRASHES // 2, completed, errors))
              for seed in (1, 2)]
     for lane in lanes:
         lane.start()
     for lane in lanes:
         lane.join()
+    if errors:
+        raise errors[0]
     assert len(completed) == 2 * (CRASHES // 2)
     srv = GlimpseServer(FAST_RECOVERY, data_dir=tmp_path)
     try:

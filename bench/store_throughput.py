@@ -1,0 +1,165 @@
+"""Upload and download throughput of one image through glimpse into Swift and into S3, next to
+python-swiftclient and boto3 moving the same file directly, in the same run.
+
+Needs the Swift all-in-one (``scripts/swift-aio start``; it serves both APIs) and the test
+extras (``scripts/bootstrap test``). Run from the repository root:
+
+    .venv/bin/python bench/store_throughput.py            # 1 GiB image
+    .venv/bin/python bench/store_throughput.py --size 256MB --rounds 2
+
+glimpse is driven with curl (so the client costs little) and runs with its default store
+options (Swift: 1 GiB segments; S3: 16 MiB parts growing past 1,000 parts). The direct clients
+run as a user would run them: swiftclient's put_object/get_object on the file, boto3's managed
+upload_file/download_fileobj with their default settings. Figures are MiB/s and the ratio of
+glimpse to the direct client, measured on this (possibly shared) machine in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+import swiftclient.client
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from glimpse.settings import parse_size
+from tests import swift_aio
+from tests.e2e.server import GlimpseServer
+
+MiB = 1 << 20
+BUCKET = "glimpse-bench"
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(16 * MiB)
+    with path.open("wb") as fh:
+        left = size
+        while left > 0:
+            fh.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class Sink:
+    """A writable file object that drops what it gets (boto3 downloads into it)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def curl(*args: str) -> None:
+    subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", *args], check=True)
+
+
+def glimpse_round(server: GlimpseServer, path: Path) -> tuple[float, float]:
+    image_id = str(uuid.uuid4())
+    url = f"{server.url}/v1/images"
+    up = timed(lambda: curl(
+        "-X", "POST", url, "-T", str(path), "-H", "Content-Type: application/octet-stream",
+        "-H", f"x-image-meta-id: {image_id}", "-H", "x-image-meta-disk_format: raw",
+        "-H", "x-image-meta-container_format: bare", "-H", "Expect:"))
+    down = timed(lambda: curl(f"{url}/{image_id}"))
+    curl("-X", "DELETE", f"{url}/{image_id}")
+    return up, down
+
+
+def swift_round(path: Path) -> tuple[float, float]:
+    conn = swiftclient.client.Connection(
+        authurl=f"{swift_aio.ENDPOINT}/auth/v1.0", user=swift_aio.USER, key=swift_aio.KEY)
+    conn.put_container(BUCKET)
+    name = str(uuid.uuid4())
+    size = path.stat().st_size
+
+    def upload() -> None:
+        with path.open("rb") as fh:
+            conn.put_object(BUCKET, name, fh, content_length=size, chunk_size=MiB)
+
+    def download() -> None:
+        _, body = conn.get_object(BUCKET, name, resp_chunk_size=MiB)
+        for _ in body:
+            pass
+
+    up, down = timed(upload), timed(download)
+    conn.delete_object(BUCKET, name)
+    return up, down
+
+
+def s3_round(path: Path) -> tuple[float, float]:
+    client = boto3.client("s3", endpoint_url=swift_aio.ENDPOINT, region_name="us-east-1",
+                          aws_access_key_id=swift_aio.USER,
+                          aws_secret_access_key=swift_aio.KEY)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    name = str(uuid.uuid4())
+    up = timed(lambda: client.upload_file(str(path), BUCKET, name))
+    down = timed(lambda: client.download_fileobj(BUCKET, name, Sink()))
+    client.delete_object(Bucket=BUCKET, Key=name)
+    return up, down
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1GB", help="image size (default 1GB)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per case; median kept")
+    args = parser.parse_args()
+    if not swift_aio.available():
+        print("no Swift all-in-one: run scripts/swift-aio start", file=sys.stderr)
+        return 1
+    size = parse_size(args.size)
+    with tempfile.TemporaryDirectory(prefix="glimpse-bench-") as tmp:
+        path = Path(tmp) / "image.raw"
+        make_file(path, size)
+        servers = {
+            driver: GlimpseServer(
+                {**swift_aio.store_env(driver), "store_cleanup_interval": "0"},
+                data_dir=Path(tmp) / driver)
+            for driver in ("swift", "s3")
+        }
+        cases: dict[str, Callable[[], tuple[float, float]]] = {
+            "swift direct (python-swiftclient)": lambda: swift_round(path),
+            "swift through glimpse": lambda: glimpse_round(servers["swift"], path),
+            "s3 direct (boto3)": lambda: s3_round(path),
+            "s3 through glimpse": lambda: glimpse_round(servers["s3"], path),
+        }
+        results: dict[str, tuple[float, float]] = {}
+        try:
+            for _ in range(args.rounds):
+                for name, case in cases.items():
+                    up, down = case()
+                    previous = results.get(name)
+                    results[name] = (up, down) if previous is None else (
+                        statistics.median([previous[0], up]),
+                        statistics.median([previous[1], down]))
+        finally:
+            for server in servers.values():
+                server.stop()
+    mib = size / MiB
+    print(f"image {mib:.0f} MiB, {args.rounds} round(s)")
+    print(f"{'case':36} {'upload MiB/s':>13} {'download MiB/s':>15}")
+    for name, (up, down) in results.items():
+        print(f"{name:36} {mib / up:13.1f} {mib / down:15.1f}")
+    for api, direct in (("swift", "swift direct (python-swiftclient)"),
+                        ("s3", "s3 direct (boto3)")):
+        g_up, g_down = results[f"{api} through glimpse"]
+        d_up, d_down = results[direct]
+        print(f"{api}: glimpse / direct = upload {d_up / g_up:.2f}, download {d_down / g_down:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Turning a store's option table (from settings) into a driver's typed options."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from glimpse.errors import Invalid
+from glimpse.settings import StoreOption, parse_bool, parse_size
+
+T = TypeVar("T")
+
+
+def parse_options(cls: type[T], store: str, raw: Mapping[str, StoreOption]) -> T:
+    """Build the options dataclass ``cls`` from ``raw``, converting by each field's type.
+
+    Fields whose name ends in ``_size`` take sizes with suffixes. Error messages name the store
+    and the option but never echo a value: it may be a secret.
+    """
+    assert dataclasses.is_dataclass(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise Invalid(f"Store {store!r}: unknown option(s) {', '.join(unknown)} "
+                      f"(known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in raw:
+            if field.default is dataclasses.MISSING:
+                raise Invalid(f"Store {store!r}: option {name} is required")
+            continue
+        values[name] = _convert(store, name, field.default, raw[name])
+    return cls(**values)
+
+
+def _convert(store: str, name: str, default: Any, value: StoreOption) -> Any:
+    try:
+        if name.endswith("_size"):
+            return value if isinstance(value, int) else parse_size(str(value))
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else parse_bool(str(value))
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (Invalid, ValueError) as exc:
+        raise Invalid(f"Store {store!r}: invalid value for option {name}") from exc
+    return str(value)

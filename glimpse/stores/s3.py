@@ -1,0 +1,229 @@
+"""The S3 store (boto3).
+
+Uploads stream as a multipart upload holding one part in memory at a time. Parts start at
+``part_size`` and double every 1,000 parts (capped at S3's 5 GiB), so the 10,000 parts S3 allows
+reach its 5 TiB object limit while small images keep small buffers. An image that fits in one
+part is a single PUT. A failed upload aborts its multipart upload, so no parts stay behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from glimpse.errors import Invalid, NotFound, Unavailable
+from glimpse.settings import StoreConfig
+from glimpse.stores.options import parse_options
+from glimpse.stores.segments import Pieces
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+log = logging.getLogger(__name__)
+_READ_CHUNK = 1 << 20
+MAX_PART = 5 << 30
+MAX_PARTS = 10_000
+_DOUBLING_EVERY = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Options:
+    bucket: str
+    access_key: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
+    endpoint_url: str = ""  # empty: the AWS endpoint of `region`
+    region: str = "us-east-1"
+    addressing_style: str = "path"  # "path", "virtual" or "auto"
+    part_size: int = 16 << 20
+    create_bucket: bool = True
+    timeout: float = 60.0
+    retries: int = 3
+    max_connections: int = 20
+
+
+def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
+    options = parse_options(S3Options, config.name, config.options)
+    if options.addressing_style not in ("path", "virtual", "auto"):
+        raise Invalid(f"Store {config.name!r}: addressing_style must be path, virtual or auto")
+    if not 5 << 20 <= options.part_size <= MAX_PART:
+        raise Invalid(f"Store {config.name!r}: part_size must be between 5MB and 5GB")
+    return S3Store(config.name, options)
+
+
+def part_size(first: int, number: int) -> int:
+    """The size of part ``number`` (0-based) of an upload whose first part is ``first``."""
+    return min(first << (number // _DOUBLING_EVERY), MAX_PART)
+
+
+class S3Store:
+    writable = True
+
+    def __init__(self, name: str, options: S3Options) -> None:
+        self.name = name
+        self.options = options
+        config = botocore.config.Config(
+            s3={"addressing_style": options.addressing_style},  # type: ignore[arg-type]
+            connect_timeout=options.timeout,
+            read_timeout=options.timeout,
+            retries={"max_attempts": options.retries + 1, "mode": "standard"},
+            max_pool_connections=options.max_connections,
+            # The upload stream already hashes every byte (MD5 and the multihash); a third,
+            # optional checksum per part would only cost CPU.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        # boto3 clients are thread-safe: one per store serves every worker thread.
+        self._client: S3Client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=options.endpoint_url or None,
+            region_name=options.region,
+            aws_access_key_id=options.access_key,
+            aws_secret_access_key=options.secret_key,
+            config=config,
+        )
+        self._bucket_ready = not options.create_bucket
+
+    # -- the Store interface ----------------------------------------------------------------
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        bucket = self.options.bucket
+        self._ensure_bucket()
+        pieces = Pieces(chunks)
+        first = pieces.read_piece(part_size(self.options.part_size, 0))
+        if pieces.exhausted:
+            self._call(lambda: self._client.put_object(Bucket=bucket, Key=key, Body=first))
+            return len(first)
+        upload_id = self._call(
+            lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key)
+        )["UploadId"]
+        parts: list[CompletedPartTypeDef] = []
+        written = 0
+        try:
+            body = first
+            while body:
+                number = len(parts) + 1
+                if number > MAX_PARTS:
+                    raise Invalid("Image is larger than an S3 object may be")
+                answer = self._call(lambda b=body, n=number: self._client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=b))
+                parts.append({"ETag": answer["ETag"], "PartNumber": number})
+                written += len(body)
+                body = b""  # let the part go before reading the next one
+                body = pieces.read_piece(part_size(self.options.part_size, number))
+            self._call(lambda: self._client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        return written
+
+    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
+        extra: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
+        answer = self._call(
+            lambda: self._client.get_object(Bucket=self.options.bucket, Key=key, **extra),
+            missing=f"Image data {key} not found in store {self.name}",
+        )
+        return self._read(answer["Body"])
+
+    def _read(self, body: Any) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(_READ_CHUNK)
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            # The connection broke mid-object: the caller must not take this as the end.
+            raise Unavailable(f"Store {self.name} broke off while sending image data") from exc
+        finally:
+            body.close()
+
+    def delete(self, key: str) -> None:
+        bucket = self.options.bucket
+        with contextlib.suppress(NotFound):
+            self._call(lambda: self._client.delete_object(Bucket=bucket, Key=key), missing="")
+        # Multipart uploads of this key that a failure could not abort (the store was down).
+        with contextlib.suppress(NotFound):
+            listing = self._call(
+                lambda: self._client.list_multipart_uploads(Bucket=bucket, Prefix=key),
+                missing="",
+            )
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key and "UploadId" in upload:
+                    self._abort(key, upload["UploadId"], quiet=False)
+
+    def size(self, key: str) -> int:
+        answer = self._call(
+            lambda: self._client.head_object(Bucket=self.options.bucket, Key=key),
+            missing=f"Image data {key} not found in store {self.name}",
+        )
+        return int(answer["ContentLength"])
+
+    def open_file(self, key: str) -> BinaryIO | None:
+        return None
+
+    def object_keys(self) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.options.bucket):
+                for entry in page.get("Contents", []):
+                    yield entry["Key"]
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) == 404:
+                return
+            _raise_unavailable(self.name, exc)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        try:
+            self._client.head_bucket(Bucket=self.options.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) != 404:
+                _raise_unavailable(self.name, exc)
+            with contextlib.suppress(self._client.exceptions.BucketAlreadyOwnedByYou):
+                self._call(lambda: self._client.create_bucket(Bucket=self.options.bucket))
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise Unavailable(f"Store {self.name} is unreachable") from exc
+        self._bucket_ready = True
+
+    def _abort(self, key: str, upload_id: str, quiet: bool = True) -> None:
+        try:
+            self._call(lambda: self._client.abort_multipart_upload(
+                Bucket=self.options.bucket, Key=key, UploadId=upload_id), missing="")
+        except NotFound:
+            pass
+        except Unavailable as exc:
+            if not quiet:
+                raise
+            # Deleting the image again (the reaper does) finds and aborts the upload.
+            log.warning("store %s: could not abort the upload of %s: %s",
+                        self.name, key, exc.message)
+
+    def _call(self, fn: Any, missing: str | None = None) -> Any:
+        """Run one boto3 call; its failures become glimpse errors that name the store and
+        the HTTP status, never a credential."""
+        try:
+            return fn()
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) == 404 and missing is not None:
+                raise NotFound(missing) from None
+            _raise_unavailable(self.name, exc)
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise Unavailable(f"Store {self.name} is unreachable") from exc
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _raise_unavailable(store: str, exc: botocore.exceptions.ClientError) -> NoReturn:
+    code = exc.response.get("Error", {}).get("Code", "")
+    raise Unavailable(f"Store {store} failed (HTTP {_status(exc)} {code})") from None
