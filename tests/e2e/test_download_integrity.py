@@ -42,6 +42,7 @@ def test_range_is_ignored(client: httpx.Client) -> None:
     assert resp.status_code == 200 and resp.content == data
 
 
+@pytest.mark.filesystem_store
 def test_truncated_store_file_aborts_the_download(
     server: GlimpseServer, client: httpx.Client
 ) -> None:

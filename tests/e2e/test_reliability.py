@@ -17,6 +17,9 @@ import pytest
 
 from tests.e2e.server import GlimpseServer
 
+# These tests look into the filesystem store's directory to prove nothing partial remains.
+pytestmark = pytest.mark.filesystem_store
+
 FAST_RECOVERY = {"upload_heartbeat_interval": "0.3", "stale_upload_timeout": "1.5"}
 FORMATS = {"x-image-meta-disk_format": "raw", "x-image-meta-container_format": "bare"}
 CRASHES = int(os.environ.get("GLIMPSE_CRASH_COUNT", "50"))

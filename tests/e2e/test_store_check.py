@@ -10,8 +10,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.server import GlimpseServer
+
+pytestmark = pytest.mark.filesystem_store
 
 HEADERS = {"content-type": "application/octet-stream", "x-image-meta-disk_format": "raw",
            "x-image-meta-container_format": "bare"}
