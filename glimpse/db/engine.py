@@ -8,29 +8,53 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from glimpse.db.transactions import WRITE_OPTION
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_engine(url: str) -> Engine:
-    """An engine tuned for the backend; SQLite gets WAL and a busy timeout."""
+    """An engine tuned for the backend.
+
+    All: connections are checked before use, so a restarted database is reconnected to without
+    help. SQLite: WAL, a busy timeout, and write transactions that take the write lock when they
+    begin. MySQL/MariaDB: READ COMMITTED, so a transaction sees rows committed after its first
+    read (as on PostgreSQL) and takes no gap locks.
+    """
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    elif backend in ("mysql", "mariadb"):
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["pool_recycle"] = 3600  # below the server's wait_timeout
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
+        _sqlite_transactions(engine)
     return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off; "begin" below starts transactions.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the write lock (its
+        # snapshot may be stale): SQLite answers "database is locked" at once, whatever the busy
+        # timeout. IMMEDIATE takes the lock up front, where the busy timeout does wait.
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(engine: Engine) -> Config:
