@@ -74,6 +74,8 @@ def drop(url: str) -> None:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
             else:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{parsed.database}`")
+                while _OWN_USERS:
+                    conn.execute(sa.text(f"DROP USER IF EXISTS '{_OWN_USERS.pop()}'@'%'"))
     finally:
         admin.dispose()
 
@@ -93,24 +95,63 @@ def database(kind: str) -> Iterator[str]:
 
 
 def kill_connections(url: str) -> int:
-    """End every other session on the database at ``url`` (the server's pool); how many."""
+    """End every session on the database at ``url`` (the server's pool); how many."""
     parsed = sa.make_url(url)
-    engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+    kind = "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"
+    admin = _admin_engine(kind)
     try:
-        with engine.connect() as conn:
-            if parsed.get_backend_name() == "postgresql":
+        with admin.connect() as conn:
+            if kind == "postgresql":
                 return len(conn.exec_driver_sql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").all())
+                    "WHERE datname = %(db)s AND pid <> pg_backend_pid()",
+                    {"db": parsed.database}).all())
             ids = [r[0] for r in conn.exec_driver_sql(
                 "SELECT id FROM information_schema.processlist "
-                "WHERE db = DATABASE() AND id <> CONNECTION_ID()")]
+                "WHERE db = %(db)s AND id <> CONNECTION_ID()", {"db": parsed.database})]
             for session in ids:
                 with contextlib.suppress(sa.exc.OperationalError):  # it ended meanwhile
                     conn.exec_driver_sql(f"KILL {int(session)}")
             return len(ids)
     finally:
-        engine.dispose()
+        admin.dispose()
+
+
+def set_reachable(url: str, reachable: bool) -> None:
+    """Let the database at ``url`` accept new sessions or refuse them (PostgreSQL: the
+    database's ALLOW_CONNECTIONS; MariaDB: the URL's user is locked, so it must not be root)."""
+    parsed = sa.make_url(url)
+    kind = "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"
+    admin = _admin_engine(kind)
+    try:
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                allow = "true" if reachable else "false"
+                conn.exec_driver_sql(
+                    f'ALTER DATABASE "{parsed.database}" ALLOW_CONNECTIONS {allow}')
+            else:
+                lock = "UNLOCK" if reachable else "LOCK"
+                conn.execute(sa.text(f"ALTER USER '{parsed.username}'@'%' ACCOUNT {lock}"))
+    finally:
+        admin.dispose()
+
+
+_OWN_USERS: list[str] = []
+
+
+def own_user(url: str) -> str:
+    """MariaDB: the URL with a new user of its own holding every right on its database."""
+    parsed = sa.make_url(url)
+    user = f"glimpse_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine("mariadb")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%'"))
+            conn.execute(sa.text(f"GRANT ALL ON `{parsed.database}`.* TO '{user}'@'%'"))
+    finally:
+        admin.dispose()
+    _OWN_USERS.append(user)
+    return parsed.set(username=user).render_as_string(hide_password=False)
 
 
 def main(argv: list[str]) -> int:

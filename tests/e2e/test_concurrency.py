@@ -43,7 +43,8 @@ def test_two_uploads_race_exactly_one_wins(server: GlimpseServer) -> None:
         bodies = [bytes([65 + n]) * 40_000 for n in range(2)]
         barrier = threading.Barrier(2)
 
-        def upload(n: int, image_id: str = image_id) -> httpx.Response:
+        def upload(n: int, image_id: str = image_id, barrier: threading.Barrier = barrier,
+                   bodies: list[bytes] = bodies) -> httpx.Response:
             barrier.wait()
             return httpx.put(f"{server.url}/v1/images/{image_id}", headers=OCTETS,
                              content=slow_body(bodies[n], threading.Event(), 0.05), timeout=30)
