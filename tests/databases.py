@@ -43,6 +43,10 @@ def _admin_engine(kind: str) -> sa.Engine:
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
+def _kind(url: sa.URL) -> str:
+    return "postgresql" if url.get_backend_name() == "postgresql" else "mariadb"
+
+
 def create(kind: str) -> str:
     """A new empty database on the ``kind`` server; its SQLAlchemy URL."""
     name = f"glimpse_test_{uuid.uuid4().hex[:12]}"
@@ -66,7 +70,7 @@ def create(kind: str) -> str:
 
 def drop(url: str) -> None:
     parsed = sa.make_url(url)
-    kind = "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"
+    kind = _kind(parsed)
     admin = _admin_engine(kind)
     try:
         with admin.connect() as conn:
@@ -94,10 +98,21 @@ def database(kind: str) -> Iterator[str]:
         drop(url)
 
 
+def or_skip(kind: str) -> Iterator[str]:
+    """For fixtures: a fresh database of ``kind``, or a skip naming the missing server."""
+    import pytest
+
+    try:
+        with database(kind) as url:
+            yield url
+    except ServerMissing as exc:
+        pytest.skip(str(exc))
+
+
 def kill_connections(url: str) -> int:
     """End every session on the database at ``url`` (the server's pool); how many."""
     parsed = sa.make_url(url)
-    kind = "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"
+    kind = _kind(parsed)
     admin = _admin_engine(kind)
     try:
         with admin.connect() as conn:
@@ -121,7 +136,7 @@ def set_reachable(url: str, reachable: bool) -> None:
     """Let the database at ``url`` accept new sessions or refuse them (PostgreSQL: the
     database's ALLOW_CONNECTIONS; MariaDB: the URL's user is locked, so it must not be root)."""
     parsed = sa.make_url(url)
-    kind = "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb"
+    kind = _kind(parsed)
     admin = _admin_engine(kind)
     try:
         with admin.connect() as conn:

@@ -18,11 +18,7 @@ pytestmark = pytest.mark.own_databases
 
 @pytest.fixture(params=["postgresql", "mariadb"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    try:
-        with databases.database(request.param) as url:
-            yield url
-    except databases.ServerMissing as exc:
-        pytest.skip(str(exc))
+    yield from databases.or_skip(request.param)
 
 
 def check(resp: httpx.Response) -> bool:

@@ -18,11 +18,7 @@ from tests import databases
 
 @pytest.fixture(params=databases.ENGINES)
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    try:
-        with databases.database(request.param) as url:
-            yield url
-    except databases.ServerMissing as exc:
-        pytest.skip(str(exc))
+    yield from databases.or_skip(request.param)
 
 
 def _schema_diff(engine: sa.Engine) -> list[object]:
