@@ -2,46 +2,66 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from glimpse.db.transactions import WRITE_OPTION
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_LOCK_KEY = 0x676C696D  # "glim": the advisory lock that serializes migrations
 POOL_SIZE = 40  # anyio's default worker-thread limit
 POOL_OVERFLOW = 10  # background copies and other threads beyond the request workers
 
 
 def create_engine(url: str) -> Engine:
-    """An engine tuned for the backend; SQLite gets WAL and a busy timeout."""
-    # The pool holds as many connections as requests can run at once (worker threads), so a
-    # busy server reuses connections instead of opening one per request.
+    """An engine tuned for the backend.
+
+    All: the pool holds as many connections as requests can run at once (worker threads), so a
+    busy server reuses connections instead of opening one per request. Networked databases:
+    connections are checked before use, so a restarted database is reconnected to without help
+    (a local SQLite file cannot drop a connection: pinging it would only cost time). SQLite: WAL,
+    a busy timeout, and write transactions that take the write lock when they begin.
+    MySQL/MariaDB: READ COMMITTED, so a transaction sees rows committed after its first read (as
+    on PostgreSQL) and takes no gap locks.
+    """
     kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-    if url.startswith("sqlite"):
-        # A local file cannot drop the connection: pinging it would only cost time.
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+    if backend in ("mysql", "mariadb"):
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["pool_recycle"] = 3600  # below the server's wait_timeout
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
+        _sqlite_transactions(engine)
     return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off; "begin" below starts transactions.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the write lock (its
+        # snapshot may be stale): SQLite answers "database is locked" at once, whatever the busy
+        # timeout. IMMEDIATE takes the lock up front, where the busy timeout does wait.
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -52,39 +72,6 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (creates it on an empty database).
-
-    Several servers may start at once on one database: the migration runs under a lock, so
-    one migrates and the others find the schema current.
-    """
-    with _migration_lock(engine):
-        command.upgrade(alembic_config(engine), revision)
-
-
-@contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        database = engine.url.database
-        if not database or database == ":memory:":
-            yield
-            return
-        with open(f"{database}.migrate-lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return
-    with engine.connect() as conn:
-        if dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
-        elif dialect in ("mysql", "mariadb"):
-            conn.execute(sa.text("SELECT GET_LOCK('glimpse_migrate', 300)"))
-        try:
-            yield
-        finally:
-            if dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-            elif dialect in ("mysql", "mariadb"):
-                conn.execute(sa.text("SELECT RELEASE_LOCK('glimpse_migrate')"))
+    """Bring the schema to ``revision`` (creates it on an empty database). Processes starting
+    together take turns under a database lock (see migrations/env.py)."""
+    command.upgrade(alembic_config(engine), revision)

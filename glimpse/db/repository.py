@@ -1,22 +1,33 @@
-"""SQLAlchemy implementation of the domain's ImageRepository."""
+"""SQLAlchemy implementation of the domain's ImageRepository.
+
+Concurrency: every status change is a conditional update on the expected status, and every
+change to an image's properties or members first takes the image's row lock (the UPDATE of its
+row, or SELECT ... FOR UPDATE; SQLite serializes writers anyway), so concurrent changes to one
+image apply one after the other, each on the state the previous one left. Transactions run
+through ``transactions.run``: bounded retries, outages as Unavailable.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from glimpse.db.tables import image_members, image_properties, images
+from glimpse.db import transactions
+from glimpse.db.tables import SORT_COPIES, image_members, image_properties, images
 from glimpse.domain.model import Image, ListQuery, Member, Scope, Status
-from glimpse.errors import Conflict
+from glimpse.errors import Conflict, NotFound
 
-_IMAGE_COLUMNS = [c.name for c in images.columns]
+T = TypeVar("T")
+
+# The columns an Image holds (the generated sort copies are the database's own).
+_IMAGE_COLUMNS = [c.name for c in images.columns if c.computed is None]
+_SELECT_IMAGE = [images.c[name] for name in _IMAGE_COLUMNS]
 # Null values sort as empty strings / zero (spec §9.3), so keyset comparisons stay total.
-_SORT_DEFAULTS: dict[str, Any] = {"name": "", "status": "", "container_format": "",
-                                  "disk_format": "", "size": 0}
+_SORT_DEFAULTS: dict[str, Any] = {"name": "", "container_format": "", "disk_format": ""}
 
 
 class SqlImageRepository:
@@ -28,30 +39,37 @@ class SqlImageRepository:
     def create(self, image: Image) -> None:
         row = {name: getattr(image, name) for name in _IMAGE_COLUMNS}
         row["status"] = str(image.status)
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
             exists = conn.execute(sa.select(images.c.id).where(images.c.id == image.id)).first()
             if exists:
                 raise Conflict(f"An image with identifier {image.id} already exists")
-            try:
-                conn.execute(images.insert().values(**row))
-            except sa.exc.IntegrityError as exc:
-                raise Conflict(f"An image with identifier {image.id} already exists") from exc
+            conn.execute(images.insert().values(**row))
             self._write_properties(conn, image.id, image.properties)
 
+        try:
+            self._write(work)
+        except sa.exc.IntegrityError as exc:
+            # Two creates with one id at once: the loser finds the row only at insert time.
+            raise Conflict(f"An image with identifier {image.id} already exists") from exc
+
     def get(self, image_id: str) -> Image | None:
-        # One query for the image and its properties: this is the hot path of HEAD and GET.
+        # One query for the image and its properties: the hot path of HEAD and GET.
         stmt = (
-            sa.select(images, image_properties.c.name.label("_prop_name"),
+            sa.select(*_SELECT_IMAGE, image_properties.c.name.label("_prop_name"),
                       image_properties.c.value.label("_prop_value"))
             .select_from(images.outerjoin(image_properties))
             .where(images.c.id == image_id)
         )
-        with self._engine.connect() as conn:
+
+        def work(conn: Connection) -> Image | None:
             rows = conn.execute(stmt).all()
-        if not rows:
-            return None
-        props = {r._prop_name: r._prop_value for r in rows if r._prop_name is not None}
-        return _image(rows[0], props)
+            if not rows:
+                return None
+            props = {r._prop_name: r._prop_value for r in rows if r._prop_name is not None}
+            return _image(cast(Row[Any], rows[0]), props)
+
+        return self._read(work)
 
     def update(
         self,
@@ -59,31 +77,38 @@ class SqlImageRepository:
         fields: dict[str, Any],
         *,
         properties: dict[str, str | None] | None = None,
+        purge_properties: bool = False,
         expected_status: Status | None = None,
+        check_property_count: Callable[[int], None] | None = None,
     ) -> Image | None:
         values = {k: (str(v) if isinstance(v, Status) else v) for k, v in fields.items()}
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> Image | None:
             where = images.c.id == image_id
             if expected_status is not None:
                 where = sa.and_(where, images.c.status == str(expected_status))
+            # Either statement takes the image's row lock: property changes below apply to the
+            # set the previous writer left, never to a stale read.
             if values:
                 result = conn.execute(images.update().where(where).values(**values))
                 if result.rowcount != 1:
                     return None
-            elif conn.execute(sa.select(images.c.id).where(where)).first() is None:
+            elif conn.execute(
+                sa.select(images.c.id).where(where).with_for_update()
+            ).first() is None:
                 return None
-            if properties is not None:
-                conn.execute(
-                    image_properties.delete().where(image_properties.c.image_id == image_id)
-                )
-                self._write_properties(conn, image_id, properties)
-            row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
-            return self._load(conn, [row])[0]
+            if properties is not None or purge_properties:
+                self._change_properties(conn, image_id, properties or {}, purge_properties)
+                if check_property_count is not None:
+                    check_property_count(self._property_count(conn, image_id))
+            return self._reload(conn, image_id)
+
+        return self._write(work)
 
     def mark_deleted(
         self, image_id: str, status: Status, when: dt.datetime, expected_status: Status
     ) -> Image | None:
-        with self._engine.begin() as conn:
+        def work(conn: Connection) -> Image | None:
             result = conn.execute(
                 images.update()
                 .where(images.c.id == image_id, images.c.status == str(expected_status))
@@ -93,34 +118,31 @@ class SqlImageRepository:
                 return None
             conn.execute(image_properties.delete().where(image_properties.c.image_id == image_id))
             conn.execute(image_members.delete().where(image_members.c.image_id == image_id))
-            row = conn.execute(sa.select(images).where(images.c.id == image_id)).one()
-            return self._load(conn, [row])[0]
+            return self._reload(conn, image_id)
+
+        return self._write(work)
 
     def list_images(self, query: ListQuery) -> list[Image]:
-        stmt = sa.select(images).where(*self._conditions(query))
+        stmt = sa.select(*_SELECT_IMAGE).where(*self._conditions(query))
         keys = self._sort_columns(query.sort_key)
         descending = query.sort_dir == "desc"
         if query.marker is not None:
             stmt = stmt.where(self._after(keys, query.marker, descending))
         stmt = stmt.order_by(*(k.desc() if descending else k.asc() for k, _ in keys))
         stmt = stmt.limit(query.limit)
-        with self._engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-            return self._load(conn, rows)
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     def images_holding_data(self, statuses: list[str]) -> list[Image]:
-        stmt = sa.select(images).where(
+        stmt = sa.select(*_SELECT_IMAGE).where(
             images.c.status.in_(statuses), images.c.store.is_not(None)
         )
-        with self._engine.connect() as conn:
-            return self._load(conn, conn.execute(stmt).all())
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
-        stmt = sa.select(images).where(
+        stmt = sa.select(*_SELECT_IMAGE).where(
             images.c.status == str(Status.SAVING), images.c.updated_at < before
         )
-        with self._engine.connect() as conn:
-            return self._load(conn, conn.execute(stmt).all())
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.sum(images.c.size), 0)).where(
@@ -129,12 +151,11 @@ class SqlImageRepository:
             images.c.deleted.is_(False),
             images.c.status != str(Status.KILLED),
         )
-        with self._engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+        return self._read(lambda conn: int(conn.execute(stmt).scalar_one()))
 
     def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
         stmt = (
-            sa.select(images)
+            sa.select(*_SELECT_IMAGE)
             .where(
                 images.c.status.in_([str(Status.KILLED), str(Status.DELETED)]),
                 images.c.location.is_not(None),
@@ -143,43 +164,51 @@ class SqlImageRepository:
             .order_by(images.c.updated_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
-            return self._load(conn, conn.execute(stmt).all())
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     # -- members --------------------------------------------------------------------------
 
     def members(self, image_id: str) -> list[Member]:
-        stmt = (
-            sa.select(image_members)
-            .where(image_members.c.image_id == image_id)
-            .order_by(image_members.c.position, image_members.c.member)
-        )
-        with self._engine.connect() as conn:
-            return [_member(r) for r in conn.execute(stmt)]
+        return self._read(lambda conn: self._members(conn, image_id))
 
     def is_member(self, image_id: str, member_id: str) -> bool:
         stmt = sa.select(image_members.c.member).where(
             image_members.c.image_id == image_id, image_members.c.member == member_id
         )
-        with self._engine.connect() as conn:
-            return conn.execute(stmt).first() is not None
+        return self._read(lambda conn: conn.execute(stmt).first() is not None)
 
-    def set_member(self, image_id: str, member_id: str, can_share: bool | None) -> None:
-        with self._engine.begin() as conn:
+    def set_member(
+        self,
+        image_id: str,
+        member_id: str,
+        can_share: bool | None,
+        check_member_count: Callable[[int], None] | None = None,
+    ) -> None:
+        def work(conn: Connection) -> None:
+            self._lock_live_image(conn, image_id)
             self._set_member(conn, image_id, member_id, can_share)
+            if check_member_count is not None:
+                check_member_count(len(self._members(conn, image_id)))
+
+        self._write(work)
 
     def remove_member(self, image_id: str, member_id: str) -> bool:
-        with self._engine.begin() as conn:
+        def work(conn: Connection) -> bool:
+            self._lock_live_image(conn, image_id)
             result = conn.execute(
                 image_members.delete().where(
                     image_members.c.image_id == image_id, image_members.c.member == member_id
                 )
             )
-            return result.rowcount == 1
+            return bool(result.rowcount == 1)
+
+        return self._write(work)
 
     def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None:
         wanted = [m for m, _ in members]
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
+            self._lock_live_image(conn, image_id)
             conn.execute(
                 image_members.delete().where(
                     image_members.c.image_id == image_id, image_members.c.member.not_in(wanted)
@@ -188,6 +217,8 @@ class SqlImageRepository:
             for member_id, can_share in members:
                 self._set_member(conn, image_id, member_id, can_share)
 
+        self._write(work)
+
     def shared_with(self, member_id: str) -> list[tuple[Member, str | None]]:
         stmt = (
             sa.select(image_members, images.c.owner)
@@ -195,10 +226,40 @@ class SqlImageRepository:
             .where(image_members.c.member == member_id, images.c.deleted.is_(False))
             .order_by(images.c.created_at, images.c.id)
         )
-        with self._engine.connect() as conn:
-            return [(_member(r), r.owner) for r in conn.execute(stmt)]
+        return self._read(lambda conn: [(_member(r), r.owner) for r in conn.execute(stmt)])
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        return transactions.run(self._engine, work, write=False)
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        return transactions.run(self._engine, work, write=True)
+
+    def _reload(self, conn: Connection, image_id: str) -> Image:
+        row = conn.execute(sa.select(*_SELECT_IMAGE).where(images.c.id == image_id)).one()
+        return self._load(conn, [row])[0]
+
+    @staticmethod
+    def _lock_live_image(conn: Connection, image_id: str) -> None:
+        """Take the image's row lock, so membership changes of one image apply one after the
+        other and none lands on an image deleted meanwhile."""
+        stmt = (
+            sa.select(images.c.id)
+            .where(images.c.id == image_id, images.c.deleted.is_(False))
+            .with_for_update()
+        )
+        if conn.execute(stmt).first() is None:
+            raise NotFound(f"Image {image_id} not found.")
+
+    @staticmethod
+    def _members(conn: Connection, image_id: str) -> list[Member]:
+        stmt = (
+            sa.select(image_members)
+            .where(image_members.c.image_id == image_id)
+            .order_by(image_members.c.position, image_members.c.member)
+        )
+        return [_member(r) for r in conn.execute(stmt)]
 
     @staticmethod
     def _set_member(
@@ -220,6 +281,26 @@ class SqlImageRepository:
                 position=position + 1,
             )
         )
+
+    @classmethod
+    def _change_properties(
+        cls, conn: Connection, image_id: str, properties: dict[str, str | None], purge: bool
+    ) -> None:
+        """Set ``properties`` (replacing same-named ones); with ``purge``, drop all others."""
+        of_image = image_properties.c.image_id == image_id
+        if purge:
+            conn.execute(image_properties.delete().where(
+                of_image, image_properties.c.name.not_in(list(properties))))
+        if properties:
+            conn.execute(image_properties.delete().where(
+                of_image, image_properties.c.name.in_(list(properties))))
+        cls._write_properties(conn, image_id, properties)
+
+    @staticmethod
+    def _property_count(conn: Connection, image_id: str) -> int:
+        return int(conn.execute(
+            sa.select(sa.func.count()).where(image_properties.c.image_id == image_id)
+        ).scalar_one())
 
     @staticmethod
     def _write_properties(
@@ -285,28 +366,20 @@ class SqlImageRepository:
     def _sort_columns(sort_key: str) -> list[tuple[sa.ColumnElement[Any], str]]:
         """The total order of a list: the sort key, then created_at, then id."""
         names = [sort_key] + [k for k in ("created_at", "id") if k != sort_key]
-        columns: list[tuple[sa.ColumnElement[Any], str]] = []
-        for name in names:
-            col: sa.ColumnElement[Any] = images.c[name]
-            if name in _SORT_DEFAULTS:
-                col = sa.func.coalesce(col, _SORT_DEFAULTS[name])
-            columns.append((col, name))
-        return columns
+        return [(images.c[SORT_COPIES.get(name, name)], name) for name in names]
 
     @staticmethod
     def _after(
         keys: Iterable[tuple[sa.ColumnElement[Any], str]], marker: Image, descending: bool
     ) -> sa.ColumnElement[bool]:
-        """Rows strictly after the marker in the order: a keyset condition, so a page costs the
-        same at the end of the list as at its start."""
+        """Rows strictly after the marker in the order. Every key runs in one direction, so a
+        row-value comparison says it, and it is an index range: a page costs the same at the end
+        of the list as at its start."""
         keys = list(keys)
-        values = [_sort_value(marker, name) for _, name in keys]
-        alternatives = []
-        for i, (col, _) in enumerate(keys):
-            equal_prefix = [c == v for (c, _), v in zip(keys[:i], values[:i], strict=True)]
-            step = col < values[i] if descending else col > values[i]
-            alternatives.append(sa.and_(*equal_prefix, step))
-        return sa.or_(*alternatives)
+        row = sa.tuple_(*(col for col, _ in keys))
+        values = sa.tuple_(*(sa.literal(_sort_value(marker, name), col.type)
+                             for col, name in keys))
+        return row < values if descending else row > values
 
 
 def _image(row: Row[Any], properties: dict[str, str | None]) -> Image:

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 metadata = sa.MetaData()
+
+# Lists sort and page by timestamps and changes-since compares them: every engine must keep
+# microseconds (MySQL/MariaDB DATETIME drops them unless given a fractional precision).
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+# MySQL/MariaDB: 4-byte UTF-8 (emoji), and a binary collation so names, member ids and property
+# keys compare exactly as on SQLite and PostgreSQL (the default collation ignores case).
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+# Sort keys that may be null sort as if empty (spec §9.3). The list query orders by these
+# generated copies so that one plain index per key serves the sort on every engine (MariaDB has
+# no expression indexes).
+SORT_COPIES = {"name": "name_sort", "container_format": "container_format_sort",
+               "disk_format": "disk_format_sort"}
+
+
+def _sort_copy(column: str, length: int) -> sa.Column[str]:
+    return sa.Column(SORT_COPIES[column], sa.String(length),
+                     sa.Computed(f"coalesce({column}, '')"))
+
 
 images = sa.Table(
     "images",
@@ -26,16 +49,29 @@ images = sa.Table(
     sa.Column("owner", sa.String(255)),
     sa.Column("store", sa.String(255)),
     sa.Column("location", sa.Text),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
-    sa.Column("deleted_at", sa.DateTime),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("deleted_at", Timestamp),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    _sort_copy("name", 255),
+    _sort_copy("container_format", 20),
+    _sort_copy("disk_format", 20),
+    # Keyset pagination orders by (sort key, created_at, id): one index per sort key, in that
+    # order, so a page is an index range scan wherever it starts.
     sa.Index("ix_images_created_at_id", "created_at", "id"),
-    sa.Index("ix_images_updated_at", "updated_at"),
-    sa.Index("ix_images_owner", "owner"),
+    sa.Index("ix_images_updated_at", "updated_at", "created_at", "id"),
+    sa.Index("ix_images_name_sort", "name_sort", "created_at", "id"),
+    sa.Index("ix_images_status", "status", "created_at", "id"),
+    sa.Index("ix_images_container_format_sort", "container_format_sort", "created_at", "id"),
+    sa.Index("ix_images_disk_format_sort", "disk_format_sort", "created_at", "id"),
+    sa.Index("ix_images_size", "size", "created_at", "id"),
+    # Filters (equality on the raw column; status and size use the sort indexes above).
     sa.Index("ix_images_name", "name"),
-    sa.Index("ix_images_status", "status"),
-    sa.Index("ix_images_is_public", "is_public"),
+    sa.Index("ix_images_container_format", "container_format"),
+    sa.Index("ix_images_disk_format", "disk_format"),
+    sa.Index("ix_images_owner", "owner", "created_at", "id"),
+    sa.Index("ix_images_is_public", "is_public", "created_at", "id"),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 image_properties = sa.Table(
@@ -46,7 +82,9 @@ image_properties = sa.Table(
     ),
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text),
-    sa.Index("ix_image_properties_name", "name"),
+    # property-<key>=<value> filters; MySQL/MariaDB index a TEXT column by a prefix only.
+    sa.Index("ix_image_properties_name_value", "name", "value", mysql_length={"value": 255}),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 image_members = sa.Table(
@@ -59,4 +97,5 @@ image_members = sa.Table(
     sa.Column("can_share", sa.Boolean, nullable=False, default=False),
     sa.Column("position", sa.Integer, nullable=False, default=0),
     sa.Index("ix_image_members_member", "member"),
+    **MYSQL_TABLE_OPTIONS,
 )

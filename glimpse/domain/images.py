@@ -200,18 +200,21 @@ class ImageService:
                 fields.get("disk_format", image.disk_format),
                 fields.get("container_format", image.container_format),
             )
-        if upload is None and purge_props:
-            properties = dict(data.properties)
-        else:
-            properties = {**image.properties, **data.properties}
-        self._check_property_quota(len(properties))
+        purge = upload is None and purge_props
+        # Checked here on the read for a quick answer, and again by the repository on the
+        # stored set, which a concurrent update may have grown meanwhile.
+        self._check_property_quota(
+            len(data.properties) if purge else len({**image.properties, **data.properties})
+        )
         remote_size = self._check_external(data)
         if remote_size is not None and "size" not in fields and not image.size:
             fields["size"] = remote_size
         store = self._writable_store(data.store, upload)
         fields["updated_at"] = now()
-        updated = self._repo.update(image.id, fields, properties=properties,
-                                    expected_status=image.status)
+        updated = self._repo.update(
+            image.id, fields, properties=dict(data.properties), purge_properties=purge,
+            expected_status=image.status, check_property_count=self._check_property_quota,
+        )
         if updated is None:
             raise Conflict("The image changed while it was being updated; try again.")
         return self._attach(updated, data, upload, store)

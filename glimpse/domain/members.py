@@ -36,7 +36,8 @@ class MemberService:
         # Unlike the reference (Q18), re-adding an existing member does not count twice.
         count = len(existing | {member_id})
         self._check_quota(count)
-        self._repo.set_member(image.id, member_id, can_share)
+        # Checked again under the image's lock: concurrent adds may not pass the quota together.
+        self._repo.set_member(image.id, member_id, can_share, self._check_quota)
 
     def replace(
         self, principal: Principal, image_id: str, members: list[tuple[str, bool | None]]

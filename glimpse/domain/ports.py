@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
 from glimpse.domain.model import Image, ListQuery, Member, Status
@@ -22,9 +22,16 @@ class ImageRepository(Protocol):
         fields: dict[str, Any],
         *,
         properties: dict[str, str | None] | None = None,
+        purge_properties: bool = False,
         expected_status: Status | None = None,
+        check_property_count: Callable[[int], None] | None = None,
     ) -> Image | None:
-        """Change fields (and replace the property set when given) in one transaction.
+        """Change fields and properties in one transaction.
+
+        ``properties`` are set (replacing same-named ones); with ``purge_properties`` every
+        other property is removed. Changes are applied to the stored set, not to an earlier
+        read, so concurrent updates of one image do not lose each other's properties.
+        ``check_property_count`` gets the resulting count and may raise to undo it all.
 
         With ``expected_status``, change nothing and return None unless the image is still in
         that status: the compare-and-swap every status change goes through.
@@ -54,12 +61,22 @@ class ImageRepository(Protocol):
 
     def is_member(self, image_id: str, member_id: str) -> bool: ...
 
-    def set_member(self, image_id: str, member_id: str, can_share: bool | None) -> None:
-        """Create the membership (can_share defaults to False) or update can_share if given."""
+    def set_member(
+        self,
+        image_id: str,
+        member_id: str,
+        can_share: bool | None,
+        check_member_count: Callable[[int], None] | None = None,
+    ) -> None:
+        """Create the membership (can_share defaults to False) or update can_share if given.
+        ``check_member_count`` gets the resulting count and may raise to undo it. NotFound if
+        the image is deleted meanwhile; membership changes of one image apply one at a time."""
 
-    def remove_member(self, image_id: str, member_id: str) -> bool: ...
+    def remove_member(self, image_id: str, member_id: str) -> bool:
+        """False when there was no such membership; NotFound if the image is deleted."""
 
-    def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None: ...
+    def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None:
+        """Make the memberships exactly ``members``; NotFound if the image is deleted."""
 
     def shared_with(self, member_id: str) -> list[tuple[Member, str | None]]:
         """Memberships naming member_id on images that are not deleted, with each image's

@@ -1,0 +1,177 @@
+"""List-page latency at scale: bulk-load N images, then time list pages through the repository.
+
+    .venv/bin/python bench/list_scale.py --sizes 10000 1000000 --engines sqlite postgresql
+
+Each (engine, size) gets a fresh database migrated to head (SQLite: a temporary file;
+PostgreSQL/MariaDB: a throw-away database on the loopback server, see tests/databases.py), bulk
+loaded outside the API (COPY on PostgreSQL, batched inserts elsewhere), then analyzed. Every
+scenario is one ``SqlImageRepository.list_images`` call, exactly what a list request runs
+(query, property loading, Image objects), without HTTP encoding. Each is timed ``--repeat``
+times after one warm-up; the median and the growth between the smallest and largest size are
+printed as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from glimpse.db import engine as db_engine
+from glimpse.db.repository import SqlImageRepository
+from glimpse.db.tables import image_properties, images
+from glimpse.domain.model import Image, ListQuery, Scope, Status
+from tests import databases
+
+TENANTS = 1000
+DISK_FORMATS = ("raw", "qcow2", "vmdk", "iso", "vhd")
+DISTROS = ("ubuntu", "debian", "fedora", "centos", "alpine", "arch", "suse", "rhel", "bsd", "win")
+COLUMNS = ("id", "name", "size", "status", "disk_format", "container_format", "min_disk",
+           "min_ram", "is_public", "protected", "owner", "created_at", "updated_at", "deleted")
+BASE = dt.datetime(2024, 1, 1)
+
+
+def rows(count: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[str, str, str]]]:
+    """Image rows and one property each: 10% public, owners spread over 1,000 tenants, one in
+    ten names null, timestamps a millisecond apart."""
+    rng = random.Random(seed)
+    for i in range(count):
+        image_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        stamp = BASE + dt.timedelta(milliseconds=i)
+        name = None if i % 10 == 3 else f"image-{rng.randrange(count * 10):08d}"
+        image = (image_id, name, rng.randrange(1, 1 << 34), "active",
+                 DISK_FORMATS[i % len(DISK_FORMATS)], "bare", 0, 0, i % 10 == 0, False,
+                 f"tenant-{i % TENANTS}", stamp, stamp, False)
+        yield image, (image_id, "distro", DISTROS[i % len(DISTROS)])
+
+
+def load(engine: sa.Engine, count: int) -> None:
+    if engine.dialect.name == "postgresql":
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            with cur.copy(f"COPY images ({', '.join(COLUMNS)}) FROM STDIN") as copy_images:  # type: ignore[attr-defined]
+                props = []
+                for image, prop in rows(count):
+                    copy_images.write_row(image)
+                    props.append(prop)
+            with cur.copy("COPY image_properties (image_id, name, value) FROM STDIN") as copy_props:  # type: ignore[attr-defined]
+                for prop in props:
+                    copy_props.write_row(prop)
+            raw.commit()
+        finally:
+            raw.close()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        return
+    batch_images: list[dict[str, Any]] = []
+    batch_props: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for image, (image_id, key, value) in rows(count):
+            batch_images.append(dict(zip(COLUMNS, image, strict=True)))
+            batch_props.append({"image_id": image_id, "name": key, "value": value})
+            if len(batch_images) == 10_000:
+                conn.execute(images.insert(), batch_images)
+                conn.execute(image_properties.insert(), batch_props)
+                batch_images, batch_props = [], []
+        if batch_images:
+            conn.execute(images.insert(), batch_images)
+            conn.execute(image_properties.insert(), batch_props)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+
+def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], list[Image]]]:
+    def marker_at_end(sort_key: str, sort_dir: str) -> Image:
+        """The image one page before the end of the admin list in that order."""
+        reverse = "asc" if sort_dir == "desc" else "desc"
+        tail = repo.list_images(ListQuery(scope=Scope.ALL, sort_key=sort_key, sort_dir=reverse,
+                                          limit=limit + 1))
+        return tail[-1]
+
+    end_created = marker_at_end("created_at", "desc")
+    end_name = marker_at_end("name", "asc")
+
+    def run(**kw: Any) -> Callable[[], list[Image]]:
+        return lambda: repo.list_images(ListQuery(limit=limit, **kw))
+
+    return {
+        "admin_first_page": run(scope=Scope.ALL),
+        "admin_last_page": run(scope=Scope.ALL, marker=end_created),
+        "admin_by_name_first_page": run(scope=Scope.ALL, sort_key="name", sort_dir="asc"),
+        "admin_by_name_last_page": run(scope=Scope.ALL, sort_key="name", sort_dir="asc",
+                                       marker=end_name),
+        "tenant_visible_first_page": run(scope=Scope.VISIBLE, owner="tenant-7"),
+        "tenant_visible_last_page": run(scope=Scope.VISIBLE, owner="tenant-7",
+                                        marker=end_created),
+        "filter_disk_format_by_size": run(scope=Scope.ALL, filters={"disk_format": "qcow2"},
+                                          sort_key="size"),
+        "filter_property": run(scope=Scope.ALL, properties={"distro": "fedora"}),
+        "filter_status_killed_none": run(scope=Scope.ALL, filters={"status": str(Status.KILLED)}),
+    }
+
+
+def measure(kind: str, count: int, limit: int, repeat: int) -> dict[str, Any]:
+    with databases.database(kind) as url:
+        engine = db_engine.create_engine(url)
+        try:
+            db_engine.upgrade(engine)
+            started = time.perf_counter()
+            load(engine, count)
+            load_s = time.perf_counter() - started
+            repo = SqlImageRepository(engine)
+            result: dict[str, Any] = {"engine": kind, "images": count, "page": limit,
+                                      "load_seconds": round(load_s, 1), "median_ms": {}}
+            for name, call in scenarios(repo, limit).items():
+                call()  # warm-up: caches, connection
+                times = []
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    page = call()
+                    times.append((time.perf_counter() - t0) * 1000)
+                result["median_ms"][name] = round(statistics.median(times), 2)
+                result.setdefault("rows", {})[name] = len(page)
+            return result
+        finally:
+            engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--engines", nargs="+", default=["sqlite", "postgresql"],
+                        choices=databases.ENGINES)
+    parser.add_argument("--limit", type=int, default=1000, help="page size (API maximum 1000)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    results = []
+    for kind in args.engines:
+        for size in args.sizes:
+            results.append(measure(kind, size, args.limit, args.repeat))
+            print(json.dumps(results[-1]), file=sys.stderr)
+    growth = {}
+    small, large = min(args.sizes), max(args.sizes)
+    for kind in args.engines:
+        a = next(r for r in results if r["engine"] == kind and r["images"] == small)
+        b = next(r for r in results if r["engine"] == kind and r["images"] == large)
+        growth[kind] = {k: round(b["median_ms"][k] / a["median_ms"][k], 2)
+                        for k in a["median_ms"] if a["median_ms"][k] > 0}
+    print(json.dumps({"results": results, f"growth_{small}_to_{large}": growth}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Running one unit of database work: bounded retries, and outages turned into Unavailable.
+
+Every repository call goes through ``run``. A transaction that lost a lock race (SQLite "database
+is locked", a PostgreSQL serialization failure or deadlock, a MariaDB deadlock or lock wait
+timeout) or whose connection was cut (the server restarted, an operator killed the session) is
+rolled back and run again from the start, a few times with a short backoff. What still fails
+because the database is out of reach becomes ``Unavailable`` (503 with a clear message); the pool
+checks connections before use, so the service recovers by itself once the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from glimpse.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ATTEMPTS = 5
+WRITE_OPTION = "glimpse_write"  # execution option: this transaction will write (SQLite: IMMEDIATE)
+_PG_RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_MYSQL_RETRY_CODES = {1205, 1213}  # lock wait timeout, deadlock
+UNAVAILABLE_MESSAGE = "The image metadata database is unavailable; try again shortly."
+
+
+def run(engine: Engine, work: Callable[[Connection], T], *, write: bool) -> T:
+    """``work`` in one transaction (committed if ``write``), retried on transient failures."""
+    for attempt in range(ATTEMPTS):
+        try:
+            if write:
+                with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                    return work(conn)
+            with engine.connect() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            transient = _lost_race(exc) or exc.connection_invalidated
+            if transient and attempt + 1 < ATTEMPTS:
+                # Jitter keeps racing writers from colliding again in lockstep.
+                time.sleep(0.02 * (2**attempt) * (1 + random.random()))
+                continue
+            if transient or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+                log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
+                raise Unavailable(UNAVAILABLE_MESSAGE) from exc
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _lost_race(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _PG_RETRY_STATES:
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
+        return True
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(orig)
