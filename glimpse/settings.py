@@ -22,6 +22,11 @@ DEFAULT_DISK_FORMATS = (
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
 )
 DEFAULT_CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker")
+# The disk formats oslo.utils' format inspector knows (tests/unit checks this against it).
+INSPECTABLE_DISK_FORMATS = (
+    "raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt", "luks",
+)
+DEFAULT_INSPECTION_DISK_FORMATS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso")
 
 _SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -56,6 +61,8 @@ class Settings:
     external_allowed_networks: tuple[Network, ...] = ()
     external_timeout: float = 30.0
     external_max_redirects: int = 5
+    inspection_disk_formats: tuple[str, ...] = DEFAULT_INSPECTION_DISK_FORMATS
+    inspection_strict_raw: bool = True
 
     @property
     def images_dir(self) -> Path:
@@ -119,7 +126,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
-    if name in ("disk_formats", "container_formats"):
+    if name in ("disk_formats", "container_formats", "inspection_disk_formats"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     if name in ("image_size_cap", "user_storage_quota"):
         return raw if isinstance(raw, int) else parse_size(str(raw))
@@ -181,3 +188,7 @@ def _validate(settings: Settings) -> None:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.workers < 1:
         raise Invalid("workers must be at least 1")
+    uninspectable = sorted(set(settings.inspection_disk_formats) - set(INSPECTABLE_DISK_FORMATS))
+    if uninspectable:
+        raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
+                      f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
