@@ -160,7 +160,7 @@ def judge(
             raise Invalid(f"Image content is {detected}, but disk_format is raw: declare "
                           f"disk_format {detected} instead.")
         return found
-    if declared in detection.broken:
+    if detected == RAW and declared in detection.broken:
         raise Invalid(f"Image content is not a valid {declared} image: "
                       f"{detection.broken[declared]}.")
     raise Invalid(f"Image content does not match disk_format {declared}: it is {detected}.")
