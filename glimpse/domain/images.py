@@ -361,7 +361,8 @@ class ImageService:
             {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
              "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
              "store": store_name, "location": image.id, "updated_at": now(),
-             **({} if inspection is None else {"virtual_size": inspection.virtual_size})},
+             **({} if inspection is None or inspection.virtual_size is None
+                else {"virtual_size": inspection.virtual_size})},
             expected_status=Status.SAVING,
         )
         if finished is None:
