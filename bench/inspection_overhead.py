@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,36 +31,17 @@ from pathlib import Path
 BLOCK = 1 << 20
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Server:
-    def __init__(self, name: str, settings: dict[str, str], workdir: Path) -> None:
+    """A real ``glimpse serve`` process (the one the end-to-end tests start), log level warning."""
+
+    def __init__(self, name: str, settings: dict[str, str]) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.e2e.server import GlimpseServer
+
         self.name = name
-        self.port = free_port()
-        data_dir = workdir / name
-        data_dir.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
-        env["GLIMPSE_DATA_DIR"] = str(data_dir)
-        env["GLIMPSE_LOG_LEVEL"] = "warning"
-        env.update({f"GLIMPSE_{k.upper()}": v for k, v in settings.items()})
-        self.log = (data_dir / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} did not start")
+        self.server = GlimpseServer({"log_level": "warning", **settings})
+        self.port = self.server.port
+        self.process = self.server.process
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -89,9 +69,7 @@ class Server:
         return seconds, cpu
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
+        self.server.stop()
 
 
 def image_file(directory: Path, mib: int) -> Path:
@@ -170,19 +148,18 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
     path = image_file(args.dir, args.mib)
-    with tempfile.TemporaryDirectory(prefix="glimpse-bench-", dir=args.dir) as tmp:
-        servers = [Server("inspection-on", {}, Path(tmp)),
-                   Server("inspection-off", {"inspection_disk_formats": ""}, Path(tmp))]
-        results: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
-        try:
+    servers = [Server("inspection-on", {}),
+               Server("inspection-off", {"inspection_disk_formats": ""})]
+    results: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
+    try:
+        for server in servers:
+            server.upload(path)  # warm-up: imports, page cache, first-use paths
+        for _ in range(args.rounds):
             for server in servers:
-                server.upload(path)  # warm-up: imports, page cache, first-use paths
-            for _ in range(args.rounds):
-                for server in servers:
-                    results[server.name].append(server.upload(path))
-        finally:
-            for server in servers:
-                server.stop()
+                results[server.name].append(server.upload(path))
+    finally:
+        for server in servers:
+            server.stop()
     medians = {}
     for name, runs in results.items():
         rate = statistics.median(args.mib / s for s, _ in runs)

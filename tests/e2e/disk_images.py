@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,12 @@ def patched(data: bytes, offset: int, bits: int) -> bytes:
     return bytes(out)
 
 
-def edit_descriptor(vmdk: bytes, edit: object) -> bytes:
+def edit_descriptor(vmdk: bytes, edit: Callable[[bytes], bytes]) -> bytes:
     """Rewrite the text descriptor embedded in a monolithicSparse VMDK (sector 1 on)."""
     desc_sectors = struct.unpack_from("<Q", vmdk, 36)[0]
     start, end = 512, 512 + desc_sectors * 512
     text = vmdk[start:end].split(b"\0")[0]
-    new = edit(text)  # type: ignore[operator]
+    new = edit(text)
     assert new != text and len(new) <= end - start
     return vmdk[:start] + new.ljust(end - start, b"\0") + vmdk[end:]
 

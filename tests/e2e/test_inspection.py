@@ -7,11 +7,15 @@ refused ones must answer 400 naming the reason, end killed, and leave nothing in
 
 from __future__ import annotations
 
+import http.server
 import io
 import tarfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -188,6 +192,58 @@ def test_refused_on_reserved_image_upload_too(
     assert httpx.head(f"{srv.url}/v1/images/{image['id']}").headers[
         "x-image-meta-status"] == "killed"
     assert stored(srv, image["id"]) == []
+
+
+class _Images(http.server.BaseHTTPRequestHandler):
+    """Serves corpus images at /<name>, for copy-from."""
+
+    images: ClassVar[dict[str, bytes]] = {}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = self.images[self.path.lstrip("/")]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+
+def final_status(server: GlimpseServer, image_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        status = httpx.head(f"{server.url}/v1/images/{image_id}").headers["x-image-meta-status"]
+        if status in ("active", "killed") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_copy_from_is_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) -> None:
+    _Images.images = corpus
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        ids = {}
+        for name, disk_format in (("qcow2-backing", "qcow2"), ("qcow2", "qcow2")):
+            resp = httpx.post(f"{srv.url}/v1/images", headers={
+                "x-image-meta-disk_format": disk_format, "x-image-meta-container_format": "bare",
+                "x-glance-api-copy-from": f"http://127.0.0.1:{httpd.server_address[1]}/{name}",
+            })
+            assert resp.status_code == 201, resp.text
+            ids[name] = resp.json()["image"]["id"]
+        status = {name: final_status(srv, image_id) for name, image_id in ids.items()}
+        assert status == {"qcow2-backing": "killed", "qcow2": "active"}
+        assert stored(srv, ids["qcow2-backing"]) == []
+        assert httpx.head(f"{srv.url}/v1/images/{ids['qcow2']}").headers[
+            "x-image-meta-virtual_size"] == str(QEMU_1M)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_gzip_bomb_declared_raw_is_stored_as_is(
