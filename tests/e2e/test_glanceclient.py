@@ -151,7 +151,7 @@ def test_create_from_file_streams_and_show_roundtrips(
     req_ids: list[str] = []
     shown = admin.images.get(created.id, return_req_id=req_ids).to_dict()
     assert len(req_ids) == 1 and REQUEST_ID.match(req_ids[0] or ""), req_ids
-    # HEAD: null attributes (owner, deleted_at, virtual_size) are omitted (§5.3).
+    # HEAD: null attributes (here owner and deleted_at) are omitted (§5.3).
     assert set(shown) == FULL_KEYS - {"owner", "deleted_at"}  # virtual_size: inspected
     assert shown["virtual_size"] == str(len(data))  # glanceclient leaves it a header string
     assert shown["id"] == created.id
