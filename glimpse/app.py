@@ -21,9 +21,11 @@ from glimpse.domain.audit import StoreAudit
 from glimpse.domain.images import ImageService, Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.ports import Store
+from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
 from glimpse.stores.registry import build_stores
+from glimpse.streams.inspection import InspectionRules, Inspector
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
@@ -72,6 +74,9 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     images = ImageService(
         repo, stores, settings.default_store, external, limits,
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
+        inspector=Inspector(OsloDetector, InspectionRules(
+            frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
+        )),
     )
     members = MemberService(repo, settings.image_member_quota)
     handlers = V1Handlers(

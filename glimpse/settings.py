@@ -22,6 +22,11 @@ DEFAULT_DISK_FORMATS = (
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
 )
 DEFAULT_CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker")
+# The disk formats oslo.utils' format inspector knows (tests/unit checks this against it).
+INSPECTABLE_DISK_FORMATS = (
+    "raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt", "luks",
+)
+DEFAULT_INSPECTION_DISK_FORMATS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso")
 
 _SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,6 +83,8 @@ class Settings:
     body_idle_timeout: float = 60.0
     stores: tuple[StoreConfig, ...] = ()
     store_cleanup_interval: float = 60.0
+    inspection_disk_formats: tuple[str, ...] = DEFAULT_INSPECTION_DISK_FORMATS
+    inspection_strict_raw: bool = True
 
     @property
     def images_dir(self) -> Path:
@@ -177,7 +184,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return _parse_stores(raw)
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
-    if name in ("disk_formats", "container_formats"):
+    if name in ("disk_formats", "container_formats", "inspection_disk_formats"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     if name in ("image_size_cap", "user_storage_quota"):
         return raw if isinstance(raw, int) else parse_size(str(raw))
@@ -258,3 +265,7 @@ def _validate(settings: Settings) -> None:
     if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:
         raise Invalid("upload_heartbeat_interval must be positive and under half of "
                       "stale_upload_timeout, or live uploads would be taken for dead ones")
+    uninspectable = sorted(set(settings.inspection_disk_formats) - set(INSPECTABLE_DISK_FORMATS))
+    if uninspectable:
+        raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
+                      f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")

@@ -25,6 +25,7 @@ from glimpse.errors import (
     OverLimit,
     PreconditionFailed,
 )
+from glimpse.streams.inspection import Inspector
 from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ImageService:
         external: ExternalSource,
         limits: Limits,
         background: Executor,
+        inspector: Inspector | None = None,
     ) -> None:
         self._repo = repo
         self._stores = stores
@@ -93,6 +95,7 @@ class ImageService:
         self._limits = limits
         self._background = background
         self.uploads = UploadGuard(repo, limits.upload_heartbeat_interval)
+        self._inspector = inspector
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -354,10 +357,13 @@ class ImageService:
             self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
             expected_size=expected, hash_algo=self._limits.multihash_algorithm,
         )
+        inspection = None if self._inspector is None else self._inspector.stage(
+            stream, claimed.disk_format, claimed.container_format
+        )
         try:
             if expected is not None and expected > limit:
                 raise limit_error
-            store.put(image.id, stream)
+            store.put(image.id, stream if inspection is None else inspection)
             if expected is not None and stream.size != expected:
                 raise Invalid(f"Size of the uploaded data ({stream.size} bytes) does not match "
                               f"the declared size ({expected} bytes).")
@@ -374,7 +380,9 @@ class ImageService:
             image.id,
             {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
              "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
-             "store": store_name, "location": image.id, "updated_at": now()},
+             "store": store_name, "location": image.id, "updated_at": now(),
+             **({} if inspection is None or inspection.virtual_size is None
+                else {"virtual_size": inspection.virtual_size})},
             expected_status=Status.SAVING,
         )
         if finished is None:

@@ -564,12 +564,12 @@ def sort_set(server: GlimpseServer) -> Iterator[dict[str, Any]]:
     specs: list[dict[str, Any]] = [
         {"name": "b", "data": b"12345"},
         {"name": "a", "disk_format": "qcow2", "container_format": "ovf"},
-        {"name": "b", "disk_format": "vhd", "data": b"1"},
+        {"name": "b", "disk_format": "vhd", "container_format": "ovf", "data": b"1"},
         {"name": None, "container_format": "ova"},
         {"name": "c", "disk_format": "iso", "size": 0},
         {"name": "a", "container_format": "docker", "data": b"0123456789"},
         {"name": "d", "disk_format": None, "container_format": None},
-        {"name": "b", "disk_format": "vhd", "data": b"1"},
+        {"name": "b", "disk_format": "vhd", "container_format": "ovf", "data": b"1"},
     ]
     with httpx.Client(base_url=server.url, timeout=30.0) as c:
         created = []

@@ -1,0 +1,138 @@
+"""A small corpus of disk images, benign and hostile, built at test time.
+
+Images come from qemu-img (Debian package qemu-utils; scripts/test installs it) with tiny
+virtual sizes, then small byte-level edits make the hostile ones. Each name maps to the bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+MIB = 1 << 20
+# Written into the host file the hostile images point at; never to be served back.
+HOST_SECRET = b"glimpse-host-secret-7f3a1c"
+
+
+def qemu_img() -> str:
+    path = shutil.which("qemu-img")
+    if path is None:
+        pytest.skip("qemu-img is missing (Debian package qemu-utils; scripts/test installs it "
+                    "when run as root)")
+    return path
+
+
+class Corpus:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.tool = qemu_img()
+        self.host_file = workdir / "host-secret.raw"
+        self.host_file.write_bytes(HOST_SECRET * 64)
+
+    def create(self, name: str, fmt: str, *options: str, size: str = "1M") -> bytes:
+        path = self.dir / name
+        subprocess.run([self.tool, "create", "-q", "-f", fmt, *options, str(path), size],
+                       check=True, capture_output=True)
+        return path.read_bytes()
+
+    def virtual_size(self, name: str) -> int:
+        out = subprocess.run([self.tool, "info", "--output=json", str(self.dir / name)],
+                             check=True, capture_output=True).stdout
+        size: int = json.loads(out)["virtual-size"]
+        return size
+
+    def build(self) -> dict[str, bytes]:
+        images: dict[str, bytes] = {}
+        # -- benign, one per format -------------------------------------------------------
+        images["raw"] = os.urandom(MIB)
+        images["qcow2"] = self.create("benign.qcow2", "qcow2")
+        images["vmdk"] = self.create("benign.vmdk", "vmdk")
+        images["vmdk-stream"] = self.create("stream.vmdk", "vmdk",
+                                            "-o", "subformat=streamOptimized")
+        images["vhd"] = self.create("benign.vhd", "vpc")
+        images["vhd-fixed"] = self.create("fixed.vhd", "vpc", "-o", "subformat=fixed")
+        images["vhdx"] = self.create("benign.vhdx", "vhdx")
+        images["vdi"] = self.create("benign.vdi", "vdi")
+        images["iso"] = iso_image(MIB)
+        images["iso-hybrid"] = with_mbr(iso_image(MIB))
+        images["raw-mbr"] = with_mbr(bytes(MIB))
+        # -- formats the inspector knows but glimpse never accepts as such ------------------
+        images["qed"] = self.create("benign.qed", "qed")
+        images["luks"] = self.create("benign.luks", "luks", "--object", "secret,id=s0,data=pw",
+                                     "-o", "key-secret=s0")
+        # -- hostile ------------------------------------------------------------------------
+        images["qcow2-backing"] = self.create(
+            "backing.qcow2", "qcow2", "-u", "-b", str(self.host_file), "-F", "raw")
+        images["qcow2-data-file"] = self.create(
+            "datafile.qcow2", "qcow2", "-o", f"data_file={self.dir / 'data-file.raw'}")
+        images["qcow2-unknown-feature"] = patched(images["qcow2"], 0x48 + 7, 0x80)
+        images["vmdk-flat"] = self.create("flat.vmdk", "vmdk", "-o", "subformat=monolithicFlat")
+        images["vmdk-extent-path"] = edit_descriptor(
+            images["vmdk"], lambda text: text.replace(
+                b'"benign.vmdk"', b'"' + str(self.host_file).encode() + b'"'))
+        images["vmdk-parent-hint"] = edit_descriptor(
+            images["vmdk"], lambda text: text.replace(
+                b"createType=", b'parentFileNameHint="' + str(self.host_file).encode()
+                + b'"\ncreateType='))
+        images["iso-qcow2-system-area"] = images["qcow2"][:512] + iso_image(MIB)[512:]
+        images["qcow2-vhd-footer"] = images["qcow2"] + images["vhd-fixed"][-512:]
+        images["qcow2-truncated"] = images["qcow2"][:100]
+        # A qcow2 v2 header (72 bytes) naming a host file as its backing file, right after
+        # it, cut short of the 512 bytes an inspector reads: the classic probe-me attack.
+        name = str(self.host_file).encode()
+        images["qcow2-short-backing"] = struct.pack(
+            ">4sIQI", b"QFI\xfb", 2, 72, len(name)) + bytes(72 - 20) + name
+        images["empty"] = b""
+        images["gzip-bomb"] = gzip.compress(bytes(64 * MIB), compresslevel=9)
+        return images
+
+
+def patched(data: bytes, offset: int, bits: int) -> bytes:
+    out = bytearray(data)
+    out[offset] |= bits
+    return bytes(out)
+
+
+def edit_descriptor(vmdk: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    """Rewrite the text descriptor embedded in a monolithicSparse VMDK (sector 1 on)."""
+    desc_sectors = struct.unpack_from("<Q", vmdk, 36)[0]
+    start, end = 512, 512 + desc_sectors * 512
+    text = vmdk[start:end].split(b"\0")[0]
+    new = edit(text)
+    assert new != text and len(new) <= end - start
+    return vmdk[:start] + new.ljust(end - start, b"\0") + vmdk[end:]
+
+
+def iso_image(size: int) -> bytes:
+    """An ISO 9660 image: an empty system area (16 sectors), a primary volume descriptor and
+    the set terminator: what makes content an ISO to a reader."""
+    blocks = size // 2048
+    pvd = bytearray(2048)
+    pvd[0:7] = b"\x01CD001\x01"
+    pvd[40:72] = b"GLIMPSE".ljust(32)
+    # Both-endian fields: little-endian then big-endian copies.
+    struct.pack_into("<I", pvd, 80, blocks)
+    struct.pack_into(">I", pvd, 84, blocks)
+    struct.pack_into("<H", pvd, 128, 2048)
+    struct.pack_into(">H", pvd, 130, 2048)
+    terminator = b"\xffCD001\x01".ljust(2048, b"\0")
+    data = bytes(16 * 2048) + bytes(pvd) + terminator
+    return data.ljust(size, b"\0")
+
+
+def with_mbr(data: bytes) -> bytes:
+    """The same bytes with a one-partition MBR in the first sector, as on a bootable disk."""
+    out = bytearray(data)
+    entry = struct.pack("<B3BB3BII", 0x80, 0, 2, 0, 0x83, 0xFE, 0xFF, 0xFF, 1,
+                        len(data) // 512 - 1)
+    out[446:462] = entry
+    out[510:512] = b"\x55\xaa"
+    return bytes(out)
