@@ -42,11 +42,17 @@ def send_chunk(sock: socket.socket, data: bytes) -> None:
 
 
 def all_images(url: str) -> list[dict[str, object]]:
-    resp = httpx.get(url + "/v1/images/detail", params={
-        "is_public": "none", "limit": "1000", "changes-since": "2000-01-01"}, timeout=30)
-    assert resp.status_code == 200, resp.text
-    images: list[dict[str, object]] = resp.json()["images"]
-    return images
+    """Every image the server has, deleted and killed ones included, all pages."""
+    images: list[dict[str, object]] = []
+    params = {"is_public": "none", "limit": "1000", "changes-since": "2000-01-01"}
+    while True:
+        resp = httpx.get(url + "/v1/images/detail", params=params, timeout=30)
+        assert resp.status_code == 200, resp.text
+        page = resp.json()["images"]
+        images += page
+        if len(page) < 1000:
+            return images
+        params["marker"] = page[-1]["id"]
 
 
 def check_consistency(url: str, data_dir: Path) -> dict[str, int]:
