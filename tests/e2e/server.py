@@ -36,6 +36,8 @@ class GlimpseServer:
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
         env["GLIMPSE_DATA_DIR"] = str(self.data_dir)
+        # Tests stop servers with uploads still open: do not wait the default 30 s for them.
+        env["GLIMPSE_SHUTDOWN_GRACE_PERIOD"] = "2"
         # Lets location/copy-from tests reach a test HTTP server on loopback (spec §17).
         env["GLIMPSE_EXTERNAL_ALLOWED_NETWORKS"] = "127.0.0.0/8"
         test_db = os.environ.get("GLIMPSE_TEST_DATABASE_URL")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.server import GlimpseServer
 
@@ -37,6 +38,7 @@ def stored_files(data_dir: Path, image_id: str) -> list[Path]:
     return [p for p in (data_dir / "images").rglob("*") if p.is_file() and image_id in p.name]
 
 
+@pytest.mark.filesystem_store
 def test_two_uploads_race_exactly_one_wins(server: GlimpseServer) -> None:
     for attempt in range(3):
         image_id = queued(server.url, f"race-{attempt}")
@@ -59,6 +61,7 @@ def test_two_uploads_race_exactly_one_wins(server: GlimpseServer) -> None:
         assert len(stored_files(server.data_dir, image_id)) == 1
 
 
+@pytest.mark.filesystem_store
 def test_delete_racing_an_upload_leaves_nothing(server: GlimpseServer) -> None:
     image_id = queued(server.url, "delete-race")
     started = threading.Event()

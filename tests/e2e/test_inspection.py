@@ -23,7 +23,9 @@ import pytest
 from tests.e2e.disk_images import HOST_SECRET, MIB, Corpus
 from tests.e2e.server import GlimpseServer
 
-pytestmark = pytest.mark.e2e
+# The checks look into the filesystem store's directory for leftovers of refused images;
+# inspection itself does not depend on the store.
+pytestmark = [pytest.mark.e2e, pytest.mark.filesystem_store]
 
 OCTET = {"Content-Type": "application/octet-stream"}
 QEMU_1M = MIB  # the virtual size of the qemu-img images, created with size 1M
