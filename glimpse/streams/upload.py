@@ -39,9 +39,9 @@ class UploadStream:
         self._multihash = hashlib.new(hash_algo)
 
     def __iter__(self) -> Iterator[bytes]:
-        # MD5 runs in a helper thread while this one hands the chunk to the store and computes
-        # the multihash: hashlib releases the GIL on large updates, so the two hashes and the
-        # write overlap instead of adding up.
+        # The two hashes run in helper threads while this one hands the chunk to the store:
+        # hashlib releases the GIL on large updates and so does the write, so the three
+        # overlap instead of adding up.
         helper: ThreadPoolExecutor | None = None
         try:
             for chunk in self._chunks:
@@ -60,13 +60,14 @@ class UploadStream:
                     yield chunk
                     continue
                 if helper is None:
-                    helper = ThreadPoolExecutor(1, thread_name_prefix="md5")
-                md5_done = helper.submit(self._md5.update, chunk)
+                    helper = ThreadPoolExecutor(2, thread_name_prefix="hash")
+                hashed = [helper.submit(self._md5.update, chunk),
+                          helper.submit(self._multihash.update, chunk)]
                 try:
                     yield chunk
-                    self._multihash.update(chunk)
                 finally:
-                    md5_done.result()
+                    for done in hashed:
+                        done.result()
         finally:
             if helper is not None:
                 helper.shutdown(wait=True)
