@@ -137,12 +137,18 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, dt.datetime):
-        return value.strftime(TIME_FORMAT)
+        return _iso(value)
     return str(value)
 
 
 def format_time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.strftime(TIME_FORMAT)
+    return None if value is None else _iso(value)
+
+
+def _iso(value: dt.datetime) -> str:
+    # The form of TIME_FORMAT (naive UTC, always six fractional digits), several times faster
+    # than strftime: lists render thousands of timestamps per page.
+    return value.isoformat(timespec="microseconds")
 
 
 def image_headers(image: Image) -> list[tuple[bytes, bytes]]:
