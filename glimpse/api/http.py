@@ -12,7 +12,7 @@ import anyio
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from glimpse.api.protocol import SENDFILE
 from glimpse.errors import Invalid
@@ -164,13 +164,18 @@ class FileResponse:
             )
             return
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"application/octet-stream"),
-                (b"content-length", str(self.length).encode()), *self.headers,
-            ]})
+            await send(_data_start(200, self.headers, self.length))
             await send({"type": SENDFILE, "file": self.file})
         finally:
             self.file.close()
+
+
+def _data_start(status: int, headers: list[Header], length: int | None) -> Message:
+    """The head of an image-data response; no Content-Length means chunked."""
+    head = [(b"content-type", b"application/octet-stream"), *headers]
+    if length is not None:
+        head.append((b"content-length", str(length).encode()))
+    return {"type": "http.response.start", "status": status, "headers": head}
 
 
 def _closing(blocks: Iterator[bytes], file: BinaryIO) -> Iterator[bytes]:
@@ -195,11 +200,9 @@ class StreamResponse:
         self.status = status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/octet-stream"), *self.headers]
-        if self.length is not None:
-            headers.append((b"content-length", str(self.length).encode()))
+        start = _data_start(self.status, self.headers, self.length)
         try:
-            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            await send(start)
             if scope["method"] == "HEAD":
                 await send({"type": "http.response.body", "body": b""})
                 return

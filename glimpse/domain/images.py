@@ -110,7 +110,7 @@ class ImageService:
 
     def list_images(self, principal: Principal, query: ListQuery, is_public: bool | None,
              marker_id: str | None) -> list[Image]:
-        query.scope, _ = policy.list_scope(principal, is_public)
+        query.scope = policy.list_scope(principal, is_public)
         query.owner = principal.owner
         if marker_id is not None:
             try:
@@ -398,11 +398,7 @@ class ImageService:
         before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
         recovered = []
         for image in self._repo.find_stale_uploads(before):
-            killed = self._repo.update(
-                image.id, {"status": Status.KILLED, "updated_at": now()},
-                expected_status=Status.SAVING,
-            )
-            if killed is None:
+            if self._mark_killed(image.id) is None:
                 continue  # it finished, or another process got there first
             if image.store in self._stores:
                 self._release(image.id, image.store or "", image.location or image.id)
@@ -447,11 +443,15 @@ class ImageService:
         self._repo.update(image_id, {"store": None, "location": None})
         return True
 
-    def _kill(self, image_id: str, cause: BaseException) -> None:
-        killed = self._repo.update(
+    def _mark_killed(self, image_id: str) -> Image | None:
+        """saving -> killed, only if still saving."""
+        return self._repo.update(
             image_id, {"status": Status.KILLED, "updated_at": now()},
             expected_status=Status.SAVING,
         )
+
+    def _kill(self, image_id: str, cause: BaseException) -> None:
+        killed = self._mark_killed(image_id)
         if killed is None and (current := self._repo.get(image_id)) and current.deleted:
             raise PreconditionFailed(
                 f"Image {image_id} was deleted while its data was being uploaded."

@@ -29,8 +29,8 @@ def can_modify(principal: Principal, image: Image) -> bool:
     return principal.is_admin or owns(principal, image)
 
 
-def list_scope(principal: Principal, is_public: bool | None) -> tuple[Scope, bool | None]:
-    """Which images a list starts from (spec §9.4), and an is_public filter to apply on top.
+def list_scope(principal: Principal, is_public: bool | None) -> Scope:
+    """Which images a list starts from (spec §9.4).
 
     Non-admins always list what they can see, and their ``is_public`` parameter is ignored, as
     in the reference (Q8). Admins list the same set unless they ask for ``is_public=none``
@@ -38,10 +38,10 @@ def list_scope(principal: Principal, is_public: bool | None) -> tuple[Scope, boo
     default list is the public images only (Q10, improved).
     """
     if not principal.is_admin:
-        return Scope.VISIBLE, None
+        return Scope.VISIBLE
     if is_public is None:
-        return Scope.ALL, None
+        return Scope.ALL
     if is_public is False:
-        return Scope.NON_PUBLIC, None
-    return Scope.VISIBLE, None
+        return Scope.NON_PUBLIC
+    return Scope.VISIBLE
 

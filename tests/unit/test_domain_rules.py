@@ -66,7 +66,7 @@ def test_can_modify() -> None:
     ],
 )
 def test_list_scope(who: Principal, is_public: bool | None, scope: Scope) -> None:
-    assert policy.list_scope(who, is_public)[0] is scope
+    assert policy.list_scope(who, is_public) is scope
 
 
 def test_lifecycle() -> None:
