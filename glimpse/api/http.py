@@ -67,7 +67,7 @@ class BodyPump:
     """Reads a request body on the event loop, a few blocks ahead of the worker thread that
     consumes it, so receiving overlaps hashing and writing while memory stays bounded."""
 
-    def __init__(self, request: Request, depth: int = 4) -> None:
+    def __init__(self, request: Request, depth: int = 2) -> None:
         self._request = request
         self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)
         self._error: Exception | None = None

@@ -27,19 +27,27 @@ T = TypeVar("T")
 
 ATTEMPTS = 5
 WRITE_OPTION = "glimpse_write"  # execution option: this transaction will write (SQLite: IMMEDIATE)
+# Execution option: the work is a single read statement, which SQLite runs on a snapshot of its
+# own without BEGIN (about a tenth of a HEAD request's CPU saved).
+SINGLE_READ_OPTION = "glimpse_single_read"
 _PG_RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _MYSQL_RETRY_CODES = {1205, 1213}  # lock wait timeout, deadlock
 UNAVAILABLE_MESSAGE = "The image metadata database is unavailable; try again shortly."
 
 
-def run(engine: Engine, work: Callable[[Connection], T], *, write: bool) -> T:
-    """``work`` in one transaction (committed if ``write``), retried on transient failures."""
+def run(
+    engine: Engine, work: Callable[[Connection], T], *, write: bool, single_read: bool = False
+) -> T:
+    """``work`` in one transaction (committed if ``write``), retried on transient failures.
+    ``single_read``: ``work`` runs one read statement, which needs no transaction of its own."""
     for attempt in range(ATTEMPTS):
         try:
             if write:
                 with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
                     return work(conn)
-            with engine.connect() as conn:
+            reader = engine.execution_options(**{SINGLE_READ_OPTION: True}) if single_read \
+                else engine
+            with reader.connect() as conn:
                 return work(conn)
         except sa.exc.DBAPIError as exc:
             transient = _lost_race(exc) or exc.connection_invalidated

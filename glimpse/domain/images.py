@@ -154,16 +154,24 @@ class ImageService:
         empty = declared == 0 and upload is None and data.location is None \
             and data.copy_from is None
         stamp = now()
+        image_id = data.image_id or _new_id()
+        if upload is not None:
+            # Created already claimed (saving, with its store recorded): nobody else can have
+            # seen it queued, and a small upload is spared a transaction.
+            fields.update(store=store, location=image_id)
         image = Image(
-            id=data.image_id or _new_id(),
-            status=Status.ACTIVE if empty else Status.QUEUED,
+            id=image_id,
+            status=Status.SAVING if upload is not None
+            else Status.ACTIVE if empty else Status.QUEUED,
             properties=dict(data.properties),
             created_at=stamp,
             updated_at=stamp,
             **fields,
         )
         self._repo.create(image)
-        return self._attach(image, data, upload, store)
+        if upload is not None:
+            return self._receive(image, upload.chunks, store, claimed=True)
+        return self._attach(image, data, None, store)
 
     def update(
         self,
@@ -338,27 +346,32 @@ class ImageService:
         except Exception:
             log.exception("copy-from for image %s failed", image_id)
 
-    def _receive(self, image: Image, chunks: Iterable[bytes], store_name: str) -> Image:
-        """Stream data into a store: claim, stream with no transaction open, then finish."""
-        # Where the data goes is recorded before any byte is written: if the upload fails and
-        # the store cannot be cleaned at once, purge_leftovers() finds it there later,
-        # and so does the sweep after a server died mid-upload.
-        claimed = self._repo.update(
-            image.id, {"status": Status.SAVING, "store": store_name, "location": image.id,
-                       "updated_at": now()},
-            expected_status=Status.QUEUED,
-        )
-        if claimed is None:
-            raise Conflict("Cannot upload to an unqueued image")
+    def _receive(
+        self, image: Image, chunks: Iterable[bytes], store_name: str, claimed: bool = False
+    ) -> Image:
+        """Stream data into a store: claim (unless the image was created claimed), stream with
+        no transaction open, then finish."""
+        if not claimed:
+            # Where the data goes is recorded before any byte is written: if the upload fails
+            # and the store cannot be cleaned at once, purge_leftovers() finds it there later,
+            # and so does the sweep after a server died mid-upload.
+            update = self._repo.update(
+                image.id, {"status": Status.SAVING, "store": store_name, "location": image.id,
+                           "updated_at": now()},
+                expected_status=Status.QUEUED,
+            )
+            if update is None:
+                raise Conflict("Cannot upload to an unqueued image")
+            image = update
         store = self._stores[store_name]
-        limit, limit_error = self._upload_limit(claimed)
-        expected = claimed.size or None
+        limit, limit_error = self._upload_limit(image)
+        expected = image.size or None
         stream = UploadStream(
             self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
             expected_size=expected, hash_algo=self._limits.multihash_algorithm,
         )
         inspection = None if self._inspector is None else self._inspector.stage(
-            stream, claimed.disk_format, claimed.container_format
+            stream, image.disk_format, image.container_format
         )
         try:
             if expected is not None and expected > limit:
@@ -367,9 +380,9 @@ class ImageService:
             if expected is not None and stream.size != expected:
                 raise Invalid(f"Size of the uploaded data ({stream.size} bytes) does not match "
                               f"the declared size ({expected} bytes).")
-            if claimed.checksum and claimed.checksum != stream.checksum:
+            if image.checksum and image.checksum != stream.checksum:
                 raise Invalid(f"Checksum of the uploaded data ({stream.checksum}) does not match "
-                              f"the declared checksum ({claimed.checksum}).")
+                              f"the declared checksum ({image.checksum}).")
         except BaseException as exc:
             try:
                 self._kill(image.id, exc)

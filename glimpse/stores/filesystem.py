@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 from glimpse.errors import NotFound, OverLimit
 from glimpse.settings import StoreConfig
+from glimpse.stores.direct_io import FileWriter, open_for_writing
 from glimpse.stores.options import parse_options
 
 _READ_CHUNK = 1 << 20
@@ -20,11 +21,14 @@ _READ_CHUNK = 1 << 20
 @dataclasses.dataclass(frozen=True)
 class FilesystemOptions:
     directory: str = "images"  # relative paths are inside data_dir
+    # Write image data with O_DIRECT (see glimpse.stores.direct_io): far less CPU per byte, at
+    # the price of not leaving a new image in the page cache.
+    direct_io: bool = True
 
 
 def from_config(config: StoreConfig, data_dir: Path) -> FilesystemStore:
     options = parse_options(FilesystemOptions, config.name, config.options)
-    return FilesystemStore(data_dir / options.directory, config.name)
+    return FilesystemStore(data_dir / options.directory, config.name, options.direct_io)
 
 
 class FilesystemStore:
@@ -36,9 +40,10 @@ class FilesystemStore:
 
     writable = True
 
-    def __init__(self, directory: Path, name: str = "file") -> None:
+    def __init__(self, directory: Path, name: str = "file", direct_io: bool = True) -> None:
         self.name = name
         self.directory = directory
+        self.direct_io = direct_io
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -55,16 +60,16 @@ class FilesystemStore:
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         written = 0
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb", buffering=0) as fh:
+            fd, direct = open_for_writing(tmp, self.direct_io)
+            writer = FileWriter(fd, direct)
+            try:
                 for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        n = fh.write(view)
-                        assert n is not None
-                        view = view[n:]
+                    writer.write(chunk)
                     written += len(chunk)
-                os.fsync(fh.fileno())
+                writer.finish()
+            finally:
+                writer.close()
+                os.close(fd)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -57,3 +58,26 @@ def test_upgrade_from_first_release_keeps_rows(database_url: str) -> None:
         assert row.container_format_sort == ""  # null sorts as empty (spec §9.3)
     finally:
         engine.dispose()
+
+
+def test_head_revision_constant_is_the_newest_migration() -> None:
+    """Servers skip importing Alembic when the database is at HEAD_REVISION: it must name the
+    real head, or a new migration would never run."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(db_engine.alembic_config(sa.create_engine("sqlite://")))
+    assert script.get_heads() == [db_engine.HEAD_REVISION]
+
+
+def test_a_migrated_server_does_not_import_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sqlalchemy as sa; from glimpse.db import engine as e; "
+        f"u='sqlite:///{tmp_path}/db.sqlite'; e.upgrade(e.create_engine(u)); "
+        "[sys.modules.pop(m) for m in list(sys.modules) if m.startswith('alembic')]; "
+        "e.upgrade(e.create_engine(u)); print(any(m.startswith('alembic') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
