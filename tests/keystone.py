@@ -28,6 +28,8 @@ PROJECT = "service"
 USER = "glimpse"
 PASSWORD = "Kq7-glimpse-never-log-me"
 ADMIN_USER, ADMIN_PASSWORD, ADMIN_PROJECT = "admin", "keystone-admin", "admin"
+# The all-in-one's proxy for Keystone tokens (scripts/swift-aio), named by Keystone's catalog.
+SWIFT_ENDPOINT = f"http://127.0.0.1:{swift_aio.PORT + 123}"
 # Every fernet token starts so: a log holding one holds a token.
 TOKEN_MARK = "gAAAAA"
 
@@ -55,9 +57,14 @@ def _missing() -> str | None:
     except ks_exceptions.ClientException as exc:
         return f"Keystone has no usable object-store entry for {USER} ({exc}): " \
                "run scripts/keystone start again"
-    if not str(url).startswith(f"{swift_aio.ENDPOINT}/"):
-        return f"Keystone's object-store endpoint is {url}, not the all-in-one on " \
-               f"{swift_aio.ENDPOINT}: run scripts/keystone start with the same SWIFT_AIO_PORT"
+    if not str(url).startswith(f"{SWIFT_ENDPOINT}/"):
+        return f"Keystone's object-store endpoint is {url}, not the all-in-one's on " \
+               f"{SWIFT_ENDPOINT}: run scripts/keystone start with the same SWIFT_AIO_PORT"
+    try:
+        httpx.get(f"{SWIFT_ENDPOINT}/healthcheck", timeout=2.0).raise_for_status()
+    except httpx.HTTPError:
+        return f"the Swift all-in-one does not serve Keystone tokens on {SWIFT_ENDPOINT}: " \
+               "run scripts/swift-aio start while Keystone runs"
     answer = httpx.head(str(url), headers={"X-Auth-Token": str(user.get_token())}, timeout=10)
     if answer.status_code >= 300:
         return f"the Swift all-in-one refuses Keystone tokens (HTTP {answer.status_code}): " \
