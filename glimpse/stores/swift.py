@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import swiftclient.client as swift_client
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3 as ks_v3
 from swiftclient.exceptions import ClientException
 
 from glimpse.errors import GlimpseError, Invalid, NotFound, Unavailable
@@ -76,6 +79,16 @@ class SwiftStore:
         # token and its pooled HTTP connection.
         self._local = threading.local()
         self._known_containers: set[str] = set()
+        # Keystone: one keystoneauth session for all threads, holding the store's token. On a
+        # 401 from Swift, swiftclient invalidates it and asks it for a new one.
+        self._keystone: ks_session.Session | None = None
+        if options.auth_version == "3":
+            self._keystone = ks_session.Session(auth=ks_v3.Password(
+                auth_url=options.auth_url, username=options.user, password=options.key,
+                project_name=options.project_name or None,
+                project_domain_name=options.project_domain_name,
+                user_domain_name=options.user_domain_name,
+            ), timeout=options.timeout)
 
     # -- the Store interface ----------------------------------------------------------------
 
@@ -91,6 +104,10 @@ class SwiftStore:
                 self._call(lambda c: c.put_object(container, key, b""))
                 return 0
             while not pieces.exhausted:
+                # swiftclient answers a 401 by authenticating again and repeating the request,
+                # which a streamed segment cannot be: a cheap request first renews a token that
+                # expired or was revoked (Keystone) since the last call.
+                self._call(lambda c: c.head_container(segments_container))
                 name = f"{key}/{len(manifest):08d}"
                 counted = _Counted(pieces.next_piece(self.options.segment_size))
                 etag = self._call(
@@ -203,17 +220,16 @@ class SwiftStore:
         conn: swift_client.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             o = self.options
-            os_options = {
-                "project_name": o.project_name, "project_domain_name": o.project_domain_name,
-                "user_domain_name": o.user_domain_name,
-            }
-            if o.region_name:
-                os_options["region_name"] = o.region_name
-            conn = swift_client.Connection(
-                authurl=o.auth_url, user=o.user, key=o.key, auth_version=o.auth_version,
-                os_options=os_options if o.auth_version == "3" else None,
-                retries=o.retries, timeout=o.timeout, starting_backoff=0.5, max_backoff=4,
-            )
+            retry = {"retries": o.retries, "timeout": o.timeout, "starting_backoff": 0.5,
+                     "max_backoff": 4}
+            if self._keystone is not None:
+                conn = swift_client.Connection(
+                    session=self._keystone,
+                    os_options={"region_name": o.region_name or None}, **retry)
+            else:
+                conn = swift_client.Connection(
+                    authurl=o.auth_url, user=o.user, key=o.key, auth_version=o.auth_version,
+                    **retry)
             self._local.conn = conn
         return conn
 
@@ -227,6 +243,8 @@ class SwiftStore:
             if exc.http_status == 404 and missing is not None:
                 raise NotFound(missing) from None
             _raise_unavailable(self.name, exc)
+        except ks_exceptions.ClientException as exc:
+            raise Unavailable(f"Store {self.name} failed ({_keystone_failure(exc)})") from None
         except OSError as exc:
             # A broken connection leaves the pooled one unusable: start afresh next time.
             self._local.conn = None
@@ -257,6 +275,18 @@ class _Counted:
 def _raise_unavailable(store: str, exc: ClientException) -> NoReturn:
     status = f"HTTP {exc.http_status} {exc.http_reason}" if exc.http_status else "no answer"
     raise Unavailable(f"Store {store} failed ({status})") from None
+
+
+def _keystone_failure(exc: ks_exceptions.ClientException) -> str:
+    """What went wrong with Keystone, in words that hold no credential, token or URL."""
+    if isinstance(exc, ks_exceptions.Unauthorized):
+        return "Keystone refused the store's credentials"
+    if isinstance(exc, ks_exceptions.ConnectionError):
+        return "Keystone is unreachable"
+    if isinstance(exc, ks_exceptions.CatalogException):
+        return "no object-store endpoint in the Keystone catalog for this region"
+    status = getattr(exc, "http_status", None)
+    return f"Keystone answered HTTP {status}" if status else "Keystone authentication failed"
 
 
 def _manifest_json(segments: list[dict[str, Any]]) -> bytes:

@@ -1,7 +1,8 @@
 """The store contract: every driver passes the same tests, against real servers.
 
 Swift and S3 run against the Swift all-in-one (``scripts/swift-aio start``), with small
-segments and parts so that multi-segment and multipart paths are exercised.
+segments and parts so that multi-segment and multipart paths are exercised; Swift once more with
+Keystone credentials (``scripts/keystone start`` first).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from glimpse.domain.ports import Store
 from glimpse.errors import GlimpseError, NotFound, Unavailable
 from glimpse.settings import StoreConfig
 from glimpse.stores.registry import build_store
-from tests import swift_aio
+from tests import keystone, swift_aio
 from tests.e2e.server import free_port
 
 MiB = 1 << 20
@@ -53,7 +54,7 @@ def _s3_residue(store: Store) -> Residue:
     return residue
 
 
-@pytest.fixture(params=["file", "swift", "swift-prefix", "s3"])
+@pytest.fixture(params=["file", "swift", "swift-prefix", "swift-keystone", "s3"])
 def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Residue]:
     kind: str = request.param
     if kind == "file":
@@ -65,8 +66,12 @@ def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[S
         options = swift_aio.store_options("s3", part_size=PART)
         store = build_store(StoreConfig("s3", "s3", options), tmp_path)
         return store, _s3_residue(store)
-    layout = "prefix" if kind == "swift-prefix" else "single"
-    options = swift_aio.store_options("swift", segment_size=SEGMENT, container_layout=layout)
+    if kind == "swift-keystone":
+        keystone.require()
+        options = keystone.store_options(segment_size=SEGMENT)
+    else:
+        layout = "prefix" if kind == "swift-prefix" else "single"
+        options = swift_aio.store_options("swift", segment_size=SEGMENT, container_layout=layout)
     store = build_store(StoreConfig(kind, "swift", options), tmp_path)
     return store, _swift_residue(store)
 
