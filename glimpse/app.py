@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
+from glimpse import heap
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import TrustedHeaders
@@ -84,6 +85,9 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         inline_reads=engine.dialect.name == "sqlite",
     )
     sweepers = [Sweeper(images.recover_stale_uploads, settings.stale_upload_timeout / 2)]
+    trim = heap.trimmer()
+    if trim is not None:
+        sweepers.append(Sweeper(trim, heap.TRIM_PERIOD))
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(images.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
