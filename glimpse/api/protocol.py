@@ -4,7 +4,8 @@ zero-copy file sending.
 * httptools buffers a request's head without limit before handing it over, so one client could
   make the server hold any amount of memory with an endless header. This counts the bytes that
   arrive while a request head is incomplete and answers 400 past a bound.
-* uvicorn pauses reading a request body every 64 KiB (see BODY_HIGH_WATER).
+* uvicorn pauses reading a request body every 64 KiB (see BODY_HIGH_WATER), and copies every
+  body byte twice on its way to the app (see BodyChunks).
 * uvicorn has no ASGI extension for sending a file, so every downloaded byte would be copied
   through Python. Responses may instead send ``{"type": "glimpse.sendfile", "file": <open
   binary file>}`` after ``http.response.start`` with a Content-Length: the file goes out with
@@ -25,6 +26,33 @@ MAX_HEAD_BYTES = 256 * 1024
 # connection lets the loop read ahead and hand the app one block per MiB.
 BODY_HIGH_WATER = 1 << 20
 SENDFILE = "glimpse.sendfile"
+
+
+class BodyChunks:
+    """A request's unread body chunks, standing in for uvicorn's bytearray ``cycle.body``.
+
+    uvicorn copies every body byte twice: into that bytearray as it arrives, and out of it
+    into a new bytes object for the app. Here arriving chunks are kept as they are, and the app
+    gets a lone chunk uncopied (``bytes()`` of an object whose ``__bytes__`` returns bytes
+    returns that very object); several waiting chunks are joined once.
+    """
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def __iadd__(self, chunk: bytes) -> BodyChunks:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
 
 class SendfileCycle(RequestResponseCycle):
@@ -118,6 +146,8 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
             return
+        if not isinstance(cycle.body, BodyChunks):
+            cycle.body = BodyChunks()  # type: ignore[assignment]
         cycle.body += body
         if len(cycle.body) > BODY_HIGH_WATER:
             self.flow.pause_reading()

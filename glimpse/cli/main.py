@@ -99,6 +99,38 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     return 0 if report.clean or args.repair else 1
 
 
+def _migrate(settings: settings_mod.Settings) -> None:
+    """Bring the schema to the newest revision before serving: in a child process when there
+    is anything to do, so Alembic (about 11 MiB resident) never loads into a server process,
+    which would keep it for its whole life."""
+    import multiprocessing
+
+    from glimpse.db import engine as db_engine
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.effective_database_url
+    engine = db_engine.create_engine(url)
+    try:
+        if db_engine.current_revision(engine) == db_engine.HEAD_REVISION:
+            return
+    finally:
+        engine.dispose()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_upgrade, args=(url,), name="glimpse-db-upgrade"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"glimpse: migrating the database schema failed (exit {child.exitcode})")
+
+
+def _upgrade(url: str) -> None:
+    from glimpse.db import engine as db_engine
+
+    logging.basicConfig(level=logging.WARNING)
+    db_engine.upgrade(db_engine.create_engine(url))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -127,14 +159,12 @@ def _serve(settings: settings_mod.Settings) -> int:
     from glimpse import app as app_mod
     from glimpse.api.protocol import GlimpseHttpProtocol
 
+    # The schema is migrated here, once, before any worker starts.
+    _migrate(settings)
     options: dict[str, Any] = {}
     if settings.workers > 1:
         # Worker processes import the app by name; they get the settings through the
-        # environment, and the schema is migrated here, once, before they start.
-        from glimpse.db import engine as db_engine
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db_engine.upgrade(db_engine.create_engine(settings.effective_database_url))
+        # environment.
         os.environ[app_mod.SETTINGS_ENV] = settings_mod.to_json(settings)
         target: Any = "glimpse.app:worker_app"
         options = {"factory": True, "workers": settings.workers}
