@@ -95,7 +95,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
-        on_startup=[s.start for s in sweepers],
+        on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: images.uploads.stop_all(10.0)],
     )
 

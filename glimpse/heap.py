@@ -11,6 +11,7 @@ second. A trim with nothing to return costs a few microseconds. Where the C libr
 from __future__ import annotations
 
 import ctypes
+import gc
 from collections.abc import Callable
 
 TRIM_PERIOD = 1.0
@@ -28,3 +29,15 @@ def trimmer() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+def freeze_startup_objects() -> None:
+    """Exempt what exists once the server has started from garbage collection.
+
+    Modules, tables, compiled statements and settings live as long as the process. Left in
+    the collector's oldest generation, every full collection walks them all (about 54,000
+    objects: 14 ms measured on a loaded machine), a pause that every request in flight waits
+    out. Frozen, a full collection only walks what requests allocated since.
+    """
+    gc.collect()
+    gc.freeze()
