@@ -1,9 +1,15 @@
 """The S3 store (boto3).
 
-Uploads stream as a multipart upload holding one part in memory at a time. Parts start at
-``part_size`` and double every 1,000 parts (capped at S3's 5 GiB), so the 10,000 parts S3 allows
-reach its 5 TiB object limit while small images keep small buffers. An image that fits in one
-part is a single PUT. A failed upload aborts its multipart upload, so no parts stay behind.
+Uploads stream as a multipart upload. Parts start at ``part_size`` and double every 1,000 parts
+(capped at S3's 5 GiB), so the 10,000 parts S3 allows reach its 5 TiB object limit while small
+images keep small buffers. An image that fits in one part is a single PUT.
+
+Up to ``upload_concurrency`` parts are sent at once, each from a thread of the upload's own
+pool, while the stream fills the next one: receiving overlaps sending, and one part's round trip
+does not stall the next. An upload so holds at most (upload_concurrency + 1) parts in memory
+(briefly one more while a part's chunks are joined). A failed part, a failed read of the stream
+(the client went away) or any other error stops the upload: parts still in flight are waited
+for, then the multipart upload is aborted, so no parts stay behind.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -48,6 +55,8 @@ class S3Options:
     timeout: float = 60.0
     retries: int = 3
     max_connections: int = 20
+    # Parts sent at once per upload; the memory bound is (this + 1) x the part size.
+    upload_concurrency: int = 3
 
 
 def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
@@ -56,6 +65,8 @@ def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
         raise Invalid(f"Store {config.name!r}: addressing_style must be path, virtual or auto")
     if not 5 << 20 <= options.part_size <= MAX_PART:
         raise Invalid(f"Store {config.name!r}: part_size must be between 5MB and 5GB")
+    if not 1 <= options.upload_concurrency <= 64:
+        raise Invalid(f"Store {config.name!r}: upload_concurrency must be between 1 and 64")
     return S3Store(config.name, options)
 
 
@@ -105,26 +116,41 @@ class S3Store:
         upload_id = self._call(
             lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key)
         )["UploadId"]
-        parts: list[CompletedPartTypeDef] = []
+        concurrency = self.options.upload_concurrency
+        sending: dict[int, Future[str]] = {}  # part number -> its ETag, in part order
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"s3-{self.name}")
         written = 0
         try:
-            body = first
+            body, first = first, b""
             while body:
-                number = len(parts) + 1
+                number = len(sending) + 1
                 if number > MAX_PARTS:
                     raise Invalid("Image is larger than an S3 object may be")
-                answer = self._call(lambda b=body, n=number: self._client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=b))
-                parts.append({"ETag": answer["ETag"], "PartNumber": number})
+                _wait_for_room(sending, concurrency)
+                sending[number] = pool.submit(self._upload_part, key, upload_id, number, body)
                 written += len(body)
-                body = b""  # let the part go before reading the next one
+                body = b""  # the pool holds the part now; the next one is read meanwhile
                 body = pieces.read_piece(part_size(self.options.part_size, number))
+            parts: list[CompletedPartTypeDef] = [
+                {"ETag": etag.result(), "PartNumber": number}
+                for number, etag in sending.items()
+            ]
             self._call(lambda: self._client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
         except BaseException:
+            # A part still being sent could land after the abort and stay behind: wait for it.
+            pool.shutdown(wait=True, cancel_futures=True)
             self._abort(key, upload_id)
             raise
+        finally:
+            pool.shutdown(wait=True)
         return written
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        answer = self._call(lambda: self._client.upload_part(
+            Bucket=self.options.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+            Body=body))
+        return str(answer["ETag"])
 
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
         extra: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
@@ -218,6 +244,18 @@ class S3Store:
             _raise_unavailable(self.name, exc)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise Unavailable(f"Store {self.name} is unreachable") from exc
+
+
+def _wait_for_room(sending: dict[int, Future[str]], concurrency: int) -> None:
+    """Block until fewer than ``concurrency`` parts are in flight; raise the first failure of
+    a part sent so far, so the upload stops at the next part boundary at the latest."""
+    while True:
+        for done in (f for f in sending.values() if f.done()):
+            done.result()
+        running = [f for f in sending.values() if not f.done()]
+        if len(running) < concurrency:
+            return
+        wait(running, return_when=FIRST_COMPLETED)
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:
