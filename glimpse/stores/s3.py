@@ -5,11 +5,13 @@ Uploads stream as a multipart upload. Parts start at ``part_size`` and double ev
 images keep small buffers. An image that fits in one part is a single PUT.
 
 Up to ``upload_concurrency`` parts are sent at once, each from a thread of the upload's own
-pool, while the stream fills the next one: receiving overlaps sending, and one part's round trip
-does not stall the next. An upload so holds at most (upload_concurrency + 1) parts in memory
-(briefly one more while a part's chunks are joined). A failed part, a failed read of the stream
-(the client went away) or any other error stops the upload: parts still in flight are waited
-for, then the multipart upload is aborted, so no parts stay behind.
+pool, while a reader thread fills the next one from the stream: receiving overlaps sending, and
+one part's round trip does not stall the next. An upload so holds at most
+(upload_concurrency + 1) parts in memory (briefly one more while a part's chunks are joined).
+A failed part, a failed read of the stream (the client went away) or any other error stops the
+upload at once, even while the read waits for the client: parts still in flight are waited
+for, then the multipart upload is aborted, so no parts stay behind. A read still waiting is
+left to end with its stream (a request body ends when the request is answered).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -85,7 +87,7 @@ class S3Store:
             s3={"addressing_style": options.addressing_style},  # type: ignore[arg-type]
             connect_timeout=options.timeout,
             read_timeout=options.timeout,
-            retries={"max_attempts": options.retries + 1, "mode": "standard"},
+            retries={"total_max_attempts": options.retries + 1, "mode": "standard"},
             max_pool_connections=options.max_connections,
             # The upload stream already hashes every byte (MD5 and the multihash); a third,
             # optional checksum per part would only cost CPU.
@@ -117,8 +119,12 @@ class S3Store:
             lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key)
         )["UploadId"]
         concurrency = self.options.upload_concurrency
-        sending: dict[int, Future[str]] = {}  # part number -> its ETag, in part order
+        sending: list[Future[str]] = []  # each part's ETag, in part order
+        running: set[Future[str]] = set()
         pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"s3-{self.name}")
+        # The stream is read on a thread of its own, so that a part failing while the client
+        # sends nothing (it may wait for an answer) is answered at once.
+        reader = ThreadPoolExecutor(1, thread_name_prefix=f"s3-{self.name}-read")
         written = 0
         try:
             body, first = first, b""
@@ -126,24 +132,32 @@ class S3Store:
                 number = len(sending) + 1
                 if number > MAX_PARTS:
                     raise Invalid("Image is larger than an S3 object may be")
-                _wait_for_room(sending, concurrency)
-                sending[number] = pool.submit(self._upload_part, key, upload_id, number, body)
+                _wait_for_parts(running, lambda: len(running) < concurrency)
+                part = pool.submit(self._upload_part, key, upload_id, number, body)
+                sending.append(part)
+                running.add(part)
                 written += len(body)
                 body = b""  # the pool holds the part now; the next one is read meanwhile
-                body = pieces.read_piece(part_size(self.options.part_size, number))
+                reading = reader.submit(
+                    pieces.read_piece, part_size(self.options.part_size, number))
+                _wait_for_parts(running, reading.done, reading)
+                body = reading.result()
             parts: list[CompletedPartTypeDef] = [
                 {"ETag": etag.result(), "PartNumber": number}
-                for number, etag in sending.items()
+                for number, etag in enumerate(sending, 1)
             ]
             self._call(lambda: self._client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
         except BaseException:
+            # A read still waiting for the client ends with the request; nothing waits for it.
+            reader.shutdown(wait=False, cancel_futures=True)
             # A part still being sent could land after the abort and stay behind: wait for it.
             pool.shutdown(wait=True, cancel_futures=True)
             self._abort(key, upload_id)
             raise
         finally:
             pool.shutdown(wait=True)
+            reader.shutdown(wait=False)
         return written
 
     def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
@@ -246,16 +260,21 @@ class S3Store:
             raise Unavailable(f"Store {self.name} is unreachable") from exc
 
 
-def _wait_for_room(sending: dict[int, Future[str]], concurrency: int) -> None:
-    """Block until fewer than ``concurrency`` parts are in flight; raise the first failure of
-    a part sent so far, so the upload stops at the next part boundary at the latest."""
+def _wait_for_parts(running: set[Future[str]], until: Callable[[], bool],
+                    reading: Future[bytes] | None = None) -> None:
+    """Block until ``until()`` holds, forgetting the parts that finish meanwhile; the first
+    part that failed raises its error at once (also while ``reading`` is still waiting)."""
     while True:
-        for done in (f for f in sending.values() if f.done()):
-            done.result()
-        running = [f for f in sending.values() if not f.done()]
-        if len(running) < concurrency:
+        finished = {part for part in running if part.done()}
+        running -= finished
+        for part in finished:
+            part.result()
+        if until():
             return
-        wait(running, return_when=FIRST_COMPLETED)
+        waiting: list[Future[Any]] = [*running]
+        if reading is not None:
+            waiting.append(reading)
+        wait(waiting, return_when=FIRST_COMPLETED)
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:
