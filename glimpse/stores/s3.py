@@ -7,7 +7,8 @@ images keep small buffers. An image that fits in one part is a single PUT.
 Up to ``upload_concurrency`` parts are sent at once, each from a thread of the upload's own
 pool, while a reader thread fills the next one from the stream: receiving overlaps sending, and
 one part's round trip does not stall the next. An upload so holds at most
-(upload_concurrency + 1) parts in memory (briefly one more while a part's chunks are joined).
+(upload_concurrency + 1) parts in memory, each as the chunks it was received in (never joined
+into one buffer: hashing and sending read the chunks as they are).
 A failed part, a failed read of the stream (the client went away) or any other error stops the
 upload at once, even while the read waits for the client: parts still in flight are waited
 for, then the multipart upload is aborted, so no parts stay behind. A read still waiting is
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 import boto3
 import botocore.config
@@ -31,7 +32,7 @@ import botocore.exceptions
 from glimpse.errors import Invalid, NotFound, Unavailable
 from glimpse.settings import StoreConfig
 from glimpse.stores.options import parse_options
-from glimpse.stores.segments import Pieces
+from glimpse.stores.segments import PieceFile, Pieces
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -42,6 +43,7 @@ _READ_CHUNK = 1 << 20
 MAX_PART = 5 << 30
 MAX_PARTS = 10_000
 _DOUBLING_EVERY = 1_000
+_NOTHING = PieceFile([])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +115,9 @@ class S3Store:
         pieces = Pieces(chunks)
         first = pieces.read_piece(part_size(self.options.part_size, 0))
         if pieces.exhausted:
-            self._call(lambda: self._client.put_object(Bucket=bucket, Key=key, Body=first))
-            return len(first)
+            self._call(lambda: self._client.put_object(
+                Bucket=bucket, Key=key, Body=cast("IO[bytes]", first)))
+            return first.size
         upload_id = self._call(
             lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key)
         )["UploadId"]
@@ -127,7 +130,7 @@ class S3Store:
         reader = ThreadPoolExecutor(1, thread_name_prefix=f"s3-{self.name}-read")
         written = 0
         try:
-            body, first = first, b""
+            body, first = first, _NOTHING
             while body:
                 number = len(sending) + 1
                 if number > MAX_PARTS:
@@ -136,8 +139,8 @@ class S3Store:
                 part = pool.submit(self._upload_part, key, upload_id, number, body)
                 sending.append(part)
                 running.add(part)
-                written += len(body)
-                body = b""  # the pool holds the part now; the next one is read meanwhile
+                written += body.size
+                body = _NOTHING  # the pool holds the part now; the next one is read meanwhile
                 reading = reader.submit(
                     pieces.read_piece, part_size(self.options.part_size, number))
                 _wait_for_parts(running, reading.done, reading)
@@ -160,10 +163,10 @@ class S3Store:
             reader.shutdown(wait=False)
         return written
 
-    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+    def _upload_part(self, key: str, upload_id: str, number: int, body: PieceFile) -> str:
         answer = self._call(lambda: self._client.upload_part(
             Bucket=self.options.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-            Body=body))
+            Body=cast("IO[bytes]", body)))
         return str(answer["ETag"])
 
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
@@ -261,7 +264,7 @@ class S3Store:
 
 
 def _wait_for_parts(running: set[Future[str]], until: Callable[[], bool],
-                    reading: Future[bytes] | None = None) -> None:
+                    reading: Future[PieceFile] | None = None) -> None:
     """Block until ``until()`` holds, forgetting the parts that finish meanwhile; the first
     part that failed raises its error at once (also while ``reading`` is still waiting)."""
     while True:
