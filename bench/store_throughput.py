@@ -6,12 +6,17 @@ extras (``scripts/bootstrap test``). Run from the repository root:
 
     .venv/bin/python bench/store_throughput.py            # 1 GiB image
     .venv/bin/python bench/store_throughput.py --size 256MB --rounds 2
+    .venv/bin/python bench/store_throughput.py --only s3 \
+        --variant s3:upload_concurrency=1 --variant s3:upload_concurrency=4
 
 glimpse is driven with curl (so the client costs little) and runs with its default store
 options (Swift: 1 GiB segments; S3: 16 MiB parts growing past 1,000 parts). The direct clients
 run as a user would run them: swiftclient's put_object/get_object on the file, boto3's managed
-upload_file/download_fileobj with their default settings. Figures are MiB/s and the ratio of
-glimpse to the direct client, measured on this (possibly shared) machine in one run.
+upload_file/download_fileobj with their default settings. ``--variant DRIVER:OPTION=VALUE,...``
+adds a glimpse server whose store has other options, measured in the same rounds (A/B of a
+setting). The cases run in turn within each round, so a slow drift of a shared machine hits them
+alike. Figures are medians over the rounds, in MiB/s, and the ratio of each glimpse case to the
+direct client, measured on this (possibly shared) machine in one run.
 """
 
 from __future__ import annotations
@@ -112,52 +117,70 @@ def s3_round(path: Path) -> tuple[float, float]:
     return up, down
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    driver, _, options = text.partition(":")
+    if driver not in ("swift", "s3") or not options:
+        raise argparse.ArgumentTypeError(f"expected swift|s3:OPTION=VALUE,...: {text!r}")
+    pairs = [item.split("=", 1) for item in options.split(",")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected OPTION=VALUE in {text!r}")
+    return driver, dict(pairs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1GB", help="image size (default 1GB)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per case; median kept")
+    parser.add_argument("--only", choices=("swift", "s3"), help="measure one API only")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="also glimpse with these store options, e.g. s3:part_size=8MB")
     args = parser.parse_args()
     if not swift_aio.available():
         print("no Swift all-in-one: run scripts/swift-aio start", file=sys.stderr)
         return 1
     size = parse_size(args.size)
+    apis = [args.only] if args.only else ["swift", "s3"]
+    variants: list[tuple[str, dict[str, str]]] = [(api, {}) for api in apis]
+    variants += [(driver, options) for driver, options in args.variant if driver in apis]
+    direct_names = {"swift": "swift direct (python-swiftclient)", "s3": "s3 direct (boto3)"}
+    direct_rounds = {"swift": swift_round, "s3": s3_round}
     with tempfile.TemporaryDirectory(prefix="glimpse-bench-") as tmp:
         path = Path(tmp) / "image.raw"
         make_file(path, size)
-        servers = {
-            driver: GlimpseServer(
-                {**swift_aio.store_env(driver), "store_cleanup_interval": "0"},
-                data_dir=Path(tmp) / driver)
-            for driver in ("swift", "s3")
-        }
-        cases: dict[str, Callable[[], tuple[float, float]]] = {
-            "swift direct (python-swiftclient)": lambda: swift_round(path),
-            "swift through glimpse": lambda: glimpse_round(servers["swift"], path),
-            "s3 direct (boto3)": lambda: s3_round(path),
-            "s3 through glimpse": lambda: glimpse_round(servers["s3"], path),
-        }
-        results: dict[str, tuple[float, float]] = {}
+        cases: dict[str, Callable[[], tuple[float, float]]] = {}
+        servers: list[GlimpseServer] = []
         try:
+            for api in apis:
+                cases[direct_names[api]] = lambda api=api: direct_rounds[api](path)
+                for n, (driver, options) in enumerate(variants):
+                    if driver != api:
+                        continue
+                    server = GlimpseServer(
+                        {**swift_aio.store_env(driver, **options), "store_cleanup_interval": "0"},
+                        data_dir=Path(tmp) / f"{driver}-{n}")
+                    servers.append(server)
+                    label = ",".join(f"{k}={v}" for k, v in options.items())
+                    name = f"{api} through glimpse" + (f" ({label})" if label else "")
+                    cases[name] = lambda server=server: glimpse_round(server, path)
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
             for _ in range(args.rounds):
                 for name, case in cases.items():
-                    up, down = case()
-                    previous = results.get(name)
-                    results[name] = (up, down) if previous is None else (
-                        statistics.median([previous[0], up]),
-                        statistics.median([previous[1], down]))
+                    samples[name].append(case())
         finally:
-            for server in servers.values():
+            for server in servers:
                 server.stop()
     mib = size / MiB
-    print(f"image {mib:.0f} MiB, {args.rounds} round(s)")
-    print(f"{'case':36} {'upload MiB/s':>13} {'download MiB/s':>15}")
+    results = {name: (statistics.median(up for up, _ in runs),
+                      statistics.median(down for _, down in runs))
+               for name, runs in samples.items()}
+    print(f"image {mib:.0f} MiB, {args.rounds} round(s), median")
+    width = max(len(name) for name in results) + 1
+    print(f"{'case':{width}} {'upload MiB/s':>13} {'download MiB/s':>15}  "
+          f"{'up/direct':>9} {'down/direct':>11}")
     for name, (up, down) in results.items():
-        print(f"{name:36} {mib / up:13.1f} {mib / down:15.1f}")
-    for api, direct in (("swift", "swift direct (python-swiftclient)"),
-                        ("s3", "s3 direct (boto3)")):
-        g_up, g_down = results[f"{api} through glimpse"]
-        d_up, d_down = results[direct]
-        print(f"{api}: glimpse / direct = upload {d_up / g_up:.2f}, download {d_down / g_down:.2f}")
+        d_up, d_down = results[direct_names[name.split()[0]]]
+        print(f"{name:{width}} {mib / up:13.1f} {mib / down:15.1f}  "
+              f"{d_up / up:9.2f} {d_down / down:11.2f}")
     return 0
 
 

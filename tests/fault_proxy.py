@@ -2,7 +2,9 @@
 
 Modes: ``pass`` forwards; ``refuse`` closes every connection at once (the store is down);
 ``503`` answers every new connection with an HTTP 503 and cuts the open ones; ``cut`` forwards
-but cuts each connection once ``cut_after`` bytes have come back from the service.
+but cuts each connection once ``cut_after`` bytes have come back from the service; ``hold``
+forwards one read of what a client sends (a request's head) and holds the rest (its body hangs
+in flight, the connection counted in ``held``) until the mode changes or ``break_open()`` cuts it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class FaultProxy:
         self.target_port = target_port
         self.mode = "pass"
         self.cut_after = 0
+        self.held = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -34,9 +37,25 @@ class FaultProxy:
         if mode in ("refuse", "503"):
             self._loop.call_soon_threadsafe(self._drop_all)
 
+    def break_open(self) -> None:
+        """Cut every open connection (requests in flight fail); new ones pass."""
+        asyncio.run_coroutine_threadsafe(self._break_open(), self._loop).result(10)
+
+    async def _break_open(self) -> None:
+        self._drop_all()
+        self.mode = "pass"
+
     def close(self) -> None:
+        # Connections a client keeps pooled end here, so no task is left pending at the stop.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._end_all(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _end_all(self) -> None:
+        self._drop_all()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.wait(others, timeout=5)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -78,8 +97,17 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     downstream: bool) -> None:
         sent = 0
+        reads = 0
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                reads += 1
+                if not downstream and self.mode == "hold" and reads > 1:
+                    self.held += 1
+                    try:
+                        while self.mode == "hold" and not writer.transport.is_closing():
+                            await asyncio.sleep(0.01)
+                    finally:
+                        self.held -= 1
                 if downstream and self.mode == "cut":
                     # Counted from the switch to "cut": pooled connections carry earlier
                     # answers too.

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -72,6 +74,7 @@ class BodyPump:
         self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)
         self._error: Exception | None = None
         self._complete = False
+        self._token: anyio.lowlevel.EventLoopToken | None = None
 
     async def run(self) -> None:
         async with self._send:
@@ -102,7 +105,7 @@ class BodyPump:
         with self._receive:
             while True:
                 try:
-                    block = anyio.from_thread.run(self._receive.receive)
+                    block = anyio.from_thread.run(self._receive.receive, token=self._token)
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     if self._error is not None:
                         raise self._error from None
@@ -115,6 +118,9 @@ class BodyPump:
 
     async def feed(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in a worker thread while this pump feeds it the body."""
+        # With the loop's token the body may be read from any thread, not only the worker's
+        # (a store may read it on a thread of its own while it sends).
+        self._token = anyio.lowlevel.current_token()
         pump = asyncio.ensure_future(self.run())
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=_upload_threads())

@@ -1,9 +1,18 @@
 """The S3 store (boto3).
 
-Uploads stream as a multipart upload holding one part in memory at a time. Parts start at
-``part_size`` and double every 1,000 parts (capped at S3's 5 GiB), so the 10,000 parts S3 allows
-reach its 5 TiB object limit while small images keep small buffers. An image that fits in one
-part is a single PUT. A failed upload aborts its multipart upload, so no parts stay behind.
+Uploads stream as a multipart upload. Parts start at ``part_size`` and double every 1,000 parts
+(capped at S3's 5 GiB), so the 10,000 parts S3 allows reach its 5 TiB object limit while small
+images keep small buffers. An image that fits in one part is a single PUT.
+
+Up to ``upload_concurrency`` parts are sent at once, each from a thread of the upload's own
+pool, while a reader thread fills the next one from the stream: receiving overlaps sending, and
+one part's round trip does not stall the next. An upload so holds at most
+(upload_concurrency + 1) parts in memory, each as the chunks it was received in (never joined
+into one buffer: hashing and sending read the chunks as they are).
+A failed part, a failed read of the stream (the client went away) or any other error stops the
+upload at once, even while the read waits for the client: parts still in flight are waited
+for, then the multipart upload is aborted, so no parts stay behind. A read still waiting is
+left to end with its stream (a request body ends when the request is answered).
 """
 
 from __future__ import annotations
@@ -11,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 import boto3
 import botocore.config
@@ -22,7 +32,7 @@ import botocore.exceptions
 from glimpse.errors import Invalid, NotFound, Unavailable
 from glimpse.settings import StoreConfig
 from glimpse.stores.options import parse_options
-from glimpse.stores.segments import Pieces
+from glimpse.stores.segments import PieceFile, Pieces
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -33,6 +43,7 @@ _READ_CHUNK = 1 << 20
 MAX_PART = 5 << 30
 MAX_PARTS = 10_000
 _DOUBLING_EVERY = 1_000
+_NOTHING = PieceFile([])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +59,8 @@ class S3Options:
     timeout: float = 60.0
     retries: int = 3
     max_connections: int = 20
+    # Parts sent at once per upload; the memory bound is (this + 1) x the part size.
+    upload_concurrency: int = 3
 
 
 def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
@@ -56,6 +69,8 @@ def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
         raise Invalid(f"Store {config.name!r}: addressing_style must be path, virtual or auto")
     if not 5 << 20 <= options.part_size <= MAX_PART:
         raise Invalid(f"Store {config.name!r}: part_size must be between 5MB and 5GB")
+    if not 1 <= options.upload_concurrency <= 64:
+        raise Invalid(f"Store {config.name!r}: upload_concurrency must be between 1 and 64")
     return S3Store(config.name, options)
 
 
@@ -74,7 +89,7 @@ class S3Store:
             s3={"addressing_style": options.addressing_style},  # type: ignore[arg-type]
             connect_timeout=options.timeout,
             read_timeout=options.timeout,
-            retries={"max_attempts": options.retries + 1, "mode": "standard"},
+            retries={"total_max_attempts": options.retries + 1, "mode": "standard"},
             max_pool_connections=options.max_connections,
             # The upload stream already hashes every byte (MD5 and the multihash); a third,
             # optional checksum per part would only cost CPU.
@@ -100,31 +115,59 @@ class S3Store:
         pieces = Pieces(chunks)
         first = pieces.read_piece(part_size(self.options.part_size, 0))
         if pieces.exhausted:
-            self._call(lambda: self._client.put_object(Bucket=bucket, Key=key, Body=first))
-            return len(first)
+            self._call(lambda: self._client.put_object(
+                Bucket=bucket, Key=key, Body=cast("IO[bytes]", first)))
+            return first.size
         upload_id = self._call(
             lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key)
         )["UploadId"]
-        parts: list[CompletedPartTypeDef] = []
+        concurrency = self.options.upload_concurrency
+        sending: list[Future[str]] = []  # each part's ETag, in part order
+        running: set[Future[str]] = set()
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"s3-{self.name}")
+        # The stream is read on a thread of its own, so that a part failing while the client
+        # sends nothing (it may wait for an answer) is answered at once.
+        reader = ThreadPoolExecutor(1, thread_name_prefix=f"s3-{self.name}-read")
         written = 0
         try:
-            body = first
+            body, first = first, _NOTHING
             while body:
-                number = len(parts) + 1
+                number = len(sending) + 1
                 if number > MAX_PARTS:
                     raise Invalid("Image is larger than an S3 object may be")
-                answer = self._call(lambda b=body, n=number: self._client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=b))
-                parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                written += len(body)
-                body = b""  # let the part go before reading the next one
-                body = pieces.read_piece(part_size(self.options.part_size, number))
+                _wait_for_parts(running, lambda: len(running) < concurrency)
+                part = pool.submit(self._upload_part, key, upload_id, number, body)
+                sending.append(part)
+                running.add(part)
+                written += body.size
+                body = _NOTHING  # the pool holds the part now; the next one is read meanwhile
+                reading = reader.submit(
+                    pieces.read_piece, part_size(self.options.part_size, number))
+                _wait_for_parts(running, reading.done, reading)
+                body = reading.result()
+            parts: list[CompletedPartTypeDef] = [
+                {"ETag": etag.result(), "PartNumber": number}
+                for number, etag in enumerate(sending, 1)
+            ]
             self._call(lambda: self._client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
         except BaseException:
+            # A read still waiting for the client ends with the request; nothing waits for it.
+            reader.shutdown(wait=False, cancel_futures=True)
+            # A part still being sent could land after the abort and stay behind: wait for it.
+            pool.shutdown(wait=True, cancel_futures=True)
             self._abort(key, upload_id)
             raise
+        finally:
+            pool.shutdown(wait=True)
+            reader.shutdown(wait=False)
         return written
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: PieceFile) -> str:
+        answer = self._call(lambda: self._client.upload_part(
+            Bucket=self.options.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+            Body=cast("IO[bytes]", body)))
+        return str(answer["ETag"])
 
     def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
         extra: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
@@ -218,6 +261,23 @@ class S3Store:
             _raise_unavailable(self.name, exc)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise Unavailable(f"Store {self.name} is unreachable") from exc
+
+
+def _wait_for_parts(running: set[Future[str]], until: Callable[[], bool],
+                    reading: Future[PieceFile] | None = None) -> None:
+    """Block until ``until()`` holds, forgetting the parts that finish meanwhile; the first
+    part that failed raises its error at once (also while ``reading`` is still waiting)."""
+    while True:
+        finished = {part for part in running if part.done()}
+        running -= finished
+        for part in finished:
+            part.result()
+        if until():
+            return
+        waiting: list[Future[Any]] = [*running]
+        if reading is not None:
+            waiting.append(reading)
+        wait(waiting, return_when=FIRST_COMPLETED)
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:
