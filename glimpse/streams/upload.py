@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from glimpse.errors import Invalid, OverLimit
 
 # Below this a chunk is hashed inline: handing it to another thread would cost more.
 PARALLEL_MIN = 256 * 1024
+# How many chunks the hashes may be behind the write (each holds its chunk in memory).
+HASH_LAG = 2
 
 
 class UploadStream:
@@ -39,10 +42,14 @@ class UploadStream:
         self._multihash = hashlib.new(hash_algo)
 
     def __iter__(self) -> Iterator[bytes]:
-        # The two hashes run in helper threads while this one hands the chunk to the store:
-        # hashlib releases the GIL on large updates and so does the write, so the three
-        # overlap instead of adding up.
-        helper: ThreadPoolExecutor | None = None
+        # The two hashes run in helper threads, one per hash (so each sees the chunks in
+        # order), while this one hands the chunk on to the store: hashlib releases the GIL on
+        # large updates and so does the write, so the three overlap instead of adding up. The
+        # hashes may fall up to HASH_LAG chunks behind, so a chunk whose hashing takes longer
+        # than its write does not hold up receiving and writing the next one.
+        md5: ThreadPoolExecutor | None = None
+        multihash: ThreadPoolExecutor | None = None
+        pending: collections.deque[tuple[Future[None], Future[None]]] = collections.deque()
         try:
             for chunk in self._chunks:
                 if not chunk:
@@ -55,22 +62,23 @@ class UploadStream:
                 if self.size > self._limit:
                     raise self._limit_error
                 if len(chunk) < PARALLEL_MIN:
+                    _wait(pending, 0)
                     self._md5.update(chunk)
                     self._multihash.update(chunk)
                     yield chunk
                     continue
-                if helper is None:
-                    helper = ThreadPoolExecutor(2, thread_name_prefix="hash")
-                hashed = [helper.submit(self._md5.update, chunk),
-                          helper.submit(self._multihash.update, chunk)]
-                try:
-                    yield chunk
-                finally:
-                    for done in hashed:
-                        done.result()
+                if md5 is None or multihash is None:
+                    md5 = ThreadPoolExecutor(1, thread_name_prefix="md5")
+                    multihash = ThreadPoolExecutor(1, thread_name_prefix="multihash")
+                pending.append((md5.submit(self._md5.update, chunk),
+                                multihash.submit(self._multihash.update, chunk)))
+                yield chunk
+                _wait(pending, HASH_LAG)
+            _wait(pending, 0)
         finally:
-            if helper is not None:
-                helper.shutdown(wait=True)
+            for helper in (md5, multihash):
+                if helper is not None:
+                    helper.shutdown(wait=True, cancel_futures=True)
 
     @property
     def checksum(self) -> str:
@@ -79,3 +87,10 @@ class UploadStream:
     @property
     def multihash(self) -> str:
         return self._multihash.hexdigest()
+
+
+def _wait(pending: collections.deque[tuple[Future[None], Future[None]]], keep: int) -> None:
+    """Wait for the oldest chunks' hashes until at most ``keep`` are still running."""
+    while len(pending) > keep:
+        for done in pending.popleft():
+            done.result()

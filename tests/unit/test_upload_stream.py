@@ -92,3 +92,21 @@ def test_body_pump_never_passes_a_cut_short_body_as_whole() -> None:
     assert "cut short" in str(info.value) or any(
         "cut short" in str(e) for e in getattr(info.value, "exceptions", [])
     )
+
+
+def test_hashes_lagging_behind_see_every_chunk_in_order() -> None:
+    """Large chunks are hashed behind the write, small ones inline: mixed, in any order,
+    the digests are those of the whole stream."""
+    sizes = [PARALLEL_MIN, 1000, 3 * PARALLEL_MIN, 3 * PARALLEL_MIN, 1, PARALLEL_MIN + 7] * 5
+    data = os.urandom(sum(sizes))
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(data[start:start + size])
+        start += size
+    stream = UploadStream(chunks, limit=len(data), limit_error=OverLimit("cap"))
+    passed = []
+    for chunk in stream:
+        passed.append(chunk)
+    assert b"".join(passed) == data
+    assert stream.checksum == hashlib.md5(data).hexdigest()
+    assert stream.multihash == hashlib.sha512(data).hexdigest()
