@@ -1,10 +1,11 @@
 """List-page latency at scale: bulk-load N images, then time list pages through the repository.
 
-    .venv/bin/python bench/list_scale.py --sizes 10000 1000000 --engines sqlite postgresql
+    .venv/bin/python bench/list_scale.py --sizes 10000 1000000 --engines sqlite postgresql mariadb
 
 Each (engine, size) gets a fresh database migrated to head (SQLite: a temporary file;
 PostgreSQL/MariaDB: a throw-away database on the loopback server, see tests/databases.py), bulk
-loaded outside the API (COPY on PostgreSQL, batched inserts elsewhere), then analyzed. Every
+loaded outside the API (COPY on PostgreSQL, LOAD DATA LOCAL INFILE on MariaDB, batched inserts
+on SQLite), then analyzed. Every
 scenario is one ``SqlImageRepository.list_images`` call, exactly what a list request runs
 (query, property loading, Image objects), without HTTP encoding. Each is timed ``--repeat``
 times after one warm-up; the median and the growth between the smallest and largest size are
@@ -154,15 +155,18 @@ def _insert_batches(engine: sa.Engine, count: int) -> None:
 
 
 def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], list[Image]]]:
-    def marker_at_end(sort_key: str, sort_dir: str) -> Image:
-        """The image one page before the end of the admin list in that order."""
+    def marker_at_end(sort_key: str, sort_dir: str, **kw: Any) -> Image:
+        """The image one page before the end of that list (admin's unless told)."""
         reverse = "asc" if sort_dir == "desc" else "desc"
-        tail = repo.list_images(ListQuery(scope=Scope.ALL, sort_key=sort_key, sort_dir=reverse,
-                                          limit=limit + 1))
+        kw.setdefault("scope", Scope.ALL)
+        tail = repo.list_images(ListQuery(sort_key=sort_key, sort_dir=reverse, limit=limit + 1,
+                                          **kw))
         return tail[-1]
 
     end_created = marker_at_end("created_at", "desc")
     end_name = marker_at_end("name", "asc")
+    end_tenant = marker_at_end("created_at", "desc", scope=Scope.VISIBLE, owner="tenant-7")
+    end_property = marker_at_end("created_at", "desc", properties={"distro": "fedora"})
 
     def run(**kw: Any) -> Callable[[], list[Image]]:
         return lambda: repo.list_images(ListQuery(limit=limit, **kw))
@@ -175,10 +179,12 @@ def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], li
                                        marker=end_name),
         "tenant_visible_first_page": run(scope=Scope.VISIBLE, owner="tenant-7"),
         "tenant_visible_last_page": run(scope=Scope.VISIBLE, owner="tenant-7",
-                                        marker=end_created),
+                                        marker=end_tenant),
         "filter_disk_format_by_size": run(scope=Scope.ALL, filters={"disk_format": "qcow2"},
                                           sort_key="size"),
         "filter_property": run(scope=Scope.ALL, properties={"distro": "fedora"}),
+        "filter_property_last_page": run(scope=Scope.ALL, properties={"distro": "fedora"},
+                                         marker=end_property),
         "filter_status_killed_none": run(scope=Scope.ALL, filters={"status": str(Status.KILLED)}),
     }
 
@@ -212,7 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
-    parser.add_argument("--engines", nargs="+", default=["sqlite", "postgresql"],
+    parser.add_argument("--engines", nargs="+", default=list(databases.ENGINES),
                         choices=databases.ENGINES)
     parser.add_argument("--limit", type=int, default=1000, help="page size (API maximum 1000)")
     parser.add_argument("--repeat", type=int, default=5)
