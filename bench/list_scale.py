@@ -69,7 +69,7 @@ def load(engine: sa.Engine, count: int) -> None:
         _load_data_mariadb(engine, count)
     else:
         _insert_batches(engine, count)
-    with engine.connect() as conn:
+    with engine.begin() as conn:  # SQLite: ANALYZE's statistics are kept only if committed
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("ANALYZE")
         else:
