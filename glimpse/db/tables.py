@@ -57,20 +57,27 @@ images = sa.Table(
     _sort_copy("container_format", 20),
     _sort_copy("disk_format", 20),
     # Keyset pagination orders by (sort key, created_at, id): one index per sort key, in that
-    # order, so a page is an index range scan wherever it starts.
-    sa.Index("ix_images_created_at_id", "created_at", "id"),
+    # order, so a page is an index range scan wherever it starts. Lists of live images (all but
+    # changes-since) say deleted = false, and deleted rows are never removed (ids are not
+    # reused): the list indexes lead with it so that those rows, however many pile up, are
+    # outside the range rather than read and skipped. Status and updated_at lead their own: the
+    # upkeep queries seek deleted or killed images by status, changes-since wants every row.
+    sa.Index("ix_images_created_at_id", "deleted", "created_at", "id"),
     sa.Index("ix_images_updated_at", "updated_at", "created_at", "id"),
-    sa.Index("ix_images_name_sort", "name_sort", "created_at", "id"),
+    sa.Index("ix_images_name_sort", "deleted", "name_sort", "created_at", "id"),
     sa.Index("ix_images_status", "status", "created_at", "id"),
-    sa.Index("ix_images_container_format_sort", "container_format_sort", "created_at", "id"),
-    sa.Index("ix_images_disk_format_sort", "disk_format_sort", "created_at", "id"),
-    sa.Index("ix_images_size", "size", "created_at", "id"),
-    # Filters (equality on the raw column; status and size use the sort indexes above).
-    sa.Index("ix_images_name", "name"),
-    sa.Index("ix_images_container_format", "container_format"),
-    sa.Index("ix_images_disk_format", "disk_format"),
-    sa.Index("ix_images_owner", "owner", "created_at", "id"),
-    sa.Index("ix_images_is_public", "is_public", "created_at", "id"),
+    sa.Index("ix_images_container_format_sort", "deleted", "container_format_sort", "created_at",
+             "id"),
+    sa.Index("ix_images_disk_format_sort", "deleted", "disk_format_sort", "created_at", "id"),
+    sa.Index("ix_images_size", "deleted", "size", "created_at", "id"),
+    # Filters: equality on the raw column, then the default order, so a filtered first page in
+    # that order is a range too (status and size use the sort indexes above).
+    sa.Index("ix_images_name", "deleted", "name", "created_at", "id"),
+    sa.Index("ix_images_container_format", "deleted", "container_format", "created_at", "id"),
+    sa.Index("ix_images_disk_format", "deleted", "disk_format", "created_at", "id"),
+    # Visibility: a tenant's list is a union of these two ranges and its shares.
+    sa.Index("ix_images_owner", "deleted", "owner", "created_at", "id"),
+    sa.Index("ix_images_is_public", "deleted", "is_public", "created_at", "id"),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -203,3 +203,56 @@ def test_usage_stale_uploads_and_leftovers(repo: SqlImageRepository, tag: str) -
     holding = {i.id for i in repo.images_holding_data([str(Status.ACTIVE)])}
     assert active.id in holding and killed.id not in holding
     assert killed.id in {i.id for i in repo.leftovers(["file"], 10_000)}
+
+
+@pytest.mark.parametrize("sort_key", ["name", "status", "size", "created_at", "updated_at"])
+@pytest.mark.parametrize("sort_dir", ["asc", "desc"])
+def test_visible_pages_merge_public_owned_and_shared_once_each(
+    repo: SqlImageRepository, tag: str, sort_key: str, sort_dir: str
+) -> None:
+    """A tenant's list is the union of public, owned and shared images (each listed once, even
+    when it is several of these), paged across ties in every key and across the three kinds."""
+    me, other = "me-" + tag, "other-" + tag
+    base = dt.datetime(2020, 1, 1)
+    kinds = [  # (owner, public, shared with me, visible)
+        (other, True, False, True), (me, False, False, True), (other, False, True, True),
+        (other, False, False, False), (me, True, False, True), (other, True, True, True),
+        (me, False, True, True), (None, False, True, True), (None, False, False, False),
+        (None, True, False, True),
+    ]
+    visible = set()
+    for n, (owner, public, shared, seen) in enumerate(kinds):
+        stamp = base + dt.timedelta(microseconds=n // 3)  # ties on created_at
+        image = new_image(tag, owner=owner, is_public=public, name=[None, "a", "b"][n % 3],
+                          size=n % 2, status=[Status.QUEUED, Status.ACTIVE][n % 2],
+                          created_at=stamp, updated_at=stamp, properties={"k": "v"})
+        repo.create(image)
+        if shared:
+            repo.set_member(image.id, me, None)
+        if seen:
+            visible.add(image.id)
+    everything = listing(repo, tag, sort_key=sort_key, sort_dir=sort_dir)
+    expected = [i.id for i in everything if i.id in visible]
+    assert len(expected) == len(visible) == 8
+
+    def page(marker: Image | None, limit: int) -> list[Image]:
+        return repo.list_images(ListQuery(
+            scope=Scope.VISIBLE, owner=me, properties={"tag": tag, "k": "v"}, limit=limit,
+            sort_key=sort_key, sort_dir=sort_dir, marker=marker))
+
+    assert [i.id for i in page(None, 100)] == expected
+    pages: list[str] = []
+    marker = None
+    while True:
+        got = page(marker, 2)
+        pages += [i.id for i in got]
+        if not got:
+            break
+        marker = got[-1]
+    assert pages == expected
+    assert page(everything[-1], 2) == []  # a marker at the very end: nothing after it
+    assert all(i.properties == {"tag": tag, "k": "v"} for i in page(None, 100))
+    anonymous = repo.list_images(ListQuery(scope=Scope.VISIBLE, owner=None, limit=100,
+                                           properties={"tag": tag}, sort_key=sort_key,
+                                           sort_dir=sort_dir))
+    assert [i.id for i in anonymous] == [i.id for i in everything if i.is_public]
