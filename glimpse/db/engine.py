@@ -58,6 +58,11 @@ def _sqlite_transactions(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Every pooled connection keeps a page cache of its own (2 MB by default, and a server
+        # holds up to POOL_SIZE connections): the database file is in the system's page cache
+        # anyway, from where a miss costs one read. Measured after 10,000 images were listed:
+        # server RSS 95.6 MiB at 2 MB, 80.7 at 256 KB, list page p50 25.1 vs 25.5 ms.
+        cur.execute("PRAGMA cache_size=-256")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
