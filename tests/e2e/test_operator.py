@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from glimpse.db.engine import HEAD_REVISION
 from tests.e2e.server import GlimpseServer, free_port
 
 
@@ -47,7 +48,7 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
         version = conn.execute("select version_num from alembic_version").fetchone()[0]
     assert {"images", "image_properties", "image_members"} <= tables
-    assert version == "0002"
+    assert version == HEAD_REVISION
     again = glimpse("db", "upgrade", env={"GLIMPSE_DATA_DIR": str(tmp_path)})
     assert again.returncode == 0
 
