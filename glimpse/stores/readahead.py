@@ -23,26 +23,25 @@ def read_ahead(chunks: Iterable[bytes], depth: int) -> Generator[bytes, None, No
     ready: queue.Queue[object] = queue.Queue(depth)
     gone = threading.Event()
 
-    def pump() -> None:
-        item: object = _END
-        try:
-            for chunk in chunks:
-                while not gone.is_set():
-                    try:
-                        ready.put(chunk, timeout=_POLL)
-                        break
-                    except queue.Full:
-                        continue
-                if gone.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, which raises it
-            item = exc
+    def offer(item: object) -> bool:
+        """Queue ``item`` for the consumer; False (and dropped) once the consumer has gone."""
         while not gone.is_set():
             try:
                 ready.put(item, timeout=_POLL)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def pump() -> None:
+        end: object = _END
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            end = exc
+        offer(end)
 
     threading.Thread(target=pump, name="read-ahead", daemon=True).start()
     try:
