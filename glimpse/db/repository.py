@@ -74,20 +74,15 @@ class SqlImageRepository:
         expected_status: Status | None = None,
         check_property_count: Callable[[int], None] | None = None,
     ) -> Image | None:
-        values = {k: (str(v) if isinstance(v, Status) else v) for k, v in fields.items()}
-
         def work(conn: Connection) -> Image | None:
-            where = images.c.id == image_id
-            if expected_status is not None:
-                where = sa.and_(where, images.c.status == str(expected_status))
             # Either statement takes the image's row lock: property changes below apply to the
             # set the previous writer left, never to a stale read.
-            if values:
-                result = conn.execute(images.update().where(where).values(**values))
-                if result.rowcount != 1:
+            if fields:
+                if not _set_fields(conn, image_id, fields, expected_status):
                     return None
             elif conn.execute(
-                sa.select(images.c.id).where(where).with_for_update()
+                sa.select(images.c.id).where(_image_where(image_id, expected_status))
+                .with_for_update()
             ).first() is None:
                 return None
             if properties is not None or purge_properties:
@@ -97,6 +92,11 @@ class SqlImageRepository:
             return self._reload(conn, image_id)
 
         return self._write(work)
+
+    def set_fields(
+        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None
+    ) -> bool:
+        return self._write(lambda conn: _set_fields(conn, image_id, fields, expected_status))
 
     def mark_deleted(
         self, image_id: str, status: Status, when: dt.datetime, expected_status: Status
@@ -448,6 +448,23 @@ _ONE_IMAGE = (
     .select_from(images.outerjoin(image_properties))
     .where(images.c.id == sa.bindparam("image_id"))
 )
+
+
+def _image_where(image_id: str, expected_status: Status | None) -> sa.ColumnElement[bool]:
+    where = images.c.id == image_id
+    if expected_status is None:
+        return where
+    return sa.and_(where, images.c.status == str(expected_status))
+
+
+def _set_fields(
+    conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None
+) -> bool:
+    values = {k: (str(v) if isinstance(v, Status) else v) for k, v in fields.items()}
+    result = conn.execute(
+        images.update().where(_image_where(image_id, expected_status)).values(**values)
+    )
+    return bool(result.rowcount == 1)
 
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:

@@ -7,13 +7,12 @@ import dataclasses
 import hashlib
 import logging
 
-from glimpse.domain.images import EXTERNAL_STORE
+from glimpse.domain.images import EXTERNAL_STORE, release_data
 from glimpse.domain.model import Image, Status, now
 from glimpse.domain.ports import ImageRepository, Store
-from glimpse.errors import NotFound
+from glimpse.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclasses.dataclass
@@ -66,14 +65,22 @@ class StoreAudit:
             if problem is None:
                 continue
             (report.missing if problem == "missing" else report.corrupt).append(image.id)
-            if repair and self._repo.update(
+            if repair and self._repo.set_fields(
                 image.id, {"status": Status.KILLED, "updated_at": now()},
                 expected_status=image.status,
             ):
-                holder.delete(image.location)  # damaged data must not linger as an orphan
+                # Damaged data must not linger as an orphan.
+                self._release(image, image.store or "", image.location)
                 log.warning("image %s: data %s; marked killed", image.id, problem)
                 report.repaired += 1
         return report
+
+    def _release(self, image: Image, store_name: str, location: str) -> None:
+        """Delete the data and forget where it was, so the leftover purge does not delete it
+        again; an operator command stops at a store that fails."""
+        if not release_data(self._repo, self._stores, image.id, store_name, location):
+            raise Unavailable(f"Store {store_name} could not delete the data of image "
+                              f"{image.id}; run the command again once it is back")
 
     @staticmethod
     def _problem(store: Store, image: Image, verify: bool) -> str | None:
@@ -97,10 +104,9 @@ class StoreAudit:
         ``deleted``."""
         done = []
         for image in self._repo.images_holding_data([str(Status.PENDING_DELETE)]):
-            store = self._stores.get(image.store or "")
-            if store is not None and image.location:
-                store.delete(image.location)
-            if self._repo.update(image.id, {"status": Status.DELETED, "updated_at": now()},
+            if image.store in self._stores and image.location:
+                self._release(image, image.store, image.location)
+            if self._repo.set_fields(image.id, {"status": Status.DELETED, "updated_at": now()},
                                  expected_status=Status.PENDING_DELETE):
                 done.append(image.id)
         return done

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import Any, BinaryIO
 
@@ -411,7 +411,7 @@ class ImageService:
         before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
         recovered = []
         for image in self._repo.find_stale_uploads(before):
-            if self._mark_killed(image.id) is None:
+            if not self._mark_killed(image.id):
                 continue  # it finished, or another process got there first
             if image.store in self._stores:
                 self._release(image.id, image.store or "", image.location or image.id)
@@ -445,27 +445,18 @@ class ImageService:
         return cleaned
 
     def _release(self, image_id: str, store_name: str, location: str) -> bool:
-        """Delete an image's stored data, then forget where it was. A store that fails is
-        logged, not raised: the record keeps the location and purge_leftovers() retries."""
-        try:
-            self._stores[store_name].delete(location)
-        except GlimpseError as exc:
-            log.warning("could not delete the data of image %s from store %s (will retry): %s",
-                        image_id, store_name, exc.message)
-            return False
-        self._repo.update(image_id, {"store": None, "location": None})
-        return True
+        return release_data(self._repo, self._stores, image_id, store_name, location)
 
-    def _mark_killed(self, image_id: str) -> Image | None:
+    def _mark_killed(self, image_id: str) -> bool:
         """saving -> killed, only if still saving."""
-        return self._repo.update(
+        return self._repo.set_fields(
             image_id, {"status": Status.KILLED, "updated_at": now()},
             expected_status=Status.SAVING,
         )
 
     def _kill(self, image_id: str, cause: BaseException) -> None:
         killed = self._mark_killed(image_id)
-        if killed is None and (current := self._repo.get(image_id)) and current.deleted:
+        if not killed and (current := self._repo.get(image_id)) and current.deleted:
             raise PreconditionFailed(
                 f"Image {image_id} was deleted while its data was being uploaded."
             ) from cause
@@ -481,6 +472,22 @@ def _normalized(fields: dict[str, Any]) -> dict[str, Any]:
         if key in out:
             out[key] = bool(out[key])
     return out
+
+
+def release_data(
+    repo: ImageRepository, stores: Mapping[str, Store], image_id: str, store_name: str,
+    location: str,
+) -> bool:
+    """Delete an image's stored data, then forget where it was. A store that fails is logged,
+    not raised: the record keeps the location and ImageService.purge_leftovers() retries."""
+    try:
+        stores[store_name].delete(location)
+    except GlimpseError as exc:
+        log.warning("could not delete the data of image %s from store %s (will retry): %s",
+                    image_id, store_name, exc.message)
+        return False
+    repo.set_fields(image_id, {"store": None, "location": None})
+    return True
 
 
 def _new_id() -> str:

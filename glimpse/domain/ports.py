@@ -16,6 +16,13 @@ class ImageRepository(Protocol):
     def get(self, image_id: str) -> Image | None:
         """The image with that id, deleted ones included."""
 
+    def set_fields(
+        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None
+    ) -> bool:
+        """Change core fields, only if the image has ``expected_status`` when given; whether
+        it did. For callers that need no fresh copy of the image (no reload)."""
+        ...
+
     def update(
         self,
         image_id: str,

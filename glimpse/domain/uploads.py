@@ -41,10 +41,10 @@ class UploadGuard:
                 moment = time.monotonic()
                 if moment - last >= self._interval:
                     last = moment
-                    alive = self._repo.update(
+                    alive = self._repo.set_fields(
                         image_id, {"updated_at": now()}, expected_status=Status.SAVING
                     )
-                    if alive is None:
+                    if not alive:
                         raise PreconditionFailed(
                             f"Image {image_id} was deleted while its data was being uploaded."
                         )

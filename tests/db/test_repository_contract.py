@@ -79,6 +79,20 @@ def test_conditional_status_change(repo: SqlImageRepository, tag: str) -> None:
     assert repo.update(str(uuid.uuid4()), {"name": "x"}) is None
 
 
+def test_set_fields_is_the_same_compare_and_swap_without_a_reload(
+    repo: SqlImageRepository, tag: str
+) -> None:
+    image = new_image(tag)
+    repo.create(image)
+    assert repo.set_fields(image.id, {"status": Status.SAVING}, expected_status=Status.QUEUED)
+    assert not repo.set_fields(image.id, {"status": Status.KILLED, "name": "late"},
+                               expected_status=Status.QUEUED)
+    current = repo.get(image.id)
+    assert current is not None and current.status is Status.SAVING and current.name is None
+    assert repo.set_fields(image.id, {"store": None, "location": None})
+    assert not repo.set_fields(str(uuid.uuid4()), {"name": "x"})
+
+
 def test_property_updates_merge_or_purge(repo: SqlImageRepository, tag: str) -> None:
     image = new_image(tag, properties={"a": "1", "b": "2"})
     repo.create(image)
