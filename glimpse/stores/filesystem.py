@@ -104,9 +104,18 @@ class FilesystemStore:
                 yield chunk
 
     def delete(self, key: str) -> None:
-        """Remove the object and any temporary file an interrupted write left for it."""
+        """Remove the object, or else any temporary file an interrupted write left for it.
+
+        Only a write that never reached its rename (the server died mid-upload) leaves a
+        temporary file, so the directory is searched only when there is no object: a search
+        reads the whole directory."""
         final = self.path(key)
-        for leftover in (final, *self.directory.glob(f".{final.name}.*.tmp")):
+        try:
+            final.unlink()
+            return
+        except FileNotFoundError:
+            pass
+        for leftover in self.directory.glob(f".{final.name}.*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
 
