@@ -156,7 +156,9 @@ class SwiftStore:
     def delete(self, key: str) -> None:
         container = self._container(key)
         # Deleting the manifest with multipart-manifest=delete removes its segments too; the
-        # listing then finds segments of an upload that never got its manifest.
+        # listing then finds segments of an upload that never got its manifest, and those a
+        # manifest delete missed (Swift reports them in the body of a 200, which swiftclient
+        # does not read).
         with contextlib.suppress(NotFound):
             self._call(lambda c: c.delete_object(
                 container, key, query_string="multipart-manifest=delete"), missing="")
