@@ -169,7 +169,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         target: Any = "glimpse.app:worker_app"
         options = {"factory": True, "workers": settings.workers}
     else:
-        target = app_mod.build_app(settings)
+        target = app_mod.build_app(settings, migrate=False)  # _migrate() did
     uvicorn.run(
         target,
         **options,

@@ -393,7 +393,7 @@ class ImageService:
             image.id,
             {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
              "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
-             "store": store_name, "location": image.id, "updated_at": now(),
+             "updated_at": now(),
              **({} if inspection is None or inspection.virtual_size is None
                 else {"virtual_size": inspection.virtual_size})},
             expected_status=Status.SAVING,
