@@ -86,6 +86,7 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _in_head = True
     _timer: asyncio.TimerHandle | None = None
+    _body_data_at = 0.0  # loop time the request body last delivered data
 
     @classmethod
     def configure(cls, header_timeout: float, body_idle_timeout: float) -> None:
@@ -112,7 +113,9 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
                 self.send_400_response("Request headers too large.")
                 return
         elif self.cycle is not None and not self.cycle.response_complete:
-            self._arm(self.body_idle_timeout)  # body data arrived: the client is alive
+            # The client is alive. Noted, not re-armed: a timer per read would cost a cancel and
+            # a schedule per MiB of an upload; the timer re-arms itself when it fires early.
+            self._body_data_at = self.loop.time()
         super().data_received(data)
 
     def _arm(self, seconds: float) -> None:
@@ -140,6 +143,10 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
             # We stopped reading, not the client stopping sending: wait on.
             self._arm(self.body_idle_timeout)
             return
+        idle = self.loop.time() - self._body_data_at
+        if idle < self.body_idle_timeout:
+            self._arm(self.body_idle_timeout - idle)
+            return
         self.transport.close()
 
     def on_body(self, body: bytes) -> None:
@@ -162,6 +169,7 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._body_data_at = self.loop.time()
         self._arm(self.body_idle_timeout)
         super().on_headers_complete()
         # uvicorn builds its cycle inside on_headers_complete; its task has not run yet, so

@@ -260,6 +260,24 @@ def test_slow_clients_are_cut_off_without_starving_others(tmp_path: Path) -> Non
         srv.stop()
 
 
+def test_a_slow_body_that_keeps_coming_is_not_cut_off(tmp_path: Path) -> None:
+    """The idle timeout counts from the body's last data, not from its first: a body sent a
+    little at a time for three times the timeout completes."""
+    srv = GlimpseServer({"body_idle_timeout": "1"}, data_dir=tmp_path)
+    try:
+        slow = raw_upload_start(srv.port, 0)
+        for _ in range(10):
+            send_chunk(slow, b"x" * 1000)
+            time.sleep(0.3)
+        slow.sendall(b"0\r\n\r\n")
+        slow.settimeout(10)
+        assert slow.recv(100).startswith(b"HTTP/1.1 201")
+        slow.close()
+        assert [i["status"] for i in all_images(srv.url)] == ["active"]
+    finally:
+        srv.stop()
+
+
 def test_overload_mixed_clients(tmp_path: Path) -> None:
     """Many concurrent clients mixing uploads, downloads, lists and deletes: no 5xx, no lost
     or corrupted image, bounded memory."""
