@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from glimpse.api.protocol import SENDFILE
+from glimpse.api.protocol import SENDFILE, joined
 from glimpse.errors import Invalid
 
 T = TypeVar("T")
@@ -87,7 +87,7 @@ class BodyPump:
                     parts.append(chunk)
                     size += len(chunk)
                     if size >= BODY_BLOCK:
-                        await self._send.send(_joined(parts))
+                        await self._send.send(joined(parts))
                         parts, size = [], 0
             except ClientDisconnect:
                 self._error = Invalid("Client disconnected before sending all image data")
@@ -97,7 +97,7 @@ class BodyPump:
                 self._error = exc
                 return
             if parts:
-                await self._send.send(_joined(parts))
+                await self._send.send(joined(parts))
             self._complete = True
 
     def chunks(self) -> Iterator[bytes]:
@@ -128,11 +128,6 @@ class BodyPump:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-
-
-def _joined(parts: list[bytes]) -> bytes:
-    # With the protocol's 1 MiB read-ahead a block is usually one chunk: pass it on uncopied.
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def read_json(request: Request) -> Any | None:

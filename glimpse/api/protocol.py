@@ -52,7 +52,12 @@ class BodyChunks:
         return self.size
 
     def __bytes__(self) -> bytes:
-        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        return joined(self.chunks)
+
+
+def joined(chunks: list[bytes]) -> bytes:
+    """The chunks as one bytes object: a lone chunk as it is (no copy), several joined once."""
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class SendfileCycle(RequestResponseCycle):
