@@ -177,6 +177,21 @@ def _with_store_env(
     return (*(c for c in stores if c.name != default_store), merged)
 
 
+def scalar(default: Any, raw: Any, *, size: bool = False) -> Any:
+    """``raw`` (from a file, the environment or a flag) as the type of ``default``: a bool, an
+    int or a float; a byte count with suffixes when ``size``. Malformed booleans and sizes raise
+    Invalid, malformed numbers ValueError or TypeError."""
+    if size:
+        return raw if isinstance(raw, int) else parse_size(str(raw))
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else parse_bool(str(raw))
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
 def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     """Turn a value from a file, the environment or a flag into the field's type."""
     name = field.name
@@ -186,21 +201,13 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
-    if name in ("image_size_cap", "user_storage_quota"):
-        return raw if isinstance(raw, int) else parse_size(str(raw))
     default = field.default
-    if isinstance(default, bool):
-        return raw if isinstance(raw, bool) else parse_bool(str(raw))
-    if isinstance(default, int):
+    if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):
         try:
-            return int(raw)
+            return scalar(default, raw, size=name in ("image_size_cap", "user_storage_quota"))
         except (TypeError, ValueError) as exc:
-            raise Invalid(f"Invalid integer for {name}: {raw!r}") from exc
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except (TypeError, ValueError) as exc:
-            raise Invalid(f"Invalid number for {name}: {raw!r}") from exc
+            kind = "integer" if isinstance(default, int) else "number"
+            raise Invalid(f"Invalid {kind} for {name}: {raw!r}") from exc
     if isinstance(default, Path):
         return Path(str(raw))
     return str(raw)

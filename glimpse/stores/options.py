@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from glimpse.errors import Invalid
-from glimpse.settings import StoreOption, parse_bool, parse_size
+from glimpse.settings import StoreOption, scalar
 
 T = TypeVar("T")
 
@@ -35,15 +35,10 @@ def parse_options(cls: type[T], store: str, raw: Mapping[str, StoreOption]) -> T
 
 
 def _convert(store: str, name: str, default: Any, value: StoreOption) -> Any:
+    size = name.endswith("_size")
+    if not size and not isinstance(default, int | float):
+        return str(value)
     try:
-        if name.endswith("_size"):
-            return value if isinstance(value, int) else parse_size(str(value))
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else parse_bool(str(value))
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except (Invalid, ValueError) as exc:
+        return scalar(default, value, size=size)
+    except (Invalid, ValueError, TypeError) as exc:
         raise Invalid(f"Store {store!r}: invalid value for option {name}") from exc
-    return str(value)
