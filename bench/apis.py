@@ -55,7 +55,7 @@ class ImageApi(Protocol):
         *,
         body: bytes | None = None,
         file: str | None = None,
-    ) -> ImageMeta | None:
+    ) -> ImageMeta:
         """Create an image with data; the answer's metadata when the API gives it."""
         ...
 
@@ -123,7 +123,7 @@ class ApiV1:
         *,
         body: bytes | None = None,
         file: str | None = None,
-    ) -> ImageMeta | None:
+    ) -> ImageMeta:
         what = "v1 POST /v1/images with data"
         headers = self._meta_headers(name, props)
         headers["Content-Type"] = "application/octet-stream"
@@ -212,7 +212,7 @@ class ApiV2:
         *,
         body: bytes | None = None,
         file: str | None = None,
-    ) -> ImageMeta | None:
+    ) -> ImageMeta:
         image_id = self.create_queued(conn, name, props)
         expect(
             conn.request(

@@ -30,7 +30,8 @@ METRICS: dict[str, list[tuple[str, str]]] = {
     "upload_1g": [("MiB/s", "hi"), ("seconds", "lo")],
     "download_1g": [("MiB/s", "hi"), ("seconds", "lo"), ("rss_peak_MiB", "lo")],
     "upload_small": [("images/s", "hi"), ("seconds", "lo")],
-    "head_rps": [("req/s", "hi"), ("p50_ms", "lo"), ("p99_ms", "lo"), ("requests", "")],
+    "head_rps": [("req/s", "hi"), ("p50_ms", "lo"), ("p99_ms", "lo"), ("requests", ""),
+                 ("reconnects", "")],
     "list_1000": [
         ("page_p50_ms", "lo"),
         ("total_s", "lo"),
@@ -251,7 +252,6 @@ class Runner:
                 answer = t.api.upload_new(
                     conn, f"bench-big-{short_tag()}", {TMP_PROP: "big"}, file=blob.path
                 )
-            assert answer is not None
             t.track(answer.id)
             if answer.status is not None:  # v1 answers with the stored image
                 check_image(t, answer, blob.size, blob.md5, "upload_1g answer")
@@ -311,14 +311,13 @@ class Runner:
         base = os.urandom(size)
         payloads = [i.to_bytes(8, "big") + base[8:] for i in range(n)]
         md5s = [hashlib.md5(p).hexdigest() for p in payloads]
-        answers: list[ImageMeta | None] = [None] * n
+        answers: list[ImageMeta | None] = [None] * n  # filled by the upload threads
         run = short_tag()
 
         def upload(conn: Conn, i: int) -> None:
             answer = t.api.upload_new(
                 conn, f"bench-small-{run}-{i}", {TMP_PROP: "small"}, body=payloads[i]
             )
-            assert answer is not None
             t.track(answer.id)
             answers[i] = answer
 
@@ -347,7 +346,6 @@ class Runner:
             props = {TMP_PROP: "probe", "p1": "one", "p2": "two", "p3": "three", "p4": "four"}
             with t.conn() as conn:
                 answer = t.api.upload_new(conn, f"bench-probe-{short_tag()}", props, body=data)
-                assert answer is not None
                 t.track(answer.id)
                 verify_stored(t, conn, answer.id, len(data), hashlib.md5(data).hexdigest(), "probe")
             t.probe_id = answer.id
@@ -373,6 +371,8 @@ class Runner:
             "p50_ms": percentile(lat, 50) * 1e3,
             "p99_ms": percentile(lat, 99) * 1e3,
             "requests": float(len(lat)),
+            # Answers after which the server closed the connection (each costs a reconnect).
+            "reconnects": float(res.reconnects),
             **cpu.metrics(),
         }
 

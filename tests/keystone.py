@@ -91,10 +91,7 @@ def store_options(**extra: object) -> dict[str, str]:
 
 def store_env(**extra: object) -> dict[str, str]:
     """Settings making a Keystone-authenticated Swift store the default store."""
-    settings = {"default_store": "swift", "default_store_driver": "swift"}
-    for name, value in store_options(**extra).items():
-        settings[f"default_store_{name}"] = value
-    return settings
+    return swift_aio.default_store_env("swift", store_options(**extra))
 
 
 def revoke(token: str) -> None:

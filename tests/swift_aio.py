@@ -15,7 +15,6 @@ PORT = int(os.environ.get("SWIFT_AIO_PORT", "8080"))
 ENDPOINT = f"http://127.0.0.1:{PORT}"
 USER = "test:tester"
 KEY = "testing"
-STORE_NAMES = ("file", "swift", "s3")
 
 
 def available() -> bool:
@@ -45,10 +44,16 @@ def store_options(driver: str, endpoint: str = ENDPOINT, **extra: object) -> dic
 
 
 def store_env(driver: str, endpoint: str = ENDPOINT, **extra: object) -> dict[str, str]:
-    """Settings (names as in docs/configuration.md) making a store of ``driver`` the default,
-    configured through the ``GLIMPSE_DEFAULT_STORE_*`` variables as an operator would."""
+    """Settings making a store of ``driver`` on the all-in-one the default."""
+    return default_store_env(driver, store_options(driver, endpoint, **extra))
+
+
+def default_store_env(driver: str, options: dict[str, str]) -> dict[str, str]:
+    """Settings (names as in docs/configuration.md) making a store of ``driver`` with
+    ``options`` the default, configured through the ``GLIMPSE_DEFAULT_STORE_*`` variables as
+    an operator would."""
     settings = {"default_store": driver, "default_store_driver": driver}
-    for name, value in store_options(driver, endpoint, **extra).items():
+    for name, value in options.items():
         settings[f"default_store_{name}"] = value
     return settings
 
