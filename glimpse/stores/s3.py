@@ -158,9 +158,9 @@ class S3Store:
             pool.shutdown(wait=True, cancel_futures=True)
             self._abort(key, upload_id)
             raise
-        finally:
-            pool.shutdown(wait=True)
-            reader.shutdown(wait=False)
+        # Every part and read has finished: the pools are idle.
+        pool.shutdown()
+        reader.shutdown()
         return written
 
     def _upload_part(self, key: str, upload_id: str, number: int, body: PieceFile) -> str:
