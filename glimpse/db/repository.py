@@ -147,10 +147,10 @@ class SqlImageRepository:
                     .limit(query.limit))
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
-    def images_holding_data(self, statuses: list[str]) -> list[Image]:
-        stmt = sa.select(*_SELECT_IMAGE).where(
-            images.c.status.in_(statuses), images.c.store.is_not(None)
-        )
+    def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
+        stmt = sa.select(*_SELECT_IMAGE).where(images.c.store.is_not(None))
+        if statuses is not None:
+            stmt = stmt.where(images.c.status.in_(statuses))
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:

@@ -42,7 +42,7 @@ class StoreAudit:
         report = AuditReport(stores=sorted(self._stores))
         # Killed and deleted images whose data a store could not delete at the time still own
         # it until the leftover purge removes it: that data is not an orphan.
-        holders = self._repo.images_holding_data([str(s) for s in Status])
+        holders = self._repo.images_holding_data()
         owned = {(i.store, i.location) for i in holders if i.location}
         for name, store in sorted(self._stores.items()):
             for key in store.object_keys():

@@ -51,8 +51,9 @@ class ImageRepository(Protocol):
 
     def list_images(self, query: ListQuery) -> list[Image]: ...
 
-    def images_holding_data(self, statuses: list[str]) -> list[Image]:
-        """Images in these statuses that have a store (and so may own a stored object)."""
+    def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
+        """Images that have a store (and so may own a stored object), in these statuses if
+        given."""
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
         """Images still ``saving`` whose ``updated_at`` (the upload heartbeat) is older."""
