@@ -16,6 +16,7 @@ rest of the machine's ("other": noise from other work). Any failed check stops t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,8 @@ from scenarios import (
     Target,
     log,
 )
+
+SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 FAIL_EXIT = 2
 
@@ -99,19 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--pid-b", type=int, help="B's server PID")
     sz = ap.add_argument_group("sizes")
     sz.add_argument("--rounds", type=int, default=3, help="runs per target and scenario (3)")
-    sz.add_argument("--big-mib", type=int, default=1024, help="upload_1g/download_1g MiB (1024)")
-    sz.add_argument("--small-count", type=int, default=200, help="upload_small images (200)")
-    sz.add_argument("--small-kib", type=int, default=64, help="upload_small KiB each (64)")
-    sz.add_argument("--small-threads", type=int, default=8, help="upload_small threads (8)")
-    sz.add_argument("--head-connections", type=int, default=32, help="head_rps connections (32)")
-    sz.add_argument("--head-seconds", type=float, default=10.0, help="head_rps seconds (10)")
-    sz.add_argument(
-        "--list-images",
-        type=int,
-        default=10_000,
-        help="listing-set images that list_1000 makes sure exist (10000)",
-    )
-    sz.add_argument("--list-limit", type=int, default=1000, help="list_1000 page size (1000)")
+    # Defaults are the Settings dataclass's, so they are written once.
+    for name, help_text in (
+        ("big_mib", "upload_1g/download_1g MiB"),
+        ("small_count", "upload_small images"),
+        ("small_kib", "upload_small KiB each"),
+        ("small_threads", "upload_small threads"),
+        ("head_connections", "head_rps connections"),
+        ("head_seconds", "head_rps seconds"),
+        ("list_images", "listing-set images that list_1000 makes sure exist"),
+        ("list_limit", "list_1000 page size"),
+    ):
+        default = SETTING_DEFAULTS[name]
+        sz.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                        help=help_text + " (%(default)s)")
     out = ap.add_argument_group("data and output")
     out.add_argument(
         "--data-dir",
@@ -252,17 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     signal.signal(signal.SIGTERM, _terminate)
-    settings = Settings(
-        data_dir=args.data_dir,
-        big_mib=args.big_mib,
-        small_count=args.small_count,
-        small_kib=args.small_kib,
-        small_threads=args.small_threads,
-        head_connections=args.head_connections,
-        head_seconds=args.head_seconds,
-        list_images=args.list_images,
-        list_limit=args.list_limit,
-    )
+    settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+                           if hasattr(args, f.name)})
     targets = [Target("A", args.url, args.api, target_headers(args.header, args.api), args.pid)]
     if args.url_b:
         api_b = args.api_b or args.api
