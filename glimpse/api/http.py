@@ -24,6 +24,7 @@ Header = tuple[bytes, bytes]
 # Body data crosses from the event loop to the worker thread in blocks of this size, so a
 # 1 GiB upload costs about a thousand thread hops rather than one per network read.
 BODY_BLOCK = 1 << 20
+BODY_HOLD = 1.0  # seconds a partial block may wait for more data
 MAX_JSON_BODY = 1 << 20
 
 
@@ -77,16 +78,23 @@ class BodyPump:
         self._token: anyio.lowlevel.EventLoopToken | None = None
 
     async def run(self) -> None:
+        clock = asyncio.get_running_loop().time
         async with self._send:
             parts: list[bytes] = []
             size = 0
+            held_since = 0.0
             try:
                 async for chunk in self._request.stream():
                     if not chunk:
                         continue
+                    if not parts:
+                        held_since = clock()
                     parts.append(chunk)
                     size += len(chunk)
-                    if size >= BODY_BLOCK:
+                    # A slow client's data is passed on after BODY_HOLD even short of a block:
+                    # the upload's heartbeat beats only as data reaches the worker, and an
+                    # upload that sends less than a block per stale-upload timeout is alive.
+                    if size >= BODY_BLOCK or clock() - held_since >= BODY_HOLD:
                         await self._send.send(joined(parts))
                         parts, size = [], 0
             except ClientDisconnect:

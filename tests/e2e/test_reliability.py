@@ -261,12 +261,15 @@ def test_slow_clients_are_cut_off_without_starving_others(tmp_path: Path) -> Non
 
 
 def test_a_slow_body_that_keeps_coming_is_not_cut_off(tmp_path: Path) -> None:
-    """The idle timeout counts from the body's last data, not from its first: a body sent a
-    little at a time for three times the timeout completes."""
-    srv = GlimpseServer({"body_idle_timeout": "1"}, data_dir=tmp_path)
+    """The idle timeout counts from the body's last data, not from its first, and an upload
+    that sends far less than a block per stale-upload timeout still beats its heartbeat: a
+    body sent a little at a time for six idle timeouts (over twice the stale timeout)
+    completes."""
+    srv = GlimpseServer({"body_idle_timeout": "1", "upload_heartbeat_interval": "0.3",
+                         "stale_upload_timeout": "2.5"}, data_dir=tmp_path)
     try:
         slow = raw_upload_start(srv.port, 0)
-        for _ in range(10):
+        for _ in range(20):
             send_chunk(slow, b"x" * 1000)
             time.sleep(0.3)
         slow.sendall(b"0\r\n\r\n")
