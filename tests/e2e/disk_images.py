@@ -39,8 +39,16 @@ class Corpus:
 
     def create(self, name: str, fmt: str, *options: str, size: str = "1M") -> bytes:
         path = self.dir / name
-        subprocess.run([self.tool, "create", "-q", "-f", fmt, *options, str(path), size],
-                       check=True, capture_output=True)
+        command = [self.tool, "create", "-q", "-f", fmt, *options, str(path), size]
+        for _ in range(5):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            # LUKS times its key derivation on the CPU first, and gives up ("Unable to get
+            # accurate CPU usage") when the machine is busy: seen here in a few of a dozen
+            # parallel runs. Another try is all it needs.
+            if done.returncode == 0 or "accurate CPU usage" not in done.stderr:
+                break
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
         return path.read_bytes()
 
     def virtual_size(self, name: str) -> int:
