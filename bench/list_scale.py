@@ -41,7 +41,7 @@ TENANTS = 1000
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "iso", "vhd")
 DISTROS = ("ubuntu", "debian", "fedora", "centos", "alpine", "arch", "suse", "rhel", "bsd", "win")
 COLUMNS = ("id", "name", "size", "status", "disk_format", "container_format", "min_disk",
-           "min_ram", "is_public", "protected", "owner", "created_at", "updated_at", "deleted")
+           "min_ram", "visibility", "protected", "owner", "created_at", "updated_at", "deleted")
 BASE = dt.datetime(2024, 1, 1)
 
 
@@ -54,7 +54,8 @@ def rows(count: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[str
         stamp = BASE + dt.timedelta(milliseconds=i)
         name = None if i % 10 == 3 else f"image-{rng.randrange(count * 10):08d}"
         image = (image_id, name, rng.randrange(1, 1 << 34), "active",
-                 DISK_FORMATS[i % len(DISK_FORMATS)], "bare", 0, 0, i % 10 == 0, False,
+                 DISK_FORMATS[i % len(DISK_FORMATS)], "bare", 0, 0,
+                 "public" if i % 10 == 0 else "shared", False,
                  f"tenant-{i % TENANTS}", stamp, stamp, False)
         yield image, (image_id, "distro", DISTROS[i % len(DISTROS)])
 

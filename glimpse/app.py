@@ -19,7 +19,9 @@ from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.audit import StoreAudit
-from glimpse.domain.images import ImageService, Limits
+from glimpse.domain.data import ImageData
+from glimpse.domain.images import ImageService
+from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.ports import Store
 from glimpse.inspection.oslo import OsloDetector
@@ -72,31 +74,32 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         upload_heartbeat_interval=settings.upload_heartbeat_interval,
         stale_upload_timeout=settings.stale_upload_timeout,
     )
-    images = ImageService(
+    data = ImageData(
         repo, stores, settings.default_store, external, limits,
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
         )),
     )
-    members = MemberService(repo, settings.image_member_quota)
+    images = ImageService(repo, data, limits)
+    members = MemberService(repo, limits)
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=engine.dialect.name == "sqlite",
     )
-    sweepers = [Sweeper(images.recover_stale_uploads, settings.stale_upload_timeout / 2)]
+    sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:
         sweepers.append(Sweeper(trim, heap.TRIM_PERIOD))
     if settings.store_cleanup_interval > 0:
-        sweepers.append(Sweeper(images.purge_leftovers, settings.store_cleanup_interval))
+        sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         handlers,
         TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
-        on_shutdown=[*(s.stop for s in sweepers), lambda: images.uploads.stop_all(10.0)],
+        on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
     )
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 class GlimpseError(Exception):
     """Base of every error the service turns into a response."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # A stable name for this particular failure, for an API whose error table words some
+        # failures in its own terms (the message stays neutral).
+        self.code = code
 
 
 class Invalid(GlimpseError):

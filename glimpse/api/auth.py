@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from glimpse.domain.fields import MAX_KEY_LENGTH
 from glimpse.domain.model import Principal
-from glimpse.domain.validation import MAX_KEY_LENGTH
 from glimpse.errors import Invalid
 
 

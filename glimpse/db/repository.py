@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -19,8 +20,29 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, Row
 
 from glimpse.db import transactions
-from glimpse.db.tables import SORT_COPIES, image_members, image_properties, images
-from glimpse.domain.model import Image, ListQuery, Member, Scope, Status
+from glimpse.db.tables import (
+    SORT_COPIES,
+    SORT_NULLS,
+    image_locations,
+    image_members,
+    image_properties,
+    image_tags,
+    images,
+)
+from glimpse.domain.model import (
+    RELATED_FIELDS,
+    Changes,
+    Image,
+    ListQuery,
+    Location,
+    LocationStatus,
+    Member,
+    MemberStatus,
+    Scope,
+    Status,
+    Visibility,
+    now,
+)
 from glimpse.errors import Conflict, NotFound
 
 T = TypeVar("T")
@@ -28,14 +50,17 @@ T = TypeVar("T")
 # The columns an Image holds (the generated sort copies are the database's own), selected in
 # the order of Image's fields so that rows become Images positionally: a list page builds a
 # thousand, and keyword construction from a mapping costs about twenty times as much.
+# Image's fields end with those other tables hold (RELATED_FIELDS), appended after the columns.
 _FIELDS = [f.name for f in dataclasses.fields(Image)]
-_IMAGE_COLUMNS = [name for name in _FIELDS if name != "properties"]
+_IMAGE_COLUMNS = [name for name in _FIELDS if name not in RELATED_FIELDS]
+assert _FIELDS[len(_IMAGE_COLUMNS):] == list(RELATED_FIELDS), "related fields come last"
 _SELECT_IMAGE = [images.c[name] for name in _IMAGE_COLUMNS]
 _STATUS_AT = _FIELDS.index("status")
-_PROPERTIES_AT = _FIELDS.index("properties")
+_VISIBILITY_AT = _FIELDS.index("visibility")
 _STATUSES = {str(s): s for s in Status}
+_VISIBILITIES = {str(v): v for v in Visibility}
 # Null values sort as empty strings / zero (spec §9.3), so keyset comparisons stay total.
-_SORT_DEFAULTS: dict[str, Any] = {"name": "", "container_format": "", "disk_format": ""}
+_SORT_DEFAULTS: dict[str, Any] = SORT_NULLS
 
 
 class SqlImageRepository:
@@ -47,10 +72,13 @@ class SqlImageRepository:
     def create(self, image: Image) -> None:
         row = {name: getattr(image, name) for name in _IMAGE_COLUMNS}
         row["status"] = str(image.status)
+        row["visibility"] = str(image.visibility)
 
         def work(conn: Connection) -> None:
             conn.execute(images.insert().values(**row))
             self._write_properties(conn, image.id, image.properties)
+            _add_tags(conn, image.id, image.tags)
+            _add_locations(conn, image.id, image.locations)
 
         try:
             self._write(work)
@@ -67,31 +95,38 @@ class SqlImageRepository:
     def update(
         self,
         image_id: str,
-        fields: dict[str, Any],
+        changes: Changes,
         *,
-        properties: dict[str, str | None] | None = None,
-        purge_properties: bool = False,
         expected_status: Status | None = None,
-        check_property_count: Callable[[int], None] | None = None,
+        check_counts: Callable[[int, int], None] | None = None,
+        add_locations: Sequence[Location] = (),
     ) -> Image | None:
         def work(conn: Connection) -> Image | None:
-            # Either statement takes the image's row lock: property changes below apply to the
-            # set the previous writer left, never to a stale read.
-            if fields:
-                if not _set_fields(conn, image_id, fields, expected_status):
+            # Either statement takes the image's row lock: property and tag changes below
+            # apply to what the previous writer left, never to a stale read.
+            if changes.fields:
+                if not _set_fields(conn, image_id, changes.fields, expected_status):
                     return None
             elif conn.execute(
                 sa.select(images.c.id).where(_image_where(image_id, expected_status))
                 .with_for_update()
             ).first() is None:
                 return None
-            if properties is not None or purge_properties:
-                self._change_properties(conn, image_id, properties or {}, purge_properties)
-                if check_property_count is not None:
-                    check_property_count(self._property_count(conn, image_id))
+            if changes.touches_related:
+                self._change_properties(conn, image_id, changes)
+                _change_tags(conn, image_id, changes)
+                if check_counts is not None:
+                    check_counts(self._property_count(conn, image_id),
+                                 _tag_count(conn, image_id))
+            _add_locations(conn, image_id, add_locations)
             return self._reload(conn, image_id)
 
         return self._write(work)
+
+    def remove_location(self, image_id: str, store: str, url: str) -> None:
+        self._write(lambda conn: conn.execute(image_locations.delete().where(
+            image_locations.c.image_id == image_id, image_locations.c.store == store,
+            image_locations.c.url == url)))
 
     def set_fields(
         self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None
@@ -109,8 +144,8 @@ class SqlImageRepository:
             )
             if result.rowcount != 1:
                 return None
-            conn.execute(image_properties.delete().where(image_properties.c.image_id == image_id))
-            conn.execute(image_members.delete().where(image_members.c.image_id == image_id))
+            for related in (image_properties, image_members, image_tags):
+                conn.execute(related.delete().where(related.c.image_id == image_id))
             return self._reload(conn, image_id)
 
         return self._write(work)
@@ -148,7 +183,7 @@ class SqlImageRepository:
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
     def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
-        stmt = sa.select(*_SELECT_IMAGE).where(images.c.store.is_not(None))
+        stmt = sa.select(*_SELECT_IMAGE).where(_has_location())
         if statuses is not None:
             stmt = stmt.where(images.c.status.in_(statuses))
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
@@ -173,8 +208,7 @@ class SqlImageRepository:
             sa.select(*_SELECT_IMAGE)
             .where(
                 images.c.status.in_([str(Status.KILLED), str(Status.DELETED)]),
-                images.c.location.is_not(None),
-                images.c.store.in_(list(stores)),
+                _has_location(image_locations.c.store.in_(list(stores))),
             )
             .order_by(images.c.updated_at)
             .limit(limit)
@@ -198,10 +232,11 @@ class SqlImageRepository:
         member_id: str,
         can_share: bool | None,
         check_member_count: Callable[[int], None] | None = None,
+        status: MemberStatus | None = None,
     ) -> None:
         def work(conn: Connection) -> None:
             self._lock_live_image(conn, image_id)
-            self._set_member(conn, image_id, member_id, can_share)
+            self._set_member(conn, image_id, member_id, can_share, status)
             if check_member_count is not None:
                 check_member_count(len(self._members(conn, image_id)))
 
@@ -219,7 +254,9 @@ class SqlImageRepository:
 
         return self._write(work)
 
-    def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None:
+    def replace_members(
+        self, image_id: str, members: list[tuple[str, bool | None]], status: MemberStatus
+    ) -> None:
         wanted = [m for m, _ in members]
 
         def work(conn: Connection) -> None:
@@ -229,8 +266,10 @@ class SqlImageRepository:
                     image_members.c.image_id == image_id, image_members.c.member.not_in(wanted)
                 )
             )
+            existing = {m.member_id for m in self._members(conn, image_id)}
             for member_id, can_share in members:
-                self._set_member(conn, image_id, member_id, can_share)
+                self._set_member(conn, image_id, member_id, can_share,
+                                 None if member_id in existing else status)
 
         self._write(work)
 
@@ -279,12 +318,22 @@ class SqlImageRepository:
 
     @staticmethod
     def _set_member(
-        conn: Connection, image_id: str, member_id: str, can_share: bool | None
+        conn: Connection, image_id: str, member_id: str, can_share: bool | None,
+        status: MemberStatus | None,
     ) -> None:
+        """Create the membership (``status`` defaulting to accepted, can_share to false), or
+        change what is given of an existing one."""
         where = sa.and_(image_members.c.image_id == image_id, image_members.c.member == member_id)
+        stamp = now()
         if conn.execute(sa.select(image_members.c.member).where(where)).first() is not None:
+            values: dict[str, Any] = {}
             if can_share is not None:
-                conn.execute(image_members.update().where(where).values(can_share=can_share))
+                values["can_share"] = can_share
+            if status is not None:
+                values["status"] = str(status)
+            if values:
+                conn.execute(image_members.update().where(where).values(**values,
+                                                                        updated_at=stamp))
             return
         position = conn.execute(
             sa.select(sa.func.coalesce(sa.func.max(image_members.c.position), 0)).where(
@@ -294,22 +343,25 @@ class SqlImageRepository:
         conn.execute(
             image_members.insert().values(
                 image_id=image_id, member=member_id, can_share=bool(can_share),
-                position=position + 1,
+                position=position + 1, status=str(status or MemberStatus.ACCEPTED),
+                created_at=stamp, updated_at=stamp,
             )
         )
 
     @classmethod
-    def _change_properties(
-        cls, conn: Connection, image_id: str, properties: dict[str, str | None], purge: bool
-    ) -> None:
-        """Set ``properties`` (replacing same-named ones); with ``purge``, drop all others."""
+    def _change_properties(cls, conn: Connection, image_id: str, changes: Changes) -> None:
+        """Set and remove properties (replacing same-named ones); with ``keep_properties``,
+        drop all others but those set."""
         of_image = image_properties.c.image_id == image_id
-        if purge:
+        properties = changes.set_properties
+        if changes.keep_properties is not None:
+            keep = set(changes.keep_properties) | set(properties)
             conn.execute(image_properties.delete().where(
-                of_image, image_properties.c.name.not_in(list(properties))))
-        if properties:
+                of_image, image_properties.c.name.not_in(list(keep))))
+        gone = set(properties) | changes.remove_properties
+        if gone:
             conn.execute(image_properties.delete().where(
-                of_image, image_properties.c.name.in_(list(properties))))
+                of_image, image_properties.c.name.in_(list(gone))))
         cls._write_properties(conn, image_id, properties)
 
     @staticmethod
@@ -347,7 +399,9 @@ class SqlImageRepository:
         ).where(of_page)
         for image_id, name, value in conn.execute(stmt).all():
             props[image_id][name] = value
-        return [_image(row, props[row[0]]) for row in rows]
+        tags, locations = _related(conn, ids)
+        return [_image(row, props[row[0]], tags.get(row[0]), locations.get(row[0]))
+                for row in rows]
 
     @staticmethod
     def _visible_branches(
@@ -357,18 +411,21 @@ class SqlImageRepository:
         join on image_members, whose key makes it one row per image). The index bounds are
         equalities, never ``IS``, which not every engine bounds a range with; "else" is an
         inequality, which none does, so that SQLite without statistics (glimpse never runs
-        ANALYZE) does not take the is_public index for a range of nine images in ten."""
+        ANALYZE) does not take the visibility index for a range of nine images in ten."""
         public: tuple[sa.FromClause, list[sa.ColumnElement[bool]]] = (
-            images, [images.c.is_public == sa.true()])
+            images, [images.c.visibility == str(Visibility.PUBLIC)])
         if owner is None:
             return [public]
-        private = images.c.is_public != sa.true()
-        shared = images.join(image_members, sa.and_(image_members.c.image_id == images.c.id,
-                                                    image_members.c.member == owner))
+        not_public = images.c.visibility != str(Visibility.PUBLIC)
+        # Memberships count only while the image is shared, and lists show accepted ones.
+        shared = images.join(image_members, sa.and_(
+            image_members.c.image_id == images.c.id, image_members.c.member == owner,
+            image_members.c.status == str(MemberStatus.ACCEPTED)))
         return [
             public,
-            (images, [private, images.c.owner == owner]),
-            (shared, [private, images.c.owner.is_distinct_from(owner)]),
+            (images, [not_public, images.c.owner == owner]),
+            (shared, [images.c.visibility == str(Visibility.SHARED),
+                      images.c.owner.is_distinct_from(owner)]),
         ]
 
     @staticmethod
@@ -384,7 +441,7 @@ class SqlImageRepository:
         one and read every live image in order, probing image_members for each."""
         conds: list[sa.ColumnElement[bool]] = []
         if query.scope is Scope.NON_PUBLIC:
-            conds.append(images.c.is_public == sa.false())
+            conds.append(images.c.visibility != str(Visibility.PUBLIC))
         if query.changes_since is not None:
             conds.append(images.c.updated_at > query.changes_since)
         else:
@@ -460,7 +517,7 @@ def _image_where(image_id: str, expected_status: Status | None) -> sa.ColumnElem
 def _set_fields(
     conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None
 ) -> bool:
-    values = {k: (str(v) if isinstance(v, Status) else v) for k, v in fields.items()}
+    values = {k: (str(v) if isinstance(v, Status | Visibility) else v) for k, v in fields.items()}
     result = conn.execute(
         images.update().where(_image_where(image_id, expected_status)).values(**values)
     )
@@ -472,14 +529,99 @@ def _one_image(conn: Connection, image_id: str) -> Image | None:
     if not rows:
         return None
     props = {r._prop_name: r._prop_value for r in rows if r._prop_name is not None}
-    return _image(cast(Row[Any], rows[0]), props)
+    tags: list[str] = []
+    locations: list[Location] = []
+    for kind, first, second, meta, status, _ in conn.execute(_ONE_IMAGE_RELATED,
+                                                             {"image_id": image_id}):
+        if kind == "t":
+            tags.append(first)
+        else:
+            locations.append(_location(first, second, meta, status))
+    return _image(cast(Row[Any], rows[0]), props, tags, locations)
 
 
-def _image(row: Row[Any], properties: dict[str, str | None]) -> Image:
+# Tags and locations of one image in one statement, each branch bounded by its own index.
+_ONE_IMAGE_RELATED = sa.union_all(
+    sa.select(sa.literal("t").label("kind"), image_tags.c.value.label("first"),
+              sa.null().label("second"), sa.null().label("meta"), sa.null().label("status"),
+              sa.literal(0).label("position"))
+    .where(image_tags.c.image_id == sa.bindparam("image_id")),
+    sa.select(sa.literal("l"), image_locations.c.store, image_locations.c.url,
+              image_locations.c.meta, image_locations.c.status, image_locations.c.position)
+    .where(image_locations.c.image_id == sa.bindparam("image_id")),
+).order_by("kind", "position", "first")
+
+
+def _related(
+    conn: Connection, ids: list[str]
+) -> tuple[dict[str, list[str]], dict[str, list[Location]]]:
+    """The tags and locations of a page of images."""
+    tags: dict[str, list[str]] = {}
+    for image_id, value in conn.execute(
+        sa.select(image_tags.c.image_id, image_tags.c.value)
+        .where(image_tags.c.image_id.in_(ids)).order_by(image_tags.c.value)
+    ):
+        tags.setdefault(image_id, []).append(value)
+    locations: dict[str, list[Location]] = {}
+    for image_id, store, url, meta, status in conn.execute(
+        sa.select(image_locations.c.image_id, image_locations.c.store, image_locations.c.url,
+                  image_locations.c.meta, image_locations.c.status)
+        .where(image_locations.c.image_id.in_(ids))
+        .order_by(image_locations.c.position, image_locations.c.id)
+    ):
+        locations.setdefault(image_id, []).append(_location(store, url, meta, status))
+    return tags, locations
+
+
+def _location(store: str, url: str, meta: str | None, status: str | None) -> Location:
+    return Location(store, url, json.loads(meta or "{}"),
+                    LocationStatus(status or LocationStatus.ACTIVE))
+
+
+def _has_location(*also: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    return sa.exists().where(image_locations.c.image_id == images.c.id, *also)
+
+
+def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
+    values = [{"image_id": image_id, "value": t} for t in dict.fromkeys(tags)]
+    if values:
+        conn.execute(image_tags.insert(), values)
+
+
+def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
+    of_image = image_tags.c.image_id == image_id
+    gone = changes.remove_tags | set(changes.add_tags)
+    if gone:
+        conn.execute(image_tags.delete().where(of_image, image_tags.c.value.in_(list(gone))))
+    _add_tags(conn, image_id, (t for t in changes.add_tags if t not in changes.remove_tags))
+
+
+def _tag_count(conn: Connection, image_id: str) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).where(image_tags.c.image_id == image_id)).scalar_one())
+
+
+def _add_locations(conn: Connection, image_id: str, locations: Sequence[Location]) -> None:
+    if not locations:
+        return
+    start = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1))
+        .where(image_locations.c.image_id == image_id)).scalar_one() + 1
+    conn.execute(image_locations.insert(), [
+        {"image_id": image_id, "position": start + n, "store": loc.store, "url": loc.url,
+         "meta": json.dumps(dict(loc.metadata)), "status": str(loc.status)}
+        for n, loc in enumerate(locations)])
+
+
+def _image(
+    row: Row[Any], properties: dict[str, str | None], tags: list[str] | None = None,
+    locations: list[Location] | None = None,
+) -> Image:
     # The image columns come first in every select of this module, in _IMAGE_COLUMNS order.
     values: list[Any] = list(row[:len(_IMAGE_COLUMNS)])
     values[_STATUS_AT] = _STATUSES[values[_STATUS_AT]]
-    values.insert(_PROPERTIES_AT, properties)
+    values[_VISIBILITY_AT] = _VISIBILITIES[values[_VISIBILITY_AT]]
+    values += [properties, tags or [], locations or []]
     return Image(*values)
 
 
@@ -493,4 +635,6 @@ def _sort_value(image: Image, name: str) -> Any:
 
 
 def _member(row: Row[Any]) -> Member:
-    return Member(image_id=row.image_id, member_id=row.member, can_share=bool(row.can_share))
+    return Member(image_id=row.image_id, member_id=row.member,
+                  status=MemberStatus(row.status), can_share=bool(row.can_share),
+                  created_at=row.created_at, updated_at=row.updated_at)

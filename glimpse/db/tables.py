@@ -21,12 +21,14 @@ MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collat
 # generated copies so that one plain index per key serves the sort on every engine (MariaDB has
 # no expression indexes).
 SORT_COPIES = {"name": "name_sort", "container_format": "container_format_sort",
-               "disk_format": "disk_format_sort"}
+               "disk_format": "disk_format_sort", "size": "size_sort"}
+# What a null sort key sorts as.
+SORT_NULLS = {"name": "", "container_format": "", "disk_format": "", "size": 0}
 
 
-def _sort_copy(column: str, length: int) -> sa.Column[str]:
-    return sa.Column(SORT_COPIES[column], sa.String(length),
-                     sa.Computed(f"coalesce({column}, '')"))
+def _sort_copy(column: str, kind: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
+    empty = "0" if isinstance(SORT_NULLS[column], int) else "''"
+    return sa.Column(SORT_COPIES[column], kind, sa.Computed(f"coalesce({column}, {empty})"))
 
 
 images = sa.Table(
@@ -34,7 +36,7 @@ images = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("name", sa.String(255)),
-    sa.Column("size", sa.BigInteger, nullable=False, default=0),
+    sa.Column("size", sa.BigInteger),  # null until the data is known
     sa.Column("virtual_size", sa.BigInteger),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("checksum", sa.String(32)),
@@ -44,18 +46,18 @@ images = sa.Table(
     sa.Column("container_format", sa.String(20)),
     sa.Column("min_disk", sa.Integer, nullable=False, default=0),
     sa.Column("min_ram", sa.Integer, nullable=False, default=0),
-    sa.Column("is_public", sa.Boolean, nullable=False, default=False),
+    sa.Column("visibility", sa.String(10), nullable=False, default="shared"),
     sa.Column("protected", sa.Boolean, nullable=False, default=False),
+    sa.Column("os_hidden", sa.Boolean, nullable=False, default=False),
     sa.Column("owner", sa.String(255)),
-    sa.Column("store", sa.String(255)),
-    sa.Column("location", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("deleted_at", Timestamp),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
-    _sort_copy("name", 255),
-    _sort_copy("container_format", 20),
-    _sort_copy("disk_format", 20),
+    _sort_copy("name", sa.String(255)),
+    _sort_copy("container_format", sa.String(20)),
+    _sort_copy("disk_format", sa.String(20)),
+    _sort_copy("size", sa.BigInteger()),
     # Keyset pagination orders by (sort key, created_at, id): one index per sort key, in that
     # order, so a page is an index range scan wherever it starts. Lists of live images (all but
     # changes-since) say deleted = false, and deleted rows are never removed (ids are not
@@ -69,7 +71,7 @@ images = sa.Table(
     sa.Index("ix_images_container_format_sort", "deleted", "container_format_sort", "created_at",
              "id"),
     sa.Index("ix_images_disk_format_sort", "deleted", "disk_format_sort", "created_at", "id"),
-    sa.Index("ix_images_size", "deleted", "size", "created_at", "id"),
+    sa.Index("ix_images_size_sort", "deleted", "size_sort", "created_at", "id"),
     # Filters: equality on the raw column, then the default order, so a filtered first page in
     # that order is a range too (status and size use the sort indexes above).
     sa.Index("ix_images_name", "deleted", "name", "created_at", "id"),
@@ -77,7 +79,7 @@ images = sa.Table(
     sa.Index("ix_images_disk_format", "deleted", "disk_format", "created_at", "id"),
     # Visibility: a tenant's list is a union of these two ranges and its shares.
     sa.Index("ix_images_owner", "deleted", "owner", "created_at", "id"),
-    sa.Index("ix_images_is_public", "deleted", "is_public", "created_at", "id"),
+    sa.Index("ix_images_visibility", "deleted", "visibility", "created_at", "id"),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -103,6 +105,40 @@ image_members = sa.Table(
     sa.Column("member", sa.String(255), primary_key=True),
     sa.Column("can_share", sa.Boolean, nullable=False, default=False),
     sa.Column("position", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(20), nullable=False, default="accepted"),
+    # Null only on memberships made before members had a status (migration 0004).
+    sa.Column("created_at", Timestamp),
+    sa.Column("updated_at", Timestamp),
     sa.Index("ix_image_members_member", "member"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+image_tags = sa.Table(
+    "image_tags",
+    metadata,
+    sa.Column(
+        "image_id", sa.String(36), sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("value", sa.String(255), primary_key=True),
+    # tag=<t> filters: the images that carry a tag.
+    sa.Index("ix_image_tags_value", "value"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Every copy of an image's data: in one of glimpse's stores (url is the object's key there) or
+# behind an external URL (store "http"). A row exists for as long as the data may exist, so
+# a killed or deleted image that still has rows has data to delete (ImageService leftovers).
+image_locations = sa.Table(
+    "image_locations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(36), sa.ForeignKey("images.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("position", sa.Integer, nullable=False, default=0),
+    sa.Column("store", sa.String(255), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON object
+    sa.Column("status", sa.String(30), nullable=False, default="active"),
+    sa.Index("ix_image_locations_image_id", "image_id", "position"),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -7,8 +7,9 @@ import dataclasses
 import hashlib
 import logging
 
-from glimpse.domain.images import EXTERNAL_STORE, release_data
-from glimpse.domain.model import Image, Status, now
+from glimpse.domain import lifecycle
+from glimpse.domain.data import EXTERNAL_STORE, release_data
+from glimpse.domain.model import Image, Location, Status, now
 from glimpse.domain.ports import ImageRepository, Store
 from glimpse.errors import NotFound, Unavailable
 
@@ -43,7 +44,7 @@ class StoreAudit:
         # Killed and deleted images whose data a store could not delete at the time still own
         # it until the leftover purge removes it: that data is not an orphan.
         holders = self._repo.images_holding_data()
-        owned = {(i.store, i.location) for i in holders if i.location}
+        owned = {(loc.store, loc.url) for i in holders for loc in i.locations}
         for name, store in sorted(self._stores.items()):
             for key in store.object_keys():
                 report.objects += 1
@@ -53,43 +54,46 @@ class StoreAudit:
                         store.delete(key)
                         report.repaired += 1
         for image in holders:
-            if image.status not in (Status.ACTIVE, Status.DEACTIVATED) or (
-                image.store == EXTERNAL_STORE
+            location = image.data_location
+            if image.status not in (Status.ACTIVE, Status.DEACTIVATED) or location is None or (
+                location.store == EXTERNAL_STORE
             ):
                 continue
-            holder = self._stores.get(image.store or "")
-            if holder is None or image.location is None:
+            holder = self._stores.get(location.store)
+            if holder is None:
                 continue
             report.images_checked += 1
-            problem = self._problem(holder, image, verify)
+            problem = self._problem(holder, image, location.url, verify)
             if problem is None:
                 continue
             (report.missing if problem == "missing" else report.corrupt).append(image.id)
             if repair and self._repo.set_fields(
-                image.id, {"status": Status.KILLED, "updated_at": now()},
+                image.id,
+                {"status": lifecycle.check_transition(image.status, Status.KILLED),
+                 "updated_at": now()},
                 expected_status=image.status,
             ):
                 # Damaged data must not linger as an orphan.
-                self._release(image, image.store or "", image.location)
+                for held in image.locations:
+                    self._release(image, held)
                 log.warning("image %s: data %s; marked killed", image.id, problem)
                 report.repaired += 1
         return report
 
-    def _release(self, image: Image, store_name: str, location: str) -> None:
+    def _release(self, image: Image, location: Location) -> None:
         """Delete the data and forget where it was, so the leftover purge does not delete it
         again; an operator command stops at a store that fails."""
-        if not release_data(self._repo, self._stores, image.id, store_name, location):
-            raise Unavailable(f"Store {store_name} could not delete the data of image "
+        if not release_data(self._repo, self._stores, image.id, location):
+            raise Unavailable(f"Store {location.store} could not delete the data of image "
                               f"{image.id}; run the command again once it is back")
 
     @staticmethod
-    def _problem(store: Store, image: Image, verify: bool) -> str | None:
-        key = image.location or ""
+    def _problem(store: Store, image: Image, key: str, verify: bool) -> str | None:
         try:
             size = store.size(key)
         except NotFound:
             return "missing"
-        if size != image.size:
+        if size != (image.size or 0):
             return "corrupt"
         if verify and image.checksum:
             digest = hashlib.md5(usedforsecurity=False)
@@ -104,10 +108,11 @@ class StoreAudit:
         ``deleted``."""
         done = []
         for image in self._repo.images_holding_data([str(Status.PENDING_DELETE)]):
-            if image.store in self._stores and image.location:
-                self._release(image, image.store, image.location)
-            if self._repo.set_fields(image.id, {"status": Status.DELETED, "updated_at": now()},
-                                 expected_status=Status.PENDING_DELETE):
+            for location in image.locations:
+                self._release(image, location)
+            target = lifecycle.check_transition(Status.PENDING_DELETE, Status.DELETED)
+            if self._repo.set_fields(image.id, {"status": target, "updated_at": now()},
+                                     expected_status=Status.PENDING_DELETE):
                 done.append(image.id)
         return done
 

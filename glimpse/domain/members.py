@@ -1,18 +1,23 @@
-"""The membership service (spec §11): who an image is shared with, and who may change that."""
+"""The membership service: who an image is shared with, and who may change that.
+
+A membership has a status (pending, accepted, rejected) and, for v1, ``can_share``. Members
+see the image while it is shared, whatever their status; lists show it to accepted ones.
+"""
 
 from __future__ import annotations
 
 from glimpse.domain import policy
-from glimpse.domain.model import Image, Member, Principal
+from glimpse.domain.limits import Limits
+from glimpse.domain.model import Image, Member, MemberStatus, Principal
 from glimpse.domain.ports import ImageRepository
-from glimpse.domain.validation import MAX_KEY_LENGTH
-from glimpse.errors import Invalid, NotFound, OverLimit, Unauthenticated
+from glimpse.domain.validation import check_member_id
+from glimpse.errors import NotFound, Unauthenticated
 
 
 class MemberService:
-    def __init__(self, repo: ImageRepository, member_quota: int) -> None:
+    def __init__(self, repo: ImageRepository, limits: Limits) -> None:
         self._repo = repo
-        self._quota = member_quota
+        self._check_quota = limits.check_members
 
     def list_members(self, principal: Principal, image_id: str) -> list[Member]:
         image = self._live_image(principal, image_id)
@@ -28,25 +33,30 @@ class MemberService:
         raise NotFound("Membership could not be found.")
 
     def add(
-        self, principal: Principal, image_id: str, member_id: str, can_share: bool | None
+        self, principal: Principal, image_id: str, member_id: str, can_share: bool | None,
+        status: MemberStatus,
     ) -> None:
+        """Add the membership with ``status`` (an existing one keeps its status)."""
         image = self._shareable_image(principal, image_id)
-        _check_member_id(member_id)
+        check_member_id(member_id)
         existing = {m.member_id for m in self._repo.members(image.id)}
         # Unlike the reference (Q18), re-adding an existing member does not count twice.
         count = len(existing | {member_id})
         self._check_quota(count)
         # Checked again under the image's lock: concurrent adds may not pass the quota together.
-        self._repo.set_member(image.id, member_id, can_share, self._check_quota)
+        self._repo.set_member(image.id, member_id, can_share, self._check_quota,
+                              status=None if member_id in existing else status)
 
     def replace(
-        self, principal: Principal, image_id: str, members: list[tuple[str, bool | None]]
+        self, principal: Principal, image_id: str, members: list[tuple[str, bool | None]],
+        status: MemberStatus,
     ) -> None:
+        """Make the memberships exactly ``members``; new ones get ``status``."""
         image = self._shareable_image(principal, image_id)
         for member_id, _ in members:
-            _check_member_id(member_id)
+            check_member_id(member_id)
         self._check_quota(len({m for m, _ in members}))
-        self._repo.replace_members(image.id, members)
+        self._repo.replace_members(image.id, members, status)
 
     def remove(self, principal: Principal, image_id: str, member_id: str) -> None:
         image = self._shareable_image(principal, image_id)
@@ -90,15 +100,3 @@ class MemberService:
             # The reference answers 404 here (Q5); we keep that: it reveals nothing new.
             raise NotFound(f"You may not share image {image_id}.")
         return image
-
-    def _check_quota(self, count: int) -> None:
-        if 0 <= self._quota < count:
-            raise OverLimit(
-                f"The limit has been exceeded on the number of allowed image members for this "
-                f"image. Attempted: {count}, Maximum: {self._quota}"
-            )
-
-
-def _check_member_id(member_id: str) -> None:
-    if not member_id or len(member_id) > MAX_KEY_LENGTH:
-        raise Invalid("Member id must be 1 to 255 characters long")

@@ -1,21 +1,46 @@
-"""The image domain's data: images, members, callers, list queries."""
+"""The image domain's data: images, members, locations, callers, list queries, commands.
+
+Nothing here belongs to an API version: v1's ``is_public`` and ``can_share`` are views that the
+v1 codec computes from ``visibility`` and the member status.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 
 class Status(enum.StrEnum):
     QUEUED = "queued"
     SAVING = "saving"
+    UPLOADING = "uploading"  # data staged, not yet imported (v2 interoperable import)
+    IMPORTING = "importing"
     ACTIVE = "active"
     KILLED = "killed"
     DELETED = "deleted"
     PENDING_DELETE = "pending_delete"
     DEACTIVATED = "deactivated"
+
+
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"  # everyone sees and lists it
+    COMMUNITY = "community"  # everyone may see it; listed for others only when asked for
+    SHARED = "shared"  # the owner and its accepted members
+    PRIVATE = "private"  # the owner only; memberships are kept but have no effect
+
+
+class MemberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class LocationStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PENDING_DELETE = "pending_delete"  # data the store still holds, to be deleted later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +54,25 @@ class Principal:
     owner: str | None  # the identity that owns what this caller creates
 
 
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """Where one copy of an image's data is: a store (or the external ``http`` source) and the
+    object's key or URL there. Never rendered with its URL unless an API explicitly asks."""
+
+    store: str
+    url: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    status: LocationStatus = LocationStatus.ACTIVE
+
+
 @dataclasses.dataclass
 class Image:
+    # The columns of the images table, in its order (the repository builds Images from rows
+    # positionally), then what other tables hold.
     id: str
     status: Status
     name: str | None = None
-    size: int = 0
+    size: int | None = None  # None until the data is known
     virtual_size: int | None = None
     checksum: str | None = None
     os_hash_algo: str | None = None
@@ -43,36 +81,55 @@ class Image:
     container_format: str | None = None
     min_disk: int = 0
     min_ram: int = 0
-    is_public: bool = False
+    visibility: Visibility = Visibility.SHARED
     protected: bool = False
+    os_hidden: bool = False
     owner: str | None = None
     created_at: dt.datetime = dataclasses.field(default_factory=lambda: now())
     updated_at: dt.datetime = dataclasses.field(default_factory=lambda: now())
     deleted_at: dt.datetime | None = None
     deleted: bool = False
     properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    # Internal: which store holds the data and where. Never rendered by any API.
-    store: str | None = None
-    location: str | None = None
+    tags: list[str] = dataclasses.field(default_factory=list)
+    locations: list[Location] = dataclasses.field(default_factory=list)
+
+    @property
+    def data_location(self) -> Location | None:
+        """The location data is read from: the first one."""
+        return self.locations[0] if self.locations else None
+
+    @property
+    def store(self) -> str | None:
+        return self.locations[0].store if self.locations else None
+
+
+# The fields that hold rows of other tables, not columns of images.
+RELATED_FIELDS = ("properties", "tags", "locations")
 
 
 @dataclasses.dataclass(frozen=True)
 class Member:
     image_id: str
     member_id: str
-    can_share: bool
+    status: MemberStatus = MemberStatus.ACCEPTED
+    can_share: bool = False
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
-# Core attributes a client may send, after the wire codec has parsed their types.
-SETTABLE_FIELDS = (
-    "name", "size", "virtual_size", "checksum", "disk_format", "container_format",
-    "min_disk", "min_ram", "is_public", "protected", "owner",
-)
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where a create or update asks the image's data to come from, besides a request body:
+    an external URL to point at (``location``) or to copy from, and the store to write to."""
+
+    location: str | None = None
+    copy_from: str | None = None
+    store: str | None = None
 
 
 @dataclasses.dataclass
 class ImageInput:
-    """What a create or update request asks for, in domain terms.
+    """What a create request asks for, in domain terms.
 
     ``fields`` holds only the core attributes present in the request (a None value means the
     client explicitly asked for null); ``properties`` the custom properties present.
@@ -80,11 +137,69 @@ class ImageInput:
 
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    image_id: str | None = None
-    status: str | None = None  # only compared: clients may not change it
-    location: str | None = None
-    copy_from: str | None = None
-    store: str | None = None
+    tags: list[str] = dataclasses.field(default_factory=list)
+    source: DataSource = DataSource()
+
+
+# -- changes: what an update asks for, as neutral commands applied in order ------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SetFields:
+    values: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SetProperties:
+    values: Mapping[str, str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveProperties:
+    names: frozenset[str]
+    missing_ok: bool = True  # False: removing a property the image lacks is a Conflict
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveOtherProperties:
+    """Remove every property not named here (v1 resends the properties it keeps)."""
+
+    keep: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AddTag:
+    tag: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveTag:
+    tag: str
+    missing_ok: bool = False
+
+
+Command = SetFields | SetProperties | RemoveProperties | RemoveOtherProperties | AddTag | RemoveTag
+
+
+@dataclasses.dataclass
+class Changes:
+    """Commands folded into what the repository applies in one transaction, to the stored
+    state (never to an earlier read), so concurrent changes of one image keep each other's."""
+
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    set_properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    remove_properties: set[str] = dataclasses.field(default_factory=set)
+    keep_properties: frozenset[str] | None = None  # remove all others (after the sets above)
+    add_tags: list[str] = dataclasses.field(default_factory=list)
+    remove_tags: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def touches_related(self) -> bool:
+        return bool(self.set_properties or self.remove_properties or self.add_tags
+                    or self.remove_tags or self.keep_properties is not None)
+
+
+# -- list queries --------------------------------------------------------------------------
 
 
 class Scope(enum.Enum):

@@ -1,23 +1,28 @@
-"""Who may see and change what (spec §10, §11.6). The one place these rules live."""
+"""Who may see and change what. The one place these rules live."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from glimpse.domain.model import Image, Principal, Scope
+from glimpse.domain.model import Image, Principal, Scope, Visibility
+
+# Visible to every caller, whatever their project.
+OPEN_VISIBILITIES = frozenset({Visibility.PUBLIC, Visibility.COMMUNITY})
 
 
 def can_see(principal: Principal, image: Image, is_member: Callable[[], bool]) -> bool:
-    """Read access. ``is_member`` is asked last, only when nothing cheaper decided."""
+    """Read access. ``is_member`` (a membership of any status) is asked last, only when
+    nothing cheaper decided, and only counts while the image is shared."""
     if principal.is_admin:
         return True
     if image.deleted:
         return False
-    if image.owner is None or image.is_public:
+    if image.owner is None or image.visibility in OPEN_VISIBILITIES:
         return True
-    if principal.owner is not None and image.owner == principal.owner:
+    if owns(principal, image):
         return True
-    return principal.owner is not None and is_member()
+    return (image.visibility is Visibility.SHARED and principal.owner is not None
+            and is_member())
 
 
 def owns(principal: Principal, image: Image) -> bool:
@@ -29,19 +34,12 @@ def can_modify(principal: Principal, image: Image) -> bool:
     return principal.is_admin or owns(principal, image)
 
 
-def list_scope(principal: Principal, is_public: bool | None) -> Scope:
-    """Which images a list starts from (spec §9.4).
+def may_set_visibility(principal: Principal, visibility: Visibility) -> bool:
+    """Only admins publicize images."""
+    return visibility is not Visibility.PUBLIC or principal.is_admin
 
-    Non-admins always list what they can see, and their ``is_public`` parameter is ignored, as
-    in the reference (Q8). Admins list the same set unless they ask for ``is_public=none``
-    (everything) or ``false`` (every private image). The anonymous admin has no tenant, so its
-    default list is the public images only (Q10, improved).
-    """
-    if not principal.is_admin:
-        return Scope.VISIBLE
-    if is_public is None:
-        return Scope.ALL
-    if is_public is False:
-        return Scope.NON_PUBLIC
-    return Scope.VISIBLE
 
+def list_scope(principal: Principal, requested: Scope) -> Scope:
+    """Which images a list starts from: non-admins always list what they can see; admins
+    what they ask for."""
+    return requested if principal.is_admin else Scope.VISIBLE

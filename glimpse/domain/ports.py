@@ -6,12 +6,13 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
-from glimpse.domain.model import Image, ListQuery, Member, Status
+from glimpse.domain.model import Changes, Image, ListQuery, Location, Member, MemberStatus, Status
 
 
 class ImageRepository(Protocol):
     def create(self, image: Image) -> None:
-        """Insert a new image with its properties. Conflict if the id was ever used."""
+        """Insert a new image with its properties, tags and locations. Conflict if the id was
+        ever used."""
 
     def get(self, image_id: str) -> Image | None:
         """The image with that id, deleted ones included."""
@@ -26,33 +27,36 @@ class ImageRepository(Protocol):
     def update(
         self,
         image_id: str,
-        fields: dict[str, Any],
+        changes: Changes,
         *,
-        properties: dict[str, str | None] | None = None,
-        purge_properties: bool = False,
         expected_status: Status | None = None,
-        check_property_count: Callable[[int], None] | None = None,
+        check_counts: Callable[[int, int], None] | None = None,
+        add_locations: Sequence[Location] = (),
     ) -> Image | None:
-        """Change fields and properties in one transaction.
+        """Apply ``changes`` (fields, properties, tags) and add locations in one transaction;
+        the image as it then is.
 
-        ``properties`` are set (replacing same-named ones); with ``purge_properties`` every
-        other property is removed. Changes are applied to the stored set, not to an earlier
-        read, so concurrent updates of one image do not lose each other's properties.
-        ``check_property_count`` gets the resulting count and may raise to undo it all.
+        Changes are applied to the stored state, not to an earlier read, so concurrent updates
+        of one image do not lose each other's properties or tags. ``check_counts`` gets the
+        resulting property and tag counts and may raise to undo it all.
 
         With ``expected_status``, change nothing and return None unless the image is still in
         that status: the compare-and-swap every status change goes through.
         """
 
+    def remove_location(self, image_id: str, store: str, url: str) -> None:
+        """Forget one location (its data is gone)."""
+
     def mark_deleted(
         self, image_id: str, status: Status, when: dt.datetime, expected_status: Status
     ) -> Image | None:
-        """Soft-delete: set status, deleted flags, drop properties and memberships."""
+        """Soft-delete: set status, deleted flags, drop properties, tags and memberships (the
+        locations stay until their data is deleted)."""
 
     def list_images(self, query: ListQuery) -> list[Image]: ...
 
     def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
-        """Images that have a store (and so may own a stored object), in these statuses if
+        """Images that have a location (and so may own a stored object), in these statuses if
         given."""
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
@@ -62,12 +66,13 @@ class ImageRepository(Protocol):
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""
 
     def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
-        """Killed or deleted images that still record a location in one of ``stores``: their
+        """Killed or deleted images that still have a location in one of ``stores``: their
         data could not be deleted when they ended."""
 
     def members(self, image_id: str) -> list[Member]: ...
 
-    def is_member(self, image_id: str, member_id: str) -> bool: ...
+    def is_member(self, image_id: str, member_id: str) -> bool:
+        """Whether member_id has a membership of the image, of any status."""
 
     def set_member(
         self,
@@ -75,16 +80,21 @@ class ImageRepository(Protocol):
         member_id: str,
         can_share: bool | None,
         check_member_count: Callable[[int], None] | None = None,
+        status: MemberStatus | None = None,
     ) -> None:
-        """Create the membership (can_share defaults to False) or update can_share if given.
+        """Create the membership (can_share defaults to False, status to accepted) or update
+        can_share and status where given.
         ``check_member_count`` gets the resulting count and may raise to undo it. NotFound if
         the image is deleted meanwhile; membership changes of one image apply one at a time."""
 
     def remove_member(self, image_id: str, member_id: str) -> bool:
         """False when there was no such membership; NotFound if the image is deleted."""
 
-    def replace_members(self, image_id: str, members: list[tuple[str, bool | None]]) -> None:
-        """Make the memberships exactly ``members``; NotFound if the image is deleted."""
+    def replace_members(
+        self, image_id: str, members: list[tuple[str, bool | None]], status: MemberStatus
+    ) -> None:
+        """Make the memberships exactly ``members`` (new ones with ``status``); NotFound if the
+        image is deleted."""
 
     def shared_with(self, member_id: str) -> list[tuple[Member, str | None]]:
         """Memberships naming member_id on images that are not deleted, with each image's

@@ -4,7 +4,7 @@ An upload whose server dies leaves its image ``saving``. While an upload streams
 ``updated_at`` is refreshed every ``interval`` seconds (a conditional update, so an upload whose
 image was deleted or killed meanwhile stops at once). Any API process may then treat a
 ``saving`` image whose heartbeat is older than a few intervals as abandoned and kill it (see
-``ImageService.recover_stale_uploads``), which works when several processes share a database.
+``ImageData.recover_stale_uploads``), which works when several processes share a database.
 """
 
 from __future__ import annotations

@@ -1,67 +1,64 @@
-"""Value rules for image attributes (spec §5.4, §6), shared by every API version."""
+"""Value rules for image attributes, shared by every API version; each field's own limits come
+from the field table (``fields``)."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from typing import Any
 
-from glimpse.domain.model import ImageInput
-from glimpse.errors import Invalid
+from glimpse.domain.fields import (
+    BY_NAME,
+    MAX_KEY_LENGTH,
+    MAX_TAG_LENGTH,
+    RESERVED_PROPERTY_PREFIX,
+    Kind,
+    is_uuid_like,
+)
+from glimpse.errors import Forbidden, Invalid
 
 AMAZON_FORMATS = ("aki", "ari", "ami")
-MAX_INT32 = 2147483647
-MAX_BIGINT = 2**63 - 1
-_UUID_LIKE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-                        r"[0-9a-fA-F]{12}$")
-MAX_KEY_LENGTH = 255
+
+__all__ = ["is_uuid_like", "validate_fields", "validate_properties", "validate_tags"]
 
 
-def is_uuid_like(value: str) -> bool:
-    return bool(_UUID_LIKE.match(value))
-
-
-def validate_input(
-    data: ImageInput, disk_formats: tuple[str, ...], container_formats: tuple[str, ...]
+def validate_fields(
+    fields: dict[str, Any], disk_formats: tuple[str, ...], container_formats: tuple[str, ...]
 ) -> None:
-    """Check the values a request carries; fill in the amazon format pairing.
+    """Check the core values a request carries and fill in the amazon format pairing.
 
     Runs before any state changes, so a request that fails here changes nothing.
     """
-    fields = data.fields
-    name = fields.get("name")
-    if name is not None and len(name) > 255:
-        raise Invalid("Image name too long: it can't exceed 255 characters")
-    checksum = fields.get("checksum")
-    if checksum is not None and len(checksum) > 32:
-        raise Invalid(f"Invalid checksum '{checksum}': can't exceed 32 characters")
-    for key in ("min_ram", "min_disk"):
-        value = fields.get(key)
-        if value is not None and value > MAX_INT32:
-            raise Invalid(f"'{key}' value out of range")
-    for key in ("size", "virtual_size"):
-        value = fields.get(key)
-        if value is not None and value > MAX_BIGINT:
-            raise Invalid(f"Invalid value '{value}' for parameter '{key}': value out of range")
-    owner = fields.get("owner")
-    if owner is not None and len(owner) > MAX_KEY_LENGTH:
-        raise Invalid("Owner can't exceed 255 characters")
-    for key in data.properties:
+    for name, value in fields.items():
+        spec = BY_NAME.get(name)
+        if spec is None:
+            raise Invalid(f"Unknown image attribute '{name}'")
+        spec.check(value)
+        if spec.kind is Kind.DISK_FORMAT and value is not None and value not in disk_formats:
+            raise Invalid(f"Invalid disk format '{value}' for image.")
+        if spec.kind is Kind.CONTAINER_FORMAT and value is not None and (
+            value not in container_formats
+        ):
+            raise Invalid(f"Invalid container format '{value}' for image.")
+    _pair_amazon_formats(fields)
+
+
+def validate_properties(names: Iterable[str]) -> None:
+    for key in names:
         if not key or len(key) > MAX_KEY_LENGTH:
             raise Invalid(f"Invalid property name '{key}': 1 to 255 characters are allowed")
-    if data.image_id is not None and not is_uuid_like(data.image_id):
-        raise Invalid("Invalid image id format")
-    _validate_formats(fields, disk_formats, container_formats)
+        if key.startswith(RESERVED_PROPERTY_PREFIX):
+            raise Forbidden(f"Attribute '{key}' is reserved.")
 
 
-def _validate_formats(
-    fields: dict[str, Any], disk_formats: tuple[str, ...], container_formats: tuple[str, ...]
-) -> None:
+def validate_tags(tags: Iterable[str]) -> None:
+    for tag in tags:
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise Invalid(f"Invalid tag: 1 to {MAX_TAG_LENGTH} characters are allowed")
+
+
+def _pair_amazon_formats(fields: dict[str, Any]) -> None:
     disk = fields.get("disk_format")
     container = fields.get("container_format")
-    if disk is not None and disk not in disk_formats:
-        raise Invalid(f"Invalid disk format '{disk}' for image.")
-    if container is not None and container not in container_formats:
-        raise Invalid(f"Invalid container format '{container}' for image.")
     if disk in AMAZON_FORMATS or container in AMAZON_FORMATS:
         if "container_format" not in fields or container is None:
             fields["container_format"] = disk
@@ -81,3 +78,10 @@ def require_formats(disk_format: str | None, container_format: str | None) -> No
         raise Invalid("Disk format is not specified.")
     if not container_format:
         raise Invalid("Container format is not specified.")
+
+
+def check_member_id(member_id: str) -> None:
+    if not member_id or len(member_id) > MAX_KEY_LENGTH:
+        raise Invalid("Member id must be 1 to 255 characters long")
+
+

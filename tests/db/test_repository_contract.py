@@ -15,7 +15,18 @@ import pytest
 
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
-from glimpse.domain.model import Image, ListQuery, Scope, Status, now
+from glimpse.domain.model import (
+    Changes,
+    Image,
+    ListQuery,
+    Location,
+    LocationStatus,
+    MemberStatus,
+    Scope,
+    Status,
+    Visibility,
+    now,
+)
 from glimpse.errors import Conflict, OverLimit
 from tests import databases
 
@@ -45,9 +56,13 @@ def test_create_and_get_round_trip_every_field(repo: SqlImageRepository, tag: st
     image = new_image(
         tag, name="Ubuntu \U0001f600 caf\u00e9", size=2**40 + 1, virtual_size=7, checksum="a" * 32,
         os_hash_algo="sha512", os_hash_value="b" * 128, disk_format="qcow2",
-        container_format="bare", min_disk=2147483647, min_ram=1, is_public=True,
+        container_format="bare", min_disk=2147483647, min_ram=1,
+        visibility=Visibility.COMMUNITY, os_hidden=True,
         protected=True, owner="tenant-" + tag, created_at=stamp, updated_at=stamp,
-        store="file", location="somewhere",
+        locations=[Location("file", "somewhere"),
+                   Location("http", "https://example.com/x", {"k": "v"},
+                            LocationStatus.PENDING_DELETE)],
+        tags=["a", "\u2603"],
         properties={"owner_specified.openstack.md5": "x", "empty": None,
                     "emoji": "\u2603\U0001f680"},
     )
@@ -70,13 +85,20 @@ def test_ids_are_never_reused(repo: SqlImageRepository, tag: str) -> None:
 def test_conditional_status_change(repo: SqlImageRepository, tag: str) -> None:
     image = new_image(tag)
     repo.create(image)
-    claimed = repo.update(image.id, {"status": Status.SAVING}, expected_status=Status.QUEUED)
+    claimed = repo.update(image.id, Changes(fields={"status": Status.SAVING}),
+                          expected_status=Status.QUEUED, add_locations=[Location("file", "k")])
     assert claimed is not None and claimed.status is Status.SAVING
+    assert claimed.locations == [Location("file", "k")]
     # A second claimant finds the status moved and changes nothing.
-    assert repo.update(image.id, {"status": Status.SAVING, "name": "late"},
-                       expected_status=Status.QUEUED) is None
-    assert repo.get(image.id).name is None  # type: ignore[union-attr]
-    assert repo.update(str(uuid.uuid4()), {"name": "x"}) is None
+    assert repo.update(image.id, Changes(fields={"status": Status.SAVING, "name": "late"}),
+                       expected_status=Status.QUEUED, add_locations=[Location("file", "j")]) \
+        is None
+    current = repo.get(image.id)
+    assert current is not None and current.name is None
+    assert current.locations == [Location("file", "k")]
+    assert repo.update(str(uuid.uuid4()), Changes(fields={"name": "x"})) is None
+    repo.remove_location(image.id, "file", "k")
+    assert repo.get(image.id).locations == []  # type: ignore[union-attr]
 
 
 def test_set_fields_is_the_same_compare_and_swap_without_a_reload(
@@ -89,28 +111,47 @@ def test_set_fields_is_the_same_compare_and_swap_without_a_reload(
                                expected_status=Status.QUEUED)
     current = repo.get(image.id)
     assert current is not None and current.status is Status.SAVING and current.name is None
-    assert repo.set_fields(image.id, {"store": None, "location": None})
+    assert repo.set_fields(image.id, {"os_hidden": True})
     assert not repo.set_fields(str(uuid.uuid4()), {"name": "x"})
 
 
 def test_property_updates_merge_or_purge(repo: SqlImageRepository, tag: str) -> None:
     image = new_image(tag, properties={"a": "1", "b": "2"})
     repo.create(image)
-    merged = repo.update(image.id, {}, properties={"b": "20", "c": "3"})
+    merged = repo.update(image.id, Changes(set_properties={"b": "20", "c": "3"}))
     assert merged is not None and merged.properties == {"tag": tag, "a": "1", "b": "20", "c": "3"}
-    purged = repo.update(image.id, {}, properties={"c": "30"}, purge_properties=True)
+    removed = repo.update(image.id, Changes(remove_properties={"a", "missing"}))
+    assert removed is not None and removed.properties == {"tag": tag, "b": "20", "c": "3"}
+    purged = repo.update(image.id, Changes(set_properties={"c": "30"},
+                                           keep_properties=frozenset()))
     assert purged is not None and purged.properties == {"c": "30"}
 
-    def at_most_two(count: int) -> None:
-        if count > 2:
+    def at_most_two(properties: int, tags: int) -> None:
+        if properties > 2 or tags > 2:
             raise OverLimit("too many")
 
     with pytest.raises(OverLimit):
-        repo.update(image.id, {"name": "n"}, properties={"d": "4", "e": "5"},
-                    check_property_count=at_most_two)
+        repo.update(image.id, Changes(fields={"name": "n"}, set_properties={"d": "4", "e": "5"}),
+                    check_counts=at_most_two)
+    with pytest.raises(OverLimit):
+        repo.update(image.id, Changes(add_tags=["x", "y", "z"]), check_counts=at_most_two)
     unchanged = repo.get(image.id)
     assert unchanged is not None and unchanged.properties == {"c": "30"}
-    assert unchanged.name is None  # the whole update was undone
+    assert unchanged.name is None and unchanged.tags == []  # the whole update was undone
+
+
+def test_tag_updates(repo: SqlImageRepository, tag: str) -> None:
+    image = new_image(tag, tags=["one"])
+    repo.create(image)
+    added = repo.update(image.id, Changes(add_tags=["two", "one", "\u2713"]))
+    assert added is not None and sorted(added.tags) == sorted(["one", "two", "\u2713"])
+    removed = repo.update(image.id, Changes(remove_tags={"one", "absent"}))
+    assert removed is not None and sorted(removed.tags) == sorted(["two", "\u2713"])
+    # Tags are listed with the page, as on a get.
+    listed = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag}))
+    assert [sorted(i.tags) for i in listed] == [sorted(removed.tags)]
+    deleted = repo.mark_deleted(image.id, Status.DELETED, now(), expected_status=Status.QUEUED)
+    assert deleted is not None and deleted.tags == []
 
 
 def test_mark_deleted_drops_properties_and_members(repo: SqlImageRepository, tag: str) -> None:
@@ -136,9 +177,15 @@ def test_members(repo: SqlImageRepository, tag: str) -> None:
     repo.set_member(image.id, "b", True)
     assert repo.is_member(image.id, "b") and not repo.is_member(image.id, "z")
     assert repo.remove_member(image.id, "a") and not repo.remove_member(image.id, "a")
-    repo.replace_members(image.id, [("c", None), ("b", None)])
-    assert {(m.member_id, m.can_share) for m in repo.members(image.id)} == {
-        ("c", False), ("b", True)}
+    repo.replace_members(image.id, [("c", None), ("b", None)], MemberStatus.PENDING)
+    assert {(m.member_id, m.can_share, m.status) for m in repo.members(image.id)} == {
+        ("c", False, MemberStatus.PENDING), ("b", True, MemberStatus.ACCEPTED)}
+    before = next(m for m in repo.members(image.id) if m.member_id == "c")
+    repo.set_member(image.id, "c", None, status=MemberStatus.REJECTED)
+    after = next(m for m in repo.members(image.id) if m.member_id == "c")
+    assert after.status is MemberStatus.REJECTED and after.created_at == before.created_at
+    assert after.updated_at is not None and before.updated_at is not None
+    assert after.updated_at >= before.updated_at
     shared = {m.image_id: owner for m, owner in repo.shared_with("c")}
     assert shared.get(image.id) == "o-" + tag
     repo.replace_members(image.id, [])
@@ -152,7 +199,7 @@ def listing(repo: SqlImageRepository, tag: str, **query: object) -> list[Image]:
 
 def test_filters_and_visibility(repo: SqlImageRepository, tag: str) -> None:
     mine = new_image(tag, owner="me", name="n1", size=10, disk_format="raw")
-    public = new_image(tag, owner="other", is_public=True, size=20)
+    public = new_image(tag, owner="other", visibility=Visibility.PUBLIC, size=20)
     shared = new_image(tag, owner="other", size=30)
     hidden = new_image(tag, owner="other", size=40)
     killed = new_image(tag, owner="me", status=Status.KILLED)
@@ -202,13 +249,14 @@ def test_keyset_paging_returns_each_image_once_in_order(
 def test_usage_stale_uploads_and_leftovers(repo: SqlImageRepository, tag: str) -> None:
     owner = "u-" + tag
     old = now() - dt.timedelta(hours=1)
-    active = new_image(tag, owner=owner, size=100, status=Status.ACTIVE, store="file",
-                       location="x")
-    stale = new_image(tag, owner=owner, size=50, status=Status.SAVING, store="file",
-                      updated_at=old)
-    killed = new_image(tag, owner=owner, size=1000, status=Status.KILLED, store="file",
-                       location="y")
-    for image in (active, stale, killed):
+    active = new_image(tag, owner=owner, size=100, status=Status.ACTIVE,
+                       locations=[Location("file", "x")])
+    stale = new_image(tag, owner=owner, size=50, status=Status.SAVING, updated_at=old,
+                      locations=[Location("file", "s")])
+    killed = new_image(tag, owner=owner, size=1000, status=Status.KILLED,
+                       locations=[Location("file", "y")])
+    unknown = new_image(tag, owner=owner, size=None)
+    for image in (active, stale, killed, unknown):
         repo.create(image)
     assert repo.usage(owner, exclude_id="none") == 150
     assert repo.usage(owner, exclude_id=active.id) == 50
@@ -217,6 +265,7 @@ def test_usage_stale_uploads_and_leftovers(repo: SqlImageRepository, tag: str) -
     holding = {i.id for i in repo.images_holding_data([str(Status.ACTIVE)])}
     assert active.id in holding and killed.id not in holding
     assert killed.id in {i.id for i in repo.leftovers(["file"], 10_000)}
+    assert killed.id not in {i.id for i in repo.leftovers(["other"], 10_000)}
 
 
 @pytest.mark.parametrize("sort_key", ["name", "status", "size", "created_at", "updated_at"])
@@ -237,7 +286,8 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
     visible = set()
     for n, (owner, public, shared, seen) in enumerate(kinds):
         stamp = base + dt.timedelta(microseconds=n // 3)  # ties on created_at
-        image = new_image(tag, owner=owner, is_public=public, name=[None, "a", "b"][n % 3],
+        image = new_image(tag, owner=owner,
+                          visibility=Visibility.PUBLIC if public else Visibility.SHARED, name=[None, "a", "b"][n % 3],
                           size=n % 2, status=[Status.QUEUED, Status.ACTIVE][n % 2],
                           created_at=stamp, updated_at=stamp, properties={"k": "v"})
         repo.create(image)
@@ -269,4 +319,5 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
     anonymous = repo.list_images(ListQuery(scope=Scope.VISIBLE, owner=None, limit=100,
                                            properties={"tag": tag}, sort_key=sort_key,
                                            sort_dir=sort_dir))
-    assert [i.id for i in anonymous] == [i.id for i in everything if i.is_public]
+    assert [i.id for i in anonymous] == [
+        i.id for i in everything if i.visibility is Visibility.PUBLIC]

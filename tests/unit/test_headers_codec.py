@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from glimpse.api.v1 import headers as codec
-from glimpse.domain.model import Image, Status
+from glimpse.domain.model import Image, Location, Status, Visibility
 from glimpse.errors import Invalid
 
 
@@ -58,15 +58,27 @@ def test_parse_headers_maps_names_and_properties() -> None:
             ("content-type", "application/octet-stream"),
         ]
     )
+    # is_public false is v1's view of a shared image (its members keep seeing it).
     assert data.fields == {
-        "disk_format": "raw", "container_format": "bare", "size": 5120, "is_public": False,
-        "virtual_size": None,
+        "disk_format": "raw", "container_format": "bare", "size": 5120,
+        "visibility": Visibility.SHARED, "virtual_size": None,
+        "id": "6b3ecfca-d445-4946-a8d1-c4938352b251",
     }
     assert data.properties == {
         "os_version": "22.04", "owner_specified.openstack.md5": "abc", "empty": None,
     }
-    assert data.image_id == "6b3ecfca-d445-4946-a8d1-c4938352b251"
-    assert data.copy_from == "http://example.com/a"
+    assert data.source.copy_from == "http://example.com/a"
+
+
+@pytest.mark.parametrize(("visibility", "is_public"), [
+    (Visibility.PUBLIC, b"True"), (Visibility.COMMUNITY, b"False"),
+    (Visibility.SHARED, b"False"), (Visibility.PRIVATE, b"False"),
+])
+def test_is_public_is_a_view_of_visibility(visibility: Visibility, is_public: bytes) -> None:
+    image = Image(id="x", status=Status.QUEUED, visibility=visibility)
+    assert dict(codec.image_headers(image))[b"x-image-meta-is_public"] == is_public
+    assert codec.image_json(image)["is_public"] is (is_public == b"True")
+    assert codec.image_json(image)["size"] == 0  # an unknown size is 0 in v1
 
 
 def test_unknown_meta_header_is_refused() -> None:
@@ -111,7 +123,7 @@ def test_image_headers_render_underscores_and_skip_nulls() -> None:
         id="6b3ecfca-d445-4946-a8d1-c4938352b251", status=Status.ACTIVE, name="Ubuntu \u00e9",
         size=3908, checksum="7b1b10607acc1319506185e7227ca30d", disk_format="raw",
         container_format="bare", created_at=stamp, updated_at=stamp,
-        properties={"distro": "ubuntu", "gone": None}, store="file", location="secret",
+        properties={"distro": "ubuntu", "gone": None}, locations=[Location("file", "secret")],
     )
     headers = dict(codec.image_headers(image))
     assert headers[b"x-image-meta-disk_format"] == b"raw"
@@ -128,7 +140,7 @@ def test_image_headers_render_underscores_and_skip_nulls() -> None:
 
 
 def test_image_json_has_exactly_the_spec_keys() -> None:
-    image = Image(id="x", status=Status.QUEUED, store="file", location="secret")
+    image = Image(id="x", status=Status.QUEUED, locations=[Location("file", "secret")])
     assert set(codec.image_json(image)) == {
         "id", "name", "status", "size", "virtual_size", "checksum", "disk_format",
         "container_format", "min_disk", "min_ram", "is_public", "protected", "owner",

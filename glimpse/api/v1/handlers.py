@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,8 +26,18 @@ from glimpse.api.http import (
 from glimpse.api.v1 import headers as codec
 from glimpse.api.v1.query import parse_list_query
 from glimpse.domain.images import ImageService, Upload
+from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import ImageInput, Principal
+from glimpse.domain.model import (
+    Command,
+    ImageInput,
+    MemberStatus,
+    Principal,
+    RemoveOtherProperties,
+    Scope,
+    SetFields,
+    SetProperties,
+)
 from glimpse.errors import Invalid
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
@@ -61,12 +72,10 @@ class Call:
         if not chunked and not length:
             return None
         media_type = (self.header("content-type") or "").split(";")[0].strip().lower()
+        if media_type != "application/octet-stream":
+            raise Invalid("Content-Type must be application/octet-stream")
         self.pump = BodyPump(self.request)
-        return Upload(
-            chunks=self.pump.chunks(),
-            content_type_ok=media_type == "application/octet-stream",
-            length=None if chunked else length,
-        )
+        return Upload(chunks=self.pump.chunks(), length=None if chunked else length)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a service method in a worker thread, feeding it the body if it takes one."""
@@ -119,11 +128,16 @@ class V1Handlers:
         query, is_public, marker = parse_list_query(
             params, self.limits.default, self.limits.maximum
         )
-        return await in_thread(self.images.list_images, call.principal, query, is_public, marker)
+        # Admins list everything with is_public=none, and every image not public with false.
+        query.scope = Scope.ALL if is_public is None else \
+            Scope.NON_PUBLIC if is_public is False else Scope.VISIBLE
+        return await in_thread(self.images.list_images, call.principal, query, marker)
 
     async def create(self, call: Call) -> Response:
         data = call.image_input()
-        image = await call.run(self.images.create, call.principal, data, call.upload())
+        data.fields.pop("status", None)  # v1 ignores a status sent on create
+        image = await call.run(self.images.create, call.principal, data, call.upload(),
+                               FailureRule.KILL)
         location = f"{call.base_url_of(call.request)}/v1/images/{image.id}"
         headers = [(b"location", location.encode())]
         if image.checksum:
@@ -144,7 +158,7 @@ class V1Handlers:
         )
         headers = codec.image_headers(download.image)
         if download.file is not None:
-            return FileResponse(headers, download.file, download.image.size)
+            return FileResponse(headers, download.file, download.image.size or 0)
         source = download.chunks or iter(())
         # Pull the first block before answering, so a source that fails at once (a remote
         # 404, an unreachable store) still gets a proper error status.
@@ -156,10 +170,15 @@ class V1Handlers:
         data = call.image_input()
         purge_text = call.header(codec.PURGE_PROPS)
         purge = True if purge_text is None else codec.parse_bool(purge_text)
-        image = await call.run(
-            self.images.update, call.principal, call.params["image_id"], data, call.upload(),
-            purge,
-        )
+        upload = call.upload()
+        commands: list[Command] = [SetFields(data.fields), SetProperties(data.properties)]
+        if purge and upload is None:
+            # v1 resends the properties it keeps: the others go.
+            commands.append(RemoveOtherProperties(frozenset(data.properties)))
+        image = await call.run(functools.partial(
+            self.images.update, call.principal, call.params["image_id"], commands,
+            source=data.source, upload=upload, on_failure=FailureRule.KILL,
+        ))
         headers = [(b"etag", image.checksum.encode())] if image.checksum else []
         return json_response({"image": codec.image_json(image)}, 200, headers)
 
@@ -194,7 +213,7 @@ class V1Handlers:
                 can_share = _truthy(member["can_share"])
         await in_thread(
             self.members.add, call.principal, call.params["image_id"], call.params["member"],
-            can_share,
+            can_share, MemberStatus.ACCEPTED,
         )
         return empty_response(204)
 
@@ -212,7 +231,8 @@ class V1Handlers:
             can_share = _truthy(entry["can_share"]) if "can_share" in entry else None
             members.append((str(member_id), can_share))
         await in_thread(
-            self.members.replace, call.principal, call.params["image_id"], members
+            self.members.replace, call.principal, call.params["image_id"], members,
+            MemberStatus.ACCEPTED,
         )
         return empty_response(204)
 

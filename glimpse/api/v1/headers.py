@@ -5,13 +5,15 @@ Pure functions; the only place that knows the ``x-image-meta-*`` spellings.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
-from glimpse.domain.model import Image, ImageInput
+from glimpse.domain.fields import BY_NAME, Kind, is_uuid_like
+from glimpse.domain.model import Image, ImageInput, Visibility
 from glimpse.errors import Invalid
 
 META = "x-image-meta-"
@@ -20,22 +22,25 @@ COPY_FROM = "x-glance-api-copy-from"
 PURGE_PROPS = "x-glance-registry-purge-props"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
-_INTEGER_FIELDS = ("size", "virtual_size", "min_disk", "min_ram")
-_BOOLEAN_FIELDS = ("is_public", "protected")
-_STRING_FIELDS = ("name", "checksum", "disk_format", "container_format", "owner")
-_TIMESTAMP_FIELDS = ("created_at", "updated_at", "deleted_at")
-_IGNORED_FIELDS = ("deleted", "uri", "copy_from")
-KNOWN_FIELDS = frozenset(
-    (*_INTEGER_FIELDS, *_BOOLEAN_FIELDS, *_STRING_FIELDS, *_TIMESTAMP_FIELDS, *_IGNORED_FIELDS,
-     "id", "status", "location", "store")
+# The image fields v1 knows (its wire format is frozen); how each parses comes from the field
+# table. ``is_public`` is v1's view of visibility, not a field.
+V1_FIELDS = (
+    "id", "name", "status", "size", "virtual_size", "checksum", "disk_format",
+    "container_format", "min_disk", "min_ram", "protected", "owner",
+    "created_at", "updated_at", "deleted_at", "deleted",
 )
+IS_PUBLIC = "is_public"
+# Accepted and ignored: server-managed (validated when they are timestamps), or not fields.
+_IGNORED_FIELDS = ("deleted", "uri", "copy_from")
+_SOURCE_FIELDS = ("location", "store")
+KNOWN_FIELDS = frozenset((*V1_FIELDS, IS_PUBLIC, *_IGNORED_FIELDS, *_SOURCE_FIELDS))
 _TRUE_WORDS = frozenset(("1", "t", "true", "on", "y", "yes"))
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]{1,30}")
 # Header rendering order: the core attributes of spec §5.3.
 _RENDERED = (
     "id", "name", "status", "size", "virtual_size", "checksum", "disk_format",
-    "container_format", "min_disk", "min_ram", "is_public", "protected", "owner",
+    "container_format", "min_disk", "min_ram", IS_PUBLIC, "protected", "owner",
     "created_at", "updated_at", "deleted_at", "deleted",
 )
 BRIEF_KEYS = ("id", "name", "size", "disk_format", "container_format", "checksum")
@@ -90,11 +95,15 @@ def parse_timestamp(name: str, text: str) -> dt.datetime:
 
 
 def parse_image_headers(headers: Iterable[tuple[str, str]]) -> ImageInput:
-    """Turn request headers (lower-case names, decoded values) into an ImageInput."""
+    """Turn request headers (lower-case names, decoded values) into an ImageInput.
+
+    ``is_public`` becomes a visibility: true is public, false shared (so v1 members see the
+    image, as v1 always showed shared images to their members).
+    """
     data = ImageInput()
     for name, value in headers:
         if name == COPY_FROM:
-            data.copy_from = value
+            data.source = dataclasses.replace(data.source, copy_from=value)
             continue
         if not name.startswith(META):
             continue
@@ -111,26 +120,35 @@ def parse_image_headers(headers: Iterable[tuple[str, str]]) -> ImageInput:
 
 def _apply_field(data: ImageInput, field: str, value: str) -> None:
     fields = data.fields
-    if field in _INTEGER_FIELDS:
+    if field == IS_PUBLIC:
+        fields["visibility"] = Visibility.PUBLIC if parse_bool(value) else Visibility.SHARED
+        return
+    if field == "location":
+        data.source = dataclasses.replace(data.source, location=value)
+        return
+    if field == "store":
+        data.source = dataclasses.replace(data.source, store=value or None)
+        return
+    if field in _IGNORED_FIELDS:
+        return
+    kind = BY_NAME[field].kind
+    if kind is Kind.INTEGER:
         if not value or (field == "virtual_size" and value == "None"):
             fields[field] = None
         else:
             fields[field] = parse_int(field, value)
-    elif field in _BOOLEAN_FIELDS:
+    elif kind is Kind.BOOLEAN:
         fields[field] = parse_bool(value)
-    elif field in _STRING_FIELDS:
-        fields[field] = value or None
-    elif field in _TIMESTAMP_FIELDS:
+    elif kind is Kind.TIMESTAMP:
         if value:
             parse_timestamp(field, value)  # validated, then ignored: server-managed (Q6)
-    elif field == "id":
-        data.image_id = value or None
-    elif field == "status":
-        data.status = value or None
-    elif field == "location":
-        data.location = value
-    elif field == "store":
-        data.store = value or None
+    elif kind is Kind.UUID:
+        if value:
+            if not is_uuid_like(value):
+                raise Invalid("Invalid image id format")
+            fields[field] = value
+    else:
+        fields[field] = value or None
 
 
 def _text(value: Any) -> str:
@@ -151,11 +169,20 @@ def _iso(value: dt.datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
+def _v1_value(image: Image, field: str) -> Any:
+    """An attribute as v1 shows it: is_public from the visibility, size 0 until known."""
+    if field == IS_PUBLIC:
+        return image.visibility is Visibility.PUBLIC
+    if field == "size":
+        return image.size or 0
+    return getattr(image, field)
+
+
 def image_headers(image: Image) -> list[tuple[bytes, bytes]]:
     """The image as response headers: underscore names, null attributes left out."""
     out = []
     for field in _RENDERED:
-        value = getattr(image, field)
+        value = _v1_value(image, field)
         if value is not None:
             out.append(((META + field).encode(), _text(value).encode()))
     for key, value in image.properties.items():
@@ -172,14 +199,14 @@ def image_json(image: Image) -> dict[str, Any]:
         "id": image.id,
         "name": image.name,
         "status": str(image.status),
-        "size": image.size,
+        "size": image.size or 0,
         "virtual_size": image.virtual_size,
         "checksum": image.checksum,
         "disk_format": image.disk_format,
         "container_format": image.container_format,
         "min_disk": image.min_disk,
         "min_ram": image.min_ram,
-        "is_public": image.is_public,
+        "is_public": image.visibility is Visibility.PUBLIC,
         "protected": image.protected,
         "owner": image.owner,
         "created_at": format_time(image.created_at),
@@ -191,4 +218,4 @@ def image_json(image: Image) -> dict[str, Any]:
 
 
 def brief_json(image: Image) -> dict[str, Any]:
-    return {key: getattr(image, key) for key in BRIEF_KEYS}
+    return {key: _v1_value(image, key) for key in BRIEF_KEYS}

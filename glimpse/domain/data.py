@@ -1,0 +1,294 @@
+"""The data path: receiving an image's data into a store, copying it from an external source,
+the size and storage limits it is held to, releasing stored data, and recovering from uploads
+whose server died.
+
+An upload claims the image (queued -> saving, recording where the data goes, in one
+conditional update), streams through the stages with no transaction open, then finishes with
+another conditional update (saving -> active). A failure moves the image as the caller's
+``FailureRule`` says (v1: killed; v2: back to queued) and deletes whatever reached the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor
+from typing import BinaryIO
+
+from glimpse.domain import lifecycle
+from glimpse.domain.lifecycle import FailureRule
+from glimpse.domain.limits import Limits
+from glimpse.domain.model import Changes, Image, Location, Status, now
+from glimpse.domain.ports import ExternalSource, ImageRepository, Store
+from glimpse.domain.uploads import UploadGuard
+from glimpse.errors import Conflict, GlimpseError, Gone, Invalid, OverLimit, PreconditionFailed
+from glimpse.streams.inspection import Inspector
+from glimpse.streams.upload import UploadStream
+
+log = logging.getLogger(__name__)
+
+EXTERNAL_STORE = "http"
+READ_ONLY_STORES = ("http", "https")
+STORE_ALIASES = {"filesystem": "file"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """Image data arriving with a request: its chunks and the length the transport told."""
+
+    chunks: Iterable[bytes]
+    length: int | None  # Content-Length, None when chunked
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """Image data to send: an open local file (zero-copy capable) or a stream of chunks."""
+
+    image: Image
+    chunks: Iterator[bytes] | None = None
+    file: BinaryIO | None = None
+
+    @property
+    def length(self) -> int | None:
+        """The byte count to promise the client; None for an external location of unknown
+        size (the remote did not say)."""
+        if self.image.store == EXTERNAL_STORE and not self.image.size:
+            return None
+        return self.image.size or 0
+
+
+class ImageData:
+    def __init__(
+        self,
+        repo: ImageRepository,
+        stores: Mapping[str, Store],
+        default_store: str,
+        external: ExternalSource,
+        limits: Limits,
+        background: Executor,
+        inspector: Inspector | None = None,
+    ) -> None:
+        self._repo = repo
+        self._stores = stores
+        self.default_store = STORE_ALIASES.get(default_store, default_store)
+        self.external = external
+        self._limits = limits
+        self._background = background
+        self._inspector = inspector
+        self.uploads = UploadGuard(repo, limits.upload_heartbeat_interval)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open(self, image: Image) -> Download:
+        location = image.data_location
+        if location is None:
+            return Download(image, chunks=iter(()))
+        if location.store == EXTERNAL_STORE:
+            return Download(image, chunks=self.external.open(location.url))
+        store = self._stores[location.store]
+        local = store.open_file(location.url)
+        if local is not None:
+            return Download(image, file=local)
+        return Download(image, chunks=store.open(location.url))
+
+    # -- choosing where data goes -----------------------------------------------------------
+
+    def writable_store(self, name: str | None, upload: Upload | None) -> str:
+        name = STORE_ALIASES.get(name, name) if name else self.default_store
+        if name in READ_ONLY_STORES:
+            if upload is not None:
+                raise Gone(f"Store {name} is read-only: image data cannot be uploaded to it")
+            return self.default_store
+        if name not in self._stores:
+            raise Invalid(f"Required store {name} is invalid")
+        return name
+
+    def claimed_location(self, image_id: str, store: str) -> Location:
+        """Where an upload into ``store`` writes: the object key is the image id."""
+        return Location(store, image_id)
+
+    def check_external(self, url: str, declared_size: int | None) -> int | None:
+        """Validate an external URL; the size the remote reports, if any."""
+        self.external.validate(url)
+        remote = self.external.size(url)
+        if declared_size and remote and declared_size != remote:
+            raise Conflict("Provided image size must match the stored image size.")
+        return remote
+
+    def point_at(self, image: Image, url: str) -> Image:
+        """Activate a queued image whose data stays behind an external URL."""
+        lifecycle.check_transition(image.status, Status.ACTIVE)
+        active = self._repo.update(
+            image.id, Changes(fields={"status": Status.ACTIVE, "updated_at": now()}),
+            expected_status=Status.QUEUED, add_locations=[Location(EXTERNAL_STORE, url)],
+        )
+        if active is None:
+            raise Conflict("Cannot set the location of an unqueued image")
+        return active
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def copy_in_background(self, image_id: str, url: str, store: str,
+                           on_failure: FailureRule) -> None:
+        self._background.submit(self._copy, image_id, url, store, on_failure)
+
+    def _copy(self, image_id: str, url: str, store: str, on_failure: FailureRule) -> None:
+        image = self._repo.get(image_id)
+        if image is None:
+            return
+
+        def remote_chunks() -> Iterator[bytes]:
+            # Opened only once the image is claimed, so a source that fails at once still
+            # goes through the upload's failure path.
+            yield from self.external.open(url)
+
+        try:
+            self.receive(image, remote_chunks(), store, on_failure)
+        except GlimpseError as exc:
+            log.warning("copy-from for image %s failed: %s", image_id, exc.message)
+        except Exception:
+            log.exception("copy-from for image %s failed", image_id)
+
+    def receive(
+        self, image: Image, chunks: Iterable[bytes], store_name: str, on_failure: FailureRule,
+        claimed: bool = False,
+    ) -> Image:
+        """Stream data into a store: claim (unless the image was created claimed), stream with
+        no transaction open, then finish."""
+        location = self.claimed_location(image.id, store_name)
+        if not claimed:
+            # Where the data goes is recorded before any byte is written: if the upload fails
+            # and the store cannot be cleaned at once, purge_leftovers() finds it there later,
+            # and so does the sweep after a server died mid-upload.
+            lifecycle.check_transition(image.status, Status.SAVING)
+            update = self._repo.update(
+                image.id, Changes(fields={"status": Status.SAVING, "updated_at": now()}),
+                expected_status=Status.QUEUED, add_locations=[location],
+            )
+            if update is None:
+                raise Conflict("Cannot upload to an unqueued image")
+            image = update
+        store = self._stores[store_name]
+        limit, limit_error = self.upload_limit(image)
+        expected = image.size or None
+        stream = UploadStream(
+            self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
+            expected_size=expected, hash_algo=self._limits.multihash_algorithm,
+        )
+        inspection = None if self._inspector is None else self._inspector.stage(
+            stream, image.disk_format, image.container_format
+        )
+        try:
+            if expected is not None and expected > limit:
+                raise limit_error
+            store.put(location.url, stream if inspection is None else inspection)
+            if expected is not None and stream.size != expected:
+                raise Invalid(f"Size of the uploaded data ({stream.size} bytes) does not match "
+                              f"the declared size ({expected} bytes).")
+            if image.checksum and image.checksum != stream.checksum:
+                raise Invalid(f"Checksum of the uploaded data ({stream.checksum}) does not match "
+                              f"the declared checksum ({image.checksum}).")
+        except BaseException as exc:
+            try:
+                self._fail(image.id, on_failure, exc)
+            finally:
+                self.release(image.id, location)
+            raise
+        lifecycle.check_transition(Status.SAVING, Status.ACTIVE)
+        fields = {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
+                  "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
+                  "updated_at": now()}
+        if inspection is not None and inspection.virtual_size is not None:
+            fields["virtual_size"] = inspection.virtual_size
+        finished = self._repo.update(image.id, Changes(fields=fields),
+                                     expected_status=Status.SAVING)
+        if finished is None:
+            self.release(image.id, location)
+            raise PreconditionFailed(
+                f"Image {image.id} was deleted while its data was being uploaded."
+            )
+        return finished
+
+    def upload_limit(self, image: Image) -> tuple[int, OverLimit]:
+        cap = self._limits.image_size_cap
+        error = OverLimit(f"Denying attempt to upload image larger than {cap} bytes.")
+        quota = self._limits.user_storage_quota
+        if quota > 0:
+            remaining = max(quota - self._repo.usage(image.owner, image.id), 0)
+            if remaining < cap:
+                return remaining, OverLimit(
+                    f"Denying attempt to upload image because it exceeds the quota: "
+                    f"the remaining storage quota is {remaining} bytes of {quota}."
+                )
+        return cap, error
+
+    def _fail(self, image_id: str, rule: FailureRule, cause: BaseException) -> None:
+        """saving -> the rule's status, only if still saving."""
+        if self._move(image_id, Status.SAVING, rule.status):
+            return
+        current = self._repo.get(image_id)
+        if current is not None and current.deleted:
+            raise PreconditionFailed(
+                f"Image {image_id} was deleted while its data was being uploaded."
+            ) from cause
+
+    def _move(self, image_id: str, current: Status, target: Status) -> bool:
+        lifecycle.check_transition(current, target)
+        return self._repo.set_fields(image_id, {"status": target, "updated_at": now()},
+                                     expected_status=current)
+
+    # -- releasing and recovering -----------------------------------------------------------
+
+    def release(self, image_id: str, location: Location) -> bool:
+        return release_data(self._repo, self._stores, image_id, location)
+
+    def release_all(self, image: Image) -> None:
+        for location in image.locations:
+            self.release(image.id, location)
+
+    def recover_stale_uploads(self) -> list[str]:
+        """Kill the images whose upload stopped beating (its server died) and delete whatever
+        data they left. Safe to run from every API process at once."""
+        before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
+        recovered = []
+        for image in self._repo.find_stale_uploads(before):
+            if not self._move(image.id, Status.SAVING, Status.KILLED):
+                continue  # it finished, or another process got there first
+            self.release_all(image)
+            log.warning("image %s: upload abandoned (no heartbeat since %s); killed",
+                        image.id, image.updated_at)
+            recovered.append(image.id)
+        return recovered
+
+    def purge_leftovers(self, limit: int = 100) -> int:
+        """Delete the data that killed and deleted images left in a store that could not be
+        reached at the time; returns how many images were cleaned."""
+        cleaned = 0
+        for image in self._repo.leftovers(sorted(self._stores), limit):
+            if all([self.release(image.id, loc) for loc in image.locations]):
+                cleaned += 1
+        return cleaned
+
+
+def release_data(
+    repo: ImageRepository, stores: Mapping[str, Store], image_id: str, location: Location,
+) -> bool:
+    """Delete an image's stored data, then forget where it was. A store that fails is logged,
+    not raised: the location stays and ImageData.purge_leftovers() retries. An external
+    location has no data of glimpse's to delete: it is only forgotten."""
+    store = stores.get(location.store)
+    if store is not None:
+        try:
+            store.delete(location.url)
+        except GlimpseError as exc:
+            log.warning("could not delete the data of image %s from store %s (will retry): %s",
+                        image_id, location.store, exc.message)
+            return False
+    elif location.store != EXTERNAL_STORE:
+        log.warning("image %s: data in store %s, which is not configured; kept",
+                    image_id, location.store)
+        return False
+    repo.remove_location(image_id, location.store, location.url)
+    return True
