@@ -188,7 +188,7 @@ def test_members(repo: SqlImageRepository, tag: str) -> None:
     assert after.updated_at >= before.updated_at
     shared = {m.image_id: owner for m, owner in repo.shared_with("c")}
     assert shared.get(image.id) == "o-" + tag
-    repo.replace_members(image.id, [])
+    repo.replace_members(image.id, [], MemberStatus.ACCEPTED)
     assert repo.members(image.id) == []
 
 
