@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 RAW = "raw"
 # A raw disk with a partition table: the detectors call it "gpt" (GPT or legacy MBR). It is raw
-# content as far as disk_format goes, and a partition table cannot point a hypervisor at a host
-# file, so its checks (partition table sanity) are logged, not enforced.
+# content as far as disk_format goes. Its checks (a protective MBR that lists other partitions,
+# a bad boot flag, no partition at all) are enforced as Glance does, unless the operator
+# relaxes them: tables that disagree show a disk differently to different readers.
 PARTITIONED_RAW = "gpt"
 ISO = "iso"
 # Only the container "bare" holds the disk itself; ova, ovf, docker hold archives whose
@@ -61,11 +62,13 @@ class FormatDetector(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class InspectionRules:
-    """The operator's choices: which declared disk formats are inspected, and whether content
-    of a recognised non-raw format may be declared raw."""
+    """The operator's choices: which declared disk formats are inspected, whether content of a
+    recognised non-raw format may be declared raw, and whether failed partition table checks
+    are only logged."""
 
     disk_formats: frozenset[str]
     strict_raw: bool = True
+    relax_partition_checks: bool = False
 
 
 class Inspector:
@@ -83,6 +86,7 @@ class Inspector:
         return InspectionStage(
             chunks, self._detector(), disk_format,
             match_declared=container_format == BARE, strict_raw=self._rules.strict_raw,
+            relax_partition_checks=self._rules.relax_partition_checks,
         )
 
 
@@ -101,12 +105,14 @@ class InspectionStage:
         *,
         match_declared: bool,
         strict_raw: bool,
+        relax_partition_checks: bool,
     ) -> None:
         self._chunks = chunks
         self._detector = detector
         self._declared = declared
         self._match_declared = match_declared
         self._strict_raw = strict_raw
+        self._relax_partition_checks = relax_partition_checks
         self._size = 0
         self._found: Finding | None = None
 
@@ -116,7 +122,8 @@ class InspectionStage:
             self._detector.feed(chunk)
             yield chunk
         self._found = judge(self._detector.finish(), self._declared,
-                            match_declared=self._match_declared, strict_raw=self._strict_raw)
+                            match_declared=self._match_declared, strict_raw=self._strict_raw,
+                            relax_partition_checks=self._relax_partition_checks)
 
     @property
     def virtual_size(self) -> int | None:
@@ -131,7 +138,8 @@ class InspectionStage:
 
 
 def judge(
-    detection: Detection, declared: str, *, match_declared: bool, strict_raw: bool
+    detection: Detection, declared: str, *, match_declared: bool, strict_raw: bool,
+    relax_partition_checks: bool = False,
 ) -> Finding | None:
     """glimpse's rules: the format the content is (None: raw), or Invalid naming why not."""
     matches = list(detection.matches)
@@ -146,10 +154,14 @@ def judge(
         )
     found = matches[0] if matches else None
     if found is not None and found.problems:
+        problems = "; ".join(found.problems)
         if found.format != PARTITIONED_RAW:
             raise Invalid(f"Image content is {found.format} and fails its safety checks: "
-                          f"{'; '.join(found.problems)}.")
-        log.info("partition table checks failed (not enforced): %s", "; ".join(found.problems))
+                          f"{problems}.")
+        if not relax_partition_checks:
+            raise Invalid(f"Image content is a raw disk whose partition table fails its "
+                          f"safety checks: {problems}.")
+        log.info("partition table checks failed (relaxed by the operator): %s", problems)
     if not match_declared:
         return found
     detected = RAW if found is None or found.format == PARTITIONED_RAW else found.format

@@ -13,7 +13,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -105,6 +105,7 @@ def assert_refused(server: GlimpseServer, data: bytes, disk_format: str, reason:
 BENIGN = [
     ("raw", "raw", MIB),
     ("raw-mbr", "raw", MIB),  # a partition table is still raw
+    ("raw-gpt", "raw", 2 * MIB),
     ("qcow2", "qcow2", QEMU_1M),
     ("vmdk", "vmdk", QEMU_1M),
     ("vmdk-stream", "vmdk", QEMU_1M),
@@ -153,6 +154,8 @@ HOSTILE = [
     ("iso-qcow2-system-area", "iso", "matches more than one disk format (iso, qcow2)"),
     ("qcow2-vhd-footer", "qcow2", "matches more than one disk format (qcow2, vhd)"),
     ("qed", "raw", "This file format is not allowed"),
+    ("gpt-hybrid-mbr", "raw", "partition table fails its safety checks: mbr: GPT MBR defines "
+     "invalid extra partitions"),
     # mismatched declarations
     ("qcow2", "vmdk", "does not match disk_format vmdk: it is qcow2"),
     ("vhd", "vdi", "does not match disk_format vdi: it is vhd"),
@@ -273,6 +276,17 @@ def test_archive_containers_are_checked_for_safety_not_declaration(
 
 def test_amazon_formats_are_not_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) -> None:
     assert_accepted(srv, corpus["qcow2"], "aki", None, container_format="aki")
+
+
+def test_partition_checks_may_be_relaxed(
+    srv: GlimpseServer, server_factory: Callable[..., GlimpseServer], corpus: dict[str, bytes]
+) -> None:
+    """The operator's choice: a partition table that fails its checks is logged, not refused;
+    other safety checks stay."""
+    assert_refused(srv, corpus["gpt-hybrid-mbr"], "raw", "GPT MBR defines invalid extra")
+    relaxed = server_factory(inspection_relax_partition_checks="true")
+    assert_accepted(relaxed, corpus["gpt-hybrid-mbr"], "raw", 2 * MIB)
+    assert_refused(relaxed, corpus["qcow2-backing"], "raw", "Image has a backing file")
 
 
 def test_settings_allow_non_raw_declared_raw_and_choose_formats(
