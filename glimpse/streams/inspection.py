@@ -24,8 +24,12 @@ RAW = "raw"
 # relaxes them: tables that disagree show a disk differently to different readers.
 PARTITIONED_RAW = "gpt"
 ISO = "iso"
+# Content a hypervisor reads as plain bytes. Any other format it recognises (qcow2, vmdk, vhd,
+# vhdx, vdi, qed, luks) is translated, and may name other files: such content is refused
+# unless declared as what it is, whether the declared format is inspected or not.
+READ_AS_BYTES = frozenset({PARTITIONED_RAW, ISO})
 # Only the container "bare" holds the disk itself; ova, ovf, docker hold archives whose
-# content is not the declared disk_format, so their declaration is not matched.
+# content is not the declared disk_format, so they are judged as an uninspected declaration.
 BARE = "bare"
 
 
@@ -62,9 +66,9 @@ class FormatDetector(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class InspectionRules:
-    """The operator's choices: which declared disk formats are inspected, whether content of a
-    recognised non-raw format may be declared raw, and whether failed partition table checks
-    are only logged."""
+    """The operator's choices: which declared disk formats are checked against the content,
+    whether content of a recognised non-raw format may be declared raw, and whether failed
+    partition table checks are only logged."""
 
     disk_formats: frozenset[str]
     strict_raw: bool = True
@@ -72,7 +76,8 @@ class InspectionRules:
 
 
 class Inspector:
-    """Builds the inspection stage for an upload, when its declared format is inspected."""
+    """Builds the inspection stage of an upload. Every upload has one: a declared format that
+    is not inspected only loosens how the content must match it."""
 
     def __init__(self, detector: Callable[[], FormatDetector], rules: InspectionRules) -> None:
         self._detector = detector
@@ -80,12 +85,12 @@ class Inspector:
 
     def stage(
         self, chunks: Iterable[bytes], disk_format: str | None, container_format: str | None
-    ) -> InspectionStage | None:
-        if disk_format not in self._rules.disk_formats:
-            return None
+    ) -> InspectionStage:
         return InspectionStage(
-            chunks, self._detector(), disk_format,
-            match_declared=container_format == BARE, strict_raw=self._rules.strict_raw,
+            chunks, self._detector(), str(disk_format),
+            match_declared=disk_format in self._rules.disk_formats
+            and container_format == BARE,
+            strict_raw=self._rules.strict_raw,
             relax_partition_checks=self._rules.relax_partition_checks,
         )
 
@@ -129,7 +134,9 @@ class InspectionStage:
     def virtual_size(self) -> int | None:
         """The virtual size to record, once the whole stream has passed; None if unknown."""
         if not self._match_declared:
-            return None  # an archive's size says nothing about the disk inside
+            # An archive's size says nothing about the disk inside, and content whose
+            # declared format is not inspected was not read as that format.
+            return None
         if self._found is None or self._found.format == PARTITIONED_RAW:
             return self._size
         if self._declared == RAW:
@@ -141,7 +148,11 @@ def judge(
     detection: Detection, declared: str, *, match_declared: bool, strict_raw: bool,
     relax_partition_checks: bool = False,
 ) -> Finding | None:
-    """glimpse's rules: the format the content is (None: raw), or Invalid naming why not."""
+    """glimpse's rules: the format the content is (None: raw), or Invalid naming why not.
+
+    ``match_declared``: the content must be the declared format (an inspected format in a bare
+    container). Otherwise only a recognised format that is not read as bytes must be.
+    """
     matches = list(detection.matches)
     names = sorted(m.format for m in matches)
     if names == [PARTITIONED_RAW, ISO]:
@@ -162,7 +173,7 @@ def judge(
             raise Invalid(f"Image content is a raw disk whose partition table fails its "
                           f"safety checks: {problems}.")
         log.info("partition table checks failed (relaxed by the operator): %s", problems)
-    if not match_declared:
+    if not match_declared and (found is None or found.format in READ_AS_BYTES):
         return found
     detected = RAW if found is None or found.format == PARTITIONED_RAW else found.format
     if detected == declared:

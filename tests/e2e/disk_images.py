@@ -96,16 +96,21 @@ class Corpus:
         images["iso-qcow2-system-area"] = images["qcow2"][:512] + iso_image(MIB)[512:]
         images["qcow2-vhd-footer"] = images["qcow2"] + images["vhd-fixed"][-512:]
         images["qcow2-truncated"] = images["qcow2"][:100]
-        # A qcow2 v2 header (72 bytes) naming a host file as its backing file, right after
-        # it, cut short of the 512 bytes an inspector reads: the classic probe-me attack.
-        name = str(self.host_file).encode()
-        images["qcow2-short-backing"] = struct.pack(
-            ">4sIQI", b"QFI\xfb", 2, 72, len(name)) + bytes(72 - 20) + name
+        # A qcow2 header naming a host file as its backing file, cut short of the 512 bytes
+        # an inspector reads: the classic probe-me attack.
+        images["qcow2-short-backing"] = qcow2_header(str(self.host_file).encode())
         # A protective MBR that also lists a partition: refused by oslo.utils' mbr check.
         images["gpt-hybrid-mbr"] = gpt_disk(2 * MIB, hybrid_mbr=True)
         images["empty"] = b""
         images["gzip-bomb"] = gzip.compress(bytes(64 * MIB), compresslevel=9)
         return images
+
+
+def qcow2_header(backing_file: bytes = b"") -> bytes:
+    """A qcow2 v2 header (72 bytes), with the name of its backing file (if any) after it."""
+    offset = 72 if backing_file else 0
+    return struct.pack(">4sIQI", b"QFI\xfb", 2, offset, len(backing_file)) + bytes(72 - 20) \
+        + backing_file
 
 
 def patched(data: bytes, offset: int, bits: int) -> bytes:

@@ -272,10 +272,39 @@ def test_archive_containers_are_checked_for_safety_not_declaration(
     assert_accepted(srv, buffer.getvalue(), "vmdk", None, container_format="ova")
     assert_refused(srv, corpus["qcow2-backing"], "vmdk", "Image has a backing file",
                    container_format="ova")
+    # Not an archive at all, but an image format other than the declared one.
+    assert_refused(srv, corpus["qcow2"], "vmdk", "does not match disk_format vmdk: it is qcow2",
+                   container_format="ova")
 
 
-def test_amazon_formats_are_not_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) -> None:
-    assert_accepted(srv, corpus["qcow2"], "aki", None, container_format="aki")
+def test_uninspected_formats_store_other_content_as_sent(
+    srv: GlimpseServer, corpus: dict[str, bytes]
+) -> None:
+    """ami, aki, ari and ploop declarations are not checked against the content: what is not
+    a recognised image format is stored, with no virtual size."""
+    assert_accepted(srv, corpus["raw"], "aki", None, container_format="aki")
+    assert_accepted(srv, corpus["raw-gpt"], "ami", None, container_format="ami")
+    assert_accepted(srv, corpus["iso"], "ari", None, container_format="ari")
+
+
+# (declared disk_format, container_format): the declarations not inspected by default
+UNINSPECTED = [("ami", "ami"), ("aki", "aki"), ("ari", "ari"), ("ploop", "bare")]
+
+
+@pytest.mark.parametrize(("disk_format", "container_format"), UNINSPECTED)
+def test_image_formats_declared_uninspected_are_refused(
+    srv: GlimpseServer, corpus: dict[str, bytes], disk_format: str, container_format: str
+) -> None:
+    """An image format hidden under a declaration that is not inspected would reach a
+    hypervisor that probes it: its content is recognised whatever the declaration."""
+    assert_refused(srv, corpus["qcow2-backing"], disk_format,
+                   "Image content is qcow2 and fails its safety checks: backing_file: Image "
+                   "has a backing file", container_format=container_format)
+    assert_refused(srv, corpus["qcow2"], disk_format,
+                   f"does not match disk_format {disk_format}: it is qcow2",
+                   container_format=container_format)
+    assert_refused(srv, corpus["gpt-hybrid-mbr"], disk_format,
+                   "GPT MBR defines invalid extra partitions", container_format=container_format)
 
 
 def test_partition_checks_may_be_relaxed(
@@ -297,5 +326,8 @@ def test_settings_allow_non_raw_declared_raw_and_choose_formats(
     # Safety rules stay: a backing file is refused whatever the declaration.
     assert_refused(lax, corpus["qcow2-backing"], "raw", "Image has a backing file")
     assert_refused(lax, corpus["vmdk"], "qcow2", "does not match disk_format qcow2")
-    # vmdk is not in the inspected list: accepted as declared, virtual size unknown.
-    assert_accepted(lax, corpus["qcow2"], "vmdk", None)
+    # vmdk is not in the inspected list: accepted as declared, virtual size unknown, but
+    # content of another image format is still refused.
+    assert_accepted(lax, corpus["vmdk"], "vmdk", None)
+    assert_refused(lax, corpus["qcow2"], "vmdk", "does not match disk_format vmdk: it is qcow2")
+    assert_refused(lax, corpus["vmdk-extent-path"], "vmdk", "Invalid extent filenames found")

@@ -9,7 +9,7 @@ from glimpse import settings
 from glimpse.errors import Invalid
 from glimpse.inspection.oslo import FORMATS, OsloDetector
 from glimpse.streams.inspection import Detection, Finding, InspectionRules, Inspector, judge
-from tests.e2e.disk_images import MIB, gpt_disk
+from tests.e2e.disk_images import MIB, gpt_disk, qcow2_header
 
 
 def test_inspectable_formats_are_the_inspectors() -> None:
@@ -94,7 +94,6 @@ def inspect(data: bytes, disk_format: str, container_format: str = "bare",
     chunks; the virtual size it records."""
     chunks = [data[i:i + (64 << 10)] for i in range(0, len(data), 64 << 10)]
     stage = Inspector(OsloDetector, rules).stage(chunks, disk_format, container_format)
-    assert stage is not None
     assert b"".join(stage) == data
     return stage.virtual_size
 
@@ -107,6 +106,36 @@ def test_gpt_disk_passes_and_hybrid_mbr_is_refused() -> None:
     hybrid = gpt_disk(2 * MIB, hybrid_mbr=True)
     with pytest.raises(Invalid, match="GPT MBR defines invalid extra partitions"):
         inspect(hybrid, "raw")
+    with pytest.raises(Invalid, match="GPT MBR defines invalid extra partitions"):
+        inspect(hybrid, "ami", "ami")  # whatever it is declared
     relaxed = InspectionRules(frozenset({"raw"}), relax_partition_checks=True)
     assert inspect(hybrid, "raw", rules=relaxed) == len(hybrid)
 
+
+QCOW2_BACKING = qcow2_header(b"/etc/host-secret").ljust(MIB, b"\0")
+QCOW2_PLAIN = qcow2_header().ljust(MIB, b"\0")
+
+
+@pytest.mark.parametrize(("disk_format", "container_format"),
+                         [("ami", "ami"), ("aki", "aki"), ("ari", "ari"), ("ploop", "bare"),
+                          ("vmdk", "bare"), ("raw", "ova"), ("vmdk", "ovf")])
+def test_undeclared_image_formats_are_refused(disk_format: str, container_format: str) -> None:
+    """Declared formats that are not inspected (ami, aki, ari, ploop, vmdk left out by the
+    operator), and archive containers, still have their content recognised: a qcow2 is
+    refused as one, and always for its backing file."""
+    with pytest.raises(Invalid, match="Image content is qcow2 and fails its safety checks: "
+                                      "backing_file"):
+        inspect(QCOW2_BACKING, disk_format, container_format)
+    with pytest.raises(Invalid, match=f"does not match disk_format {disk_format}: it is qcow2"
+                       if disk_format != "raw" else "Image content is qcow2, but disk_format"):
+        inspect(QCOW2_PLAIN, disk_format, container_format)
+
+
+def test_uninspected_formats_keep_other_content() -> None:
+    """What is not a recognised image format is stored as sent, with no virtual size (the
+    declaration is not checked); a recognised format declared as itself passes too."""
+    assert inspect(bytes(MIB), "aki", "aki") is None
+    assert inspect(gpt_disk(2 * MIB), "ami", "ami") is None
+    assert inspect(QCOW2_PLAIN, "qcow2", "ova") is None
+    lax_raw = InspectionRules(frozenset(), strict_raw=False)
+    assert inspect(QCOW2_PLAIN, "raw", rules=lax_raw) is None
