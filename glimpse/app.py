@@ -79,6 +79,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
+            settings.inspection_relax_partition_checks,
         )),
     )
     images = ImageService(repo, data, limits)

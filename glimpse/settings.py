@@ -85,6 +85,7 @@ class Settings:
     store_cleanup_interval: float = 60.0
     inspection_disk_formats: tuple[str, ...] = DEFAULT_INSPECTION_DISK_FORMATS
     inspection_strict_raw: bool = True
+    inspection_relax_partition_checks: bool = False
 
     @property
     def images_dir(self) -> Path:

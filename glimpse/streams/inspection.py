@@ -19,12 +19,17 @@ log = logging.getLogger(__name__)
 
 RAW = "raw"
 # A raw disk with a partition table: the detectors call it "gpt" (GPT or legacy MBR). It is raw
-# content as far as disk_format goes, and a partition table cannot point a hypervisor at a host
-# file, so its checks (partition table sanity) are logged, not enforced.
+# content as far as disk_format goes. Its checks (a protective MBR that lists other partitions,
+# a bad boot flag, no partition at all) are enforced as Glance does, unless the operator
+# relaxes them: tables that disagree show a disk differently to different readers.
 PARTITIONED_RAW = "gpt"
 ISO = "iso"
+# Content a hypervisor reads as plain bytes. Any other format it recognises (qcow2, vmdk, vhd,
+# vhdx, vdi, qed, luks) is translated, and may name other files: such content is refused
+# unless declared as what it is, whether the declared format is inspected or not.
+READ_AS_BYTES = frozenset({PARTITIONED_RAW, ISO})
 # Only the container "bare" holds the disk itself; ova, ovf, docker hold archives whose
-# content is not the declared disk_format, so their declaration is not matched.
+# content is not the declared disk_format, so they are judged as an uninspected declaration.
 BARE = "bare"
 
 
@@ -61,15 +66,18 @@ class FormatDetector(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class InspectionRules:
-    """The operator's choices: which declared disk formats are inspected, and whether content
-    of a recognised non-raw format may be declared raw."""
+    """The operator's choices: which declared disk formats are checked against the content,
+    whether content of a recognised non-raw format may be declared raw, and whether failed
+    partition table checks are only logged."""
 
     disk_formats: frozenset[str]
     strict_raw: bool = True
+    relax_partition_checks: bool = False
 
 
 class Inspector:
-    """Builds the inspection stage for an upload, when its declared format is inspected."""
+    """Builds the inspection stage of an upload. Every upload has one: a declared format that
+    is not inspected only loosens how the content must match it."""
 
     def __init__(self, detector: Callable[[], FormatDetector], rules: InspectionRules) -> None:
         self._detector = detector
@@ -77,12 +85,13 @@ class Inspector:
 
     def stage(
         self, chunks: Iterable[bytes], disk_format: str | None, container_format: str | None
-    ) -> InspectionStage | None:
-        if disk_format not in self._rules.disk_formats:
-            return None
+    ) -> InspectionStage:
         return InspectionStage(
-            chunks, self._detector(), disk_format,
-            match_declared=container_format == BARE, strict_raw=self._rules.strict_raw,
+            chunks, self._detector(), str(disk_format),
+            match_declared=disk_format in self._rules.disk_formats
+            and container_format == BARE,
+            strict_raw=self._rules.strict_raw,
+            relax_partition_checks=self._rules.relax_partition_checks,
         )
 
 
@@ -101,12 +110,14 @@ class InspectionStage:
         *,
         match_declared: bool,
         strict_raw: bool,
+        relax_partition_checks: bool,
     ) -> None:
         self._chunks = chunks
         self._detector = detector
         self._declared = declared
         self._match_declared = match_declared
         self._strict_raw = strict_raw
+        self._relax_partition_checks = relax_partition_checks
         self._size = 0
         self._found: Finding | None = None
 
@@ -116,13 +127,16 @@ class InspectionStage:
             self._detector.feed(chunk)
             yield chunk
         self._found = judge(self._detector.finish(), self._declared,
-                            match_declared=self._match_declared, strict_raw=self._strict_raw)
+                            match_declared=self._match_declared, strict_raw=self._strict_raw,
+                            relax_partition_checks=self._relax_partition_checks)
 
     @property
     def virtual_size(self) -> int | None:
         """The virtual size to record, once the whole stream has passed; None if unknown."""
         if not self._match_declared:
-            return None  # an archive's size says nothing about the disk inside
+            # An archive's size says nothing about the disk inside, and content whose
+            # declared format is not inspected was not read as that format.
+            return None
         if self._found is None or self._found.format == PARTITIONED_RAW:
             return self._size
         if self._declared == RAW:
@@ -131,9 +145,14 @@ class InspectionStage:
 
 
 def judge(
-    detection: Detection, declared: str, *, match_declared: bool, strict_raw: bool
+    detection: Detection, declared: str, *, match_declared: bool, strict_raw: bool,
+    relax_partition_checks: bool = False,
 ) -> Finding | None:
-    """glimpse's rules: the format the content is (None: raw), or Invalid naming why not."""
+    """glimpse's rules: the format the content is (None: raw), or Invalid naming why not.
+
+    ``match_declared``: the content must be the declared format (an inspected format in a bare
+    container). Otherwise only a recognised format that is not read as bytes must be.
+    """
     matches = list(detection.matches)
     names = sorted(m.format for m in matches)
     if names == [PARTITIONED_RAW, ISO]:
@@ -146,11 +165,15 @@ def judge(
         )
     found = matches[0] if matches else None
     if found is not None and found.problems:
+        problems = "; ".join(found.problems)
         if found.format != PARTITIONED_RAW:
             raise Invalid(f"Image content is {found.format} and fails its safety checks: "
-                          f"{'; '.join(found.problems)}.")
-        log.info("partition table checks failed (not enforced): %s", "; ".join(found.problems))
-    if not match_declared:
+                          f"{problems}.")
+        if not relax_partition_checks:
+            raise Invalid(f"Image content is a raw disk whose partition table fails its "
+                          f"safety checks: {problems}.")
+        log.info("partition table checks failed (relaxed by the operator): %s", problems)
+    if not match_declared and (found is None or found.format in READ_AS_BYTES):
         return found
     detected = RAW if found is None or found.format == PARTITIONED_RAW else found.format
     if detected == declared:

@@ -12,6 +12,8 @@ import os
 import shutil
 import struct
 import subprocess
+import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +74,7 @@ class Corpus:
         images["iso"] = iso_image(MIB)
         images["iso-hybrid"] = with_mbr(iso_image(MIB))
         images["raw-mbr"] = with_mbr(bytes(MIB))
+        images["raw-gpt"] = gpt_disk(2 * MIB)
         # -- formats the inspector knows but glimpse never accepts as such ------------------
         images["qed"] = self.create("benign.qed", "qed")
         images["luks"] = self.create("benign.luks", "luks", "--object", "secret,id=s0,data=pw",
@@ -93,14 +96,21 @@ class Corpus:
         images["iso-qcow2-system-area"] = images["qcow2"][:512] + iso_image(MIB)[512:]
         images["qcow2-vhd-footer"] = images["qcow2"] + images["vhd-fixed"][-512:]
         images["qcow2-truncated"] = images["qcow2"][:100]
-        # A qcow2 v2 header (72 bytes) naming a host file as its backing file, right after
-        # it, cut short of the 512 bytes an inspector reads: the classic probe-me attack.
-        name = str(self.host_file).encode()
-        images["qcow2-short-backing"] = struct.pack(
-            ">4sIQI", b"QFI\xfb", 2, 72, len(name)) + bytes(72 - 20) + name
+        # A qcow2 header naming a host file as its backing file, cut short of the 512 bytes
+        # an inspector reads: the classic probe-me attack.
+        images["qcow2-short-backing"] = qcow2_header(str(self.host_file).encode())
+        # A protective MBR that also lists a partition: refused by oslo.utils' mbr check.
+        images["gpt-hybrid-mbr"] = gpt_disk(2 * MIB, hybrid_mbr=True)
         images["empty"] = b""
         images["gzip-bomb"] = gzip.compress(bytes(64 * MIB), compresslevel=9)
         return images
+
+
+def qcow2_header(backing_file: bytes = b"") -> bytes:
+    """A qcow2 v2 header (72 bytes), with the name of its backing file (if any) after it."""
+    offset = 72 if backing_file else 0
+    return struct.pack(">4sIQI", b"QFI\xfb", 2, offset, len(backing_file)) + bytes(72 - 20) \
+        + backing_file
 
 
 def patched(data: bytes, offset: int, bits: int) -> bytes:
@@ -144,3 +154,53 @@ def with_mbr(data: bytes) -> bytes:
     out[446:462] = entry
     out[510:512] = b"\x55\xaa"
     return bytes(out)
+
+
+# The GPT type of a Linux filesystem partition, as partitioning tools write it.
+LINUX_FILESYSTEM = uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4")
+_GPT_ENTRIES, _GPT_ENTRY_SIZE = 128, 128
+# signature, revision, header size, header CRC, reserved, this LBA, backup LBA, first and last
+# usable LBAs, disk GUID, entry array LBA, entry count, entry size, entry array CRC
+_GPT_HEADER = "<8sIIIIQQQQ16sQIII"
+_GPT_ARRAY_SECTORS = _GPT_ENTRIES * _GPT_ENTRY_SIZE // 512
+
+
+def gpt_disk(size: int, *, hybrid_mbr: bool = False) -> bytes:
+    """A GPT disk of ``size`` bytes with one partition from 1 MiB to the end, laid out as
+    partitioning tools write it: a protective MBR (one 0xEE entry covering the disk), the
+    primary header and entry array from sector 1, their backup in the last sectors.
+
+    ``hybrid_mbr``: the MBR also lists the partition beside the protective entry (gdisk's
+    "hybrid MBR"): the two tables disagree about the disk, which oslo.utils' ``mbr`` check
+    refuses."""
+    sectors = size // 512
+    first_usable, last_usable = 2 + _GPT_ARRAY_SECTORS, sectors - 2 - _GPT_ARRAY_SECTORS
+    start = MIB // 512
+    entry = struct.pack("<16s16sQQQ72s", LINUX_FILESYSTEM.bytes_le, uuid.uuid4().bytes_le,
+                        start, last_usable, 0, "root".encode("utf-16-le"))
+    array = entry.ljust(_GPT_ENTRIES * _GPT_ENTRY_SIZE, b"\0")
+    disk_guid = uuid.uuid4().bytes_le
+
+    def header(current: int, backup: int, array_start: int) -> bytes:
+        fields = [b"EFI PART", 0x00010000, 92, 0, 0, current, backup, first_usable,
+                  last_usable, disk_guid, array_start, _GPT_ENTRIES, _GPT_ENTRY_SIZE,
+                  zlib.crc32(array)]
+        fields[3] = zlib.crc32(struct.pack(_GPT_HEADER, *fields))
+        return struct.pack(_GPT_HEADER, *fields).ljust(512, b"\0")
+
+    mbr = bytearray(512)
+    mbr[446:462] = struct.pack("<B3BB3BII", 0x00, 0x00, 0x02, 0x00, 0xEE, 0xFF, 0xFF, 0xFF,
+                               1, min(sectors - 1, 0xFFFFFFFF))
+    if hybrid_mbr:
+        mbr[462:478] = struct.pack("<B3BB3BII", 0x80, 0xFE, 0xFF, 0xFF, 0x83, 0xFE, 0xFF,
+                                   0xFF, start, last_usable - start + 1)
+    mbr[510:512] = b"\x55\xaa"
+    out = bytearray(size)
+    out[0:512] = mbr
+    out[512:1024] = header(1, sectors - 1, 2)
+    out[1024:1024 + len(array)] = array
+    backup_array = (sectors - 1 - _GPT_ARRAY_SECTORS) * 512
+    out[backup_array:backup_array + len(array)] = array
+    out[-512:] = header(sectors - 1, 1, sectors - 1 - _GPT_ARRAY_SECTORS)
+    return bytes(out)
+

@@ -13,7 +13,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -105,6 +105,7 @@ def assert_refused(server: GlimpseServer, data: bytes, disk_format: str, reason:
 BENIGN = [
     ("raw", "raw", MIB),
     ("raw-mbr", "raw", MIB),  # a partition table is still raw
+    ("raw-gpt", "raw", 2 * MIB),
     ("qcow2", "qcow2", QEMU_1M),
     ("vmdk", "vmdk", QEMU_1M),
     ("vmdk-stream", "vmdk", QEMU_1M),
@@ -153,6 +154,8 @@ HOSTILE = [
     ("iso-qcow2-system-area", "iso", "matches more than one disk format (iso, qcow2)"),
     ("qcow2-vhd-footer", "qcow2", "matches more than one disk format (qcow2, vhd)"),
     ("qed", "raw", "This file format is not allowed"),
+    ("gpt-hybrid-mbr", "raw", "partition table fails its safety checks: mbr: GPT MBR defines "
+     "invalid extra partitions"),
     # mismatched declarations
     ("qcow2", "vmdk", "does not match disk_format vmdk: it is qcow2"),
     ("vhd", "vdi", "does not match disk_format vdi: it is vhd"),
@@ -269,10 +272,50 @@ def test_archive_containers_are_checked_for_safety_not_declaration(
     assert_accepted(srv, buffer.getvalue(), "vmdk", None, container_format="ova")
     assert_refused(srv, corpus["qcow2-backing"], "vmdk", "Image has a backing file",
                    container_format="ova")
+    # Not an archive at all, but an image format other than the declared one.
+    assert_refused(srv, corpus["qcow2"], "vmdk", "does not match disk_format vmdk: it is qcow2",
+                   container_format="ova")
 
 
-def test_amazon_formats_are_not_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) -> None:
-    assert_accepted(srv, corpus["qcow2"], "aki", None, container_format="aki")
+def test_uninspected_formats_store_other_content_as_sent(
+    srv: GlimpseServer, corpus: dict[str, bytes]
+) -> None:
+    """ami, aki, ari and ploop declarations are not checked against the content: what is not
+    a recognised image format is stored, with no virtual size."""
+    assert_accepted(srv, corpus["raw"], "aki", None, container_format="aki")
+    assert_accepted(srv, corpus["raw-gpt"], "ami", None, container_format="ami")
+    assert_accepted(srv, corpus["iso"], "ari", None, container_format="ari")
+
+
+# (declared disk_format, container_format): the declarations not inspected by default
+UNINSPECTED = [("ami", "ami"), ("aki", "aki"), ("ari", "ari"), ("ploop", "bare")]
+
+
+@pytest.mark.parametrize(("disk_format", "container_format"), UNINSPECTED)
+def test_image_formats_declared_uninspected_are_refused(
+    srv: GlimpseServer, corpus: dict[str, bytes], disk_format: str, container_format: str
+) -> None:
+    """An image format hidden under a declaration that is not inspected would reach a
+    hypervisor that probes it: its content is recognised whatever the declaration."""
+    assert_refused(srv, corpus["qcow2-backing"], disk_format,
+                   "Image content is qcow2 and fails its safety checks: backing_file: Image "
+                   "has a backing file", container_format=container_format)
+    assert_refused(srv, corpus["qcow2"], disk_format,
+                   f"does not match disk_format {disk_format}: it is qcow2",
+                   container_format=container_format)
+    assert_refused(srv, corpus["gpt-hybrid-mbr"], disk_format,
+                   "GPT MBR defines invalid extra partitions", container_format=container_format)
+
+
+def test_partition_checks_may_be_relaxed(
+    srv: GlimpseServer, server_factory: Callable[..., GlimpseServer], corpus: dict[str, bytes]
+) -> None:
+    """The operator's choice: a partition table that fails its checks is logged, not refused;
+    other safety checks stay."""
+    assert_refused(srv, corpus["gpt-hybrid-mbr"], "raw", "GPT MBR defines invalid extra")
+    relaxed = server_factory(inspection_relax_partition_checks="true")
+    assert_accepted(relaxed, corpus["gpt-hybrid-mbr"], "raw", 2 * MIB)
+    assert_refused(relaxed, corpus["qcow2-backing"], "raw", "Image has a backing file")
 
 
 def test_settings_allow_non_raw_declared_raw_and_choose_formats(
@@ -283,5 +326,8 @@ def test_settings_allow_non_raw_declared_raw_and_choose_formats(
     # Safety rules stay: a backing file is refused whatever the declaration.
     assert_refused(lax, corpus["qcow2-backing"], "raw", "Image has a backing file")
     assert_refused(lax, corpus["vmdk"], "qcow2", "does not match disk_format qcow2")
-    # vmdk is not in the inspected list: accepted as declared, virtual size unknown.
-    assert_accepted(lax, corpus["qcow2"], "vmdk", None)
+    # vmdk is not in the inspected list: accepted as declared, virtual size unknown, but
+    # content of another image format is still refused.
+    assert_accepted(lax, corpus["vmdk"], "vmdk", None)
+    assert_refused(lax, corpus["qcow2"], "vmdk", "does not match disk_format vmdk: it is qcow2")
+    assert_refused(lax, corpus["vmdk-extent-path"], "vmdk", "Invalid extent filenames found")

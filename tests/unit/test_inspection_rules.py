@@ -7,8 +7,9 @@ from oslo_utils.imageutils import format_inspector
 
 from glimpse import settings
 from glimpse.errors import Invalid
-from glimpse.inspection.oslo import FORMATS
-from glimpse.streams.inspection import Detection, Finding, judge
+from glimpse.inspection.oslo import FORMATS, OsloDetector
+from glimpse.streams.inspection import Detection, Finding, InspectionRules, Inspector, judge
+from tests.e2e.disk_images import MIB, gpt_disk, qcow2_header
 
 
 def test_inspectable_formats_are_the_inspectors() -> None:
@@ -18,16 +19,22 @@ def test_inspectable_formats_are_the_inspectors() -> None:
 
 
 def test_inspection_settings_are_read_and_checked() -> None:
+    assert settings.load(environ={}).inspection_relax_partition_checks is False
     loaded = settings.load(environ={"GLIMPSE_INSPECTION_DISK_FORMATS": "raw, qcow2",
-                                    "GLIMPSE_INSPECTION_STRICT_RAW": "off"})
+                                    "GLIMPSE_INSPECTION_STRICT_RAW": "off",
+                                    "GLIMPSE_INSPECTION_RELAX_PARTITION_CHECKS": "on"})
     assert loaded.inspection_disk_formats == ("raw", "qcow2")
     assert loaded.inspection_strict_raw is False
+    assert loaded.inspection_relax_partition_checks is True
     assert settings.from_json(settings.to_json(loaded)) == loaded
+    with pytest.raises(Invalid, match="Invalid boolean 'maybe'"):
+        settings.load(environ={"GLIMPSE_INSPECTION_RELAX_PARTITION_CHECKS": "maybe"})
     with pytest.raises(Invalid, match="no inspector for ploop"):
         settings.load(environ={"GLIMPSE_INSPECTION_DISK_FORMATS": "raw,ploop"})
 
 
 QCOW2 = Finding("qcow2", 1 << 30)
+BAD_GPT = Finding("gpt", 0, ("mbr: GPT MBR defines invalid extra partitions",))
 
 
 @pytest.mark.parametrize(
@@ -36,9 +43,9 @@ QCOW2 = Finding("qcow2", 1 << 30)
         (Detection(()), "raw", True, None),
         (Detection((QCOW2,)), "qcow2", True, QCOW2),
         (Detection((QCOW2,)), "raw", False, QCOW2),
-        (Detection((Finding("gpt", 0, ("mbr: no partitions",)),)), "raw", True,
-         Finding("gpt", 0, ("mbr: no partitions",))),
-        (Detection((Finding("iso", 5), Finding("gpt", 0))), "iso", True, Finding("iso", 5)),
+        (Detection((Finding("gpt", 0),)), "raw", True, Finding("gpt", 0)),
+        # A bootable ISO's partition table is part of the ISO, whatever it holds.
+        (Detection((Finding("iso", 5), BAD_GPT)), "iso", True, Finding("iso", 5)),
     ],
 )
 def test_accepted(detection: Detection, declared: str, strict: bool,
@@ -56,9 +63,79 @@ def test_accepted(detection: Detection, declared: str, strict: bool,
         (Detection((), {"vmdk": "no KDMV"}), "vmdk", True, "not a valid vmdk image: no KDMV"),
         (Detection((QCOW2,), {"vmdk": "no KDMV"}), "vmdk", True,
          "does not match disk_format vmdk: it is qcow2"),
+        (Detection((BAD_GPT,)), "raw", True,
+         "partition table fails its safety checks: mbr: GPT MBR defines invalid extra"),
+        (Detection((BAD_GPT,)), "ami", False, "partition table fails its safety checks"),
     ],
 )
 def test_refused(detection: Detection, declared: str, match_declared: bool,
                  message: str) -> None:
     with pytest.raises(Invalid, match=message):
         judge(detection, declared, match_declared=match_declared, strict_raw=True)
+
+
+def test_partition_checks_may_be_relaxed() -> None:
+    """The operator's choice: a failed partition table check is logged, not refused."""
+    assert judge(Detection((BAD_GPT,)), "raw", match_declared=True, strict_raw=True,
+                 relax_partition_checks=True) == BAD_GPT
+    # Only the partition table's: a hypervisor would follow a backing file all the same.
+    with pytest.raises(Invalid, match="backing_file"):
+        judge(Detection((Finding("qcow2", 1, ("backing_file: x",)),)), "qcow2",
+              match_declared=True, strict_raw=True, relax_partition_checks=True)
+
+
+# raw and qcow2 declarations are inspected; ami, vmdk, ... are not.
+RULES = InspectionRules(frozenset({"raw", "qcow2"}))
+
+
+def inspect(data: bytes, disk_format: str, container_format: str = "bare",
+            rules: InspectionRules = RULES) -> int | None:
+    """Streams ``data`` through the inspection stage with oslo.utils' inspectors, in 64 KiB
+    chunks; the virtual size it records."""
+    chunks = [data[i:i + (64 << 10)] for i in range(0, len(data), 64 << 10)]
+    stage = Inspector(OsloDetector, rules).stage(chunks, disk_format, container_format)
+    assert b"".join(stage) == data
+    return stage.virtual_size
+
+
+def test_gpt_disk_passes_and_hybrid_mbr_is_refused() -> None:
+    """oslo.utils' mbr check over real partition tables: a GPT whose protective MBR also lists
+    a partition is refused, unless the operator relaxed partition checks."""
+    disk = gpt_disk(2 * MIB)
+    assert inspect(disk, "raw") == len(disk)
+    hybrid = gpt_disk(2 * MIB, hybrid_mbr=True)
+    with pytest.raises(Invalid, match="GPT MBR defines invalid extra partitions"):
+        inspect(hybrid, "raw")
+    with pytest.raises(Invalid, match="GPT MBR defines invalid extra partitions"):
+        inspect(hybrid, "ami", "ami")  # whatever it is declared
+    relaxed = InspectionRules(frozenset({"raw"}), relax_partition_checks=True)
+    assert inspect(hybrid, "raw", rules=relaxed) == len(hybrid)
+
+
+QCOW2_BACKING = qcow2_header(b"/etc/host-secret").ljust(MIB, b"\0")
+QCOW2_PLAIN = qcow2_header().ljust(MIB, b"\0")
+
+
+@pytest.mark.parametrize(("disk_format", "container_format"),
+                         [("ami", "ami"), ("aki", "aki"), ("ari", "ari"), ("ploop", "bare"),
+                          ("vmdk", "bare"), ("raw", "ova"), ("vmdk", "ovf")])
+def test_undeclared_image_formats_are_refused(disk_format: str, container_format: str) -> None:
+    """Declared formats that are not inspected (ami, aki, ari, ploop, vmdk left out by the
+    operator), and archive containers, still have their content recognised: a qcow2 is
+    refused as one, and always for its backing file."""
+    with pytest.raises(Invalid, match="Image content is qcow2 and fails its safety checks: "
+                                      "backing_file"):
+        inspect(QCOW2_BACKING, disk_format, container_format)
+    with pytest.raises(Invalid, match=f"does not match disk_format {disk_format}: it is qcow2"
+                       if disk_format != "raw" else "Image content is qcow2, but disk_format"):
+        inspect(QCOW2_PLAIN, disk_format, container_format)
+
+
+def test_uninspected_formats_keep_other_content() -> None:
+    """What is not a recognised image format is stored as sent, with no virtual size (the
+    declaration is not checked); a recognised format declared as itself passes too."""
+    assert inspect(bytes(MIB), "aki", "aki") is None
+    assert inspect(gpt_disk(2 * MIB), "ami", "ami") is None
+    assert inspect(QCOW2_PLAIN, "qcow2", "ova") is None
+    lax_raw = InspectionRules(frozenset(), strict_raw=False)
+    assert inspect(QCOW2_PLAIN, "raw", rules=lax_raw) is None
