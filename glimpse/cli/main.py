@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import logging
 import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.errors import GlimpseError
 
@@ -66,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    log_format.configure(settings.log_level)
     if args.command == "db":
         from glimpse.db import engine as db_engine
 
@@ -127,7 +123,7 @@ def _migrate(settings: settings_mod.Settings) -> None:
 def _upgrade(url: str) -> None:
     from glimpse.db import engine as db_engine
 
-    logging.basicConfig(level=logging.WARNING)
+    log_format.configure("warning")
     db_engine.upgrade(db_engine.create_engine(url))
 
 
@@ -178,6 +174,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         http=GlimpseHttpProtocol,
         access_log=False,
         log_level=settings.log_level,
+        log_config=log_format.logging_config(settings.log_level),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
         server_header=False,

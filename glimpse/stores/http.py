@@ -4,7 +4,9 @@ Used for ``x-image-meta-location`` and ``x-glance-api-copy-from``. Every hop of 
 (including each redirect) is checked the same way:
 
 * the URL must be ``http``/``https``, well formed, without user credentials, whitespace or
-  control characters;
+  control characters; an error message that quotes a URL (the client's or a redirect
+  target the remote sent) quotes it with its userinfo redacted, and no other message quotes
+  one;
 * the host is resolved once with ``getaddrinfo``; an address that is loopback, private,
   link-local, multicast, reserved, unspecified or otherwise not globally routable is refused
   unless it lies in one of the operator's ``allowed_networks``; IPv4 addresses embedded in
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from glimpse.errors import GlimpseError, Invalid, NotFound, Unavailable
+from glimpse.redaction import redact_url
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -343,7 +346,7 @@ class HttpSource:
             raise Invalid("Invalid location") from None
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
-            raise Invalid(f"External sources are not supported: '{url}'")
+            raise Invalid(f"External sources are not supported: '{redact_url(url)}'")
         if not url.isascii():
             raise Invalid("Invalid location: the URL must be ASCII (percent-encode other text)")
         if "@" in parts.netloc:
@@ -439,5 +442,8 @@ class HttpSource:
             location = location.strip()
             if len(location) > _MAX_LOCATION:
                 raise Invalid("External source redirected to an over-long location")
-            current = urljoin(current, location)
+            try:
+                current = urljoin(current, location)
+            except ValueError:  # e.g. "http://user:secret@[bad": not quoted, nor raised on
+                raise Invalid("External source redirected to an invalid location") from None
         raise Invalid(f"External source redirected more than {self.max_redirects} times")

@@ -103,6 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(302, "file:///etc/passwd")
         elif path == "/redirect-creds":
             self._redirect(302, f"http://user:pw@127.0.0.1:{port}/file")
+        elif path == "/redirect-creds-ftp":
+            self._redirect(302, "ftp://user:s3cr3t@ftp.example/image")
+        elif path == "/redirect-creds-malformed":
+            self._redirect(302, "http://user:s3cr3t@[bad")
         elif path == "/redirect-nolocation":
             self._send(302, b"", 0)
         elif path == "/loop":
@@ -236,7 +240,6 @@ def test_validate_empty(url: str) -> None:
         "file:///etc/passwd",
         "filesystem:///var/lib/glance/images/x",
         "swift+config://ref1/container/obj",
-        "swift://user:key@auth/container/obj",
         "ftp://example.com/x",
         "gopher://example.com/",
         "unknown://x",
@@ -247,6 +250,24 @@ def test_validate_unsupported_scheme(url: str) -> None:
     with pytest.raises(Invalid) as info:
         HttpSource().validate(url)
     assert info.value.message == f"External sources are not supported: '{url}'"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("swift://user:s3cr3t@auth/container/obj", "swift://***@auth/container/obj"),
+        ("swift+https://acct:s3cr3t@auth/v1/c/o", "swift+https://***@auth/v1/c/o"),
+        ("s3://access:ab/s3cr3t@s3.example/bucket/key", "s3://***@s3.example/bucket/key"),
+        ("rbd://client:s3cr3t@fsid/pool/image/snap", "rbd://***@fsid/pool/image/snap"),
+        ("file://user:s3cr3t@/etc/passwd", "file://***@/etc/passwd"),
+        ("user:s3cr3t@host/x", "***@host/x"),
+    ],
+)
+def test_unsupported_scheme_message_redacts_credentials(url: str, shown: str) -> None:
+    with pytest.raises(Invalid) as info:
+        HttpSource().validate(url)
+    assert info.value.message == f"External sources are not supported: '{shown}'"
+    assert "s3cr3t" not in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -532,6 +553,25 @@ def test_redirect_revalidates_scheme_and_credentials(
         src.size(f"{base}/redirect-creds")
     assert "credentials" in info.value.message
     assert connects == [("127.0.0.1", port)] * 2
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/redirect-creds-ftp",
+         "External sources are not supported: 'ftp://***@ftp.example/image'"),
+        ("/redirect-creds-malformed", "External source redirected to an invalid location"),
+    ],
+)
+@pytest.mark.parametrize("method", ["size", "open"])
+def test_redirect_target_credentials_never_in_the_error(
+    src: HttpSource, base: str, path: str, message: str, method: str
+) -> None:
+    call: Callable[[str], Any] = getattr(src, method)
+    with pytest.raises(Invalid) as info:
+        call(f"{base}{path}")
+    assert info.value.message == message
+    assert "s3cr3t" not in str(info.value)
 
 
 def test_redirect_without_location(src: HttpSource, base: str) -> None:
