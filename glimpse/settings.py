@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from glimpse.errors import Invalid
+from glimpse.scalars import Scalar, scalar
 
 DEFAULT_DISK_FORMATS = (
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -28,9 +29,7 @@ INSPECTABLE_DISK_FORMATS = (
 )
 DEFAULT_INSPECTION_DISK_FORMATS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso")
 
-_SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-StoreOption = str | int | float | bool
 STORE_DRIVERS = ("filesystem", "swift", "s3")
 # Names x-image-meta-store already gives a meaning to: never names of configured stores.
 RESERVED_STORE_NAMES = ("http", "https", "filesystem")
@@ -44,7 +43,7 @@ class StoreConfig:
 
     name: str
     driver: str
-    options: Mapping[str, StoreOption] = dataclasses.field(default_factory=dict, repr=False)
+    options: Mapping[str, Scalar] = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,23 +116,6 @@ def from_json(text: str) -> Settings:
     return Settings(**{k: _convert(fields[k], v) for k, v in json.loads(text).items()})
 
 
-def parse_size(text: str) -> int:
-    """Parse a byte count with an optional binary suffix (B, KB, MB, GB, TB)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?B?)\s*", text.upper())
-    if not match:
-        raise Invalid(f"Invalid size {text!r}: expected a number with an optional B/KB/MB/GB/TB")
-    return int(match.group(1)) * _SIZE_SUFFIXES[match.group(2)]
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on", "y", "t"):
-        return True
-    if value in ("0", "false", "no", "off", "n", "f", ""):
-        return False
-    raise Invalid(f"Invalid boolean {text!r}")
-
-
 def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
@@ -155,7 +137,7 @@ def _parse_stores(raw: Any) -> tuple[StoreConfig, ...]:
             raise Invalid(f"stores.{name} must be a table")
         options = {str(k): v for k, v in table.items() if k != "driver"}
         for key, value in options.items():
-            if not isinstance(value, StoreOption):
+            if not isinstance(value, Scalar):
                 raise Invalid(f"stores.{name}.{key} must be a string, number or boolean")
         configs.append(StoreConfig(str(name), str(table.get("driver", "")), options))
     return tuple(configs)
@@ -175,21 +157,6 @@ def _with_store_env(
     options = {**(current.options if current else {}), **found}
     merged = StoreConfig(default_store, driver, options)
     return (*(c for c in stores if c.name != default_store), merged)
-
-
-def scalar(default: Any, raw: Any, *, size: bool = False) -> Any:
-    """``raw`` (from a file, the environment or a flag) as the type of ``default``: a bool, an
-    int or a float; a byte count with suffixes when ``size``. Malformed booleans and sizes raise
-    Invalid, malformed numbers ValueError or TypeError."""
-    if size:
-        return raw if isinstance(raw, int) else parse_size(str(raw))
-    if isinstance(default, bool):
-        return raw if isinstance(raw, bool) else parse_bool(str(raw))
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw
 
 
 def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:

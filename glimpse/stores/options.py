@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from glimpse.errors import Invalid
-from glimpse.settings import StoreOption, scalar
+from glimpse.scalars import Scalar, scalar
 
 T = TypeVar("T")
 
 
-def parse_options(cls: type[T], store: str, raw: Mapping[str, StoreOption]) -> T:
+def parse_options(cls: type[T], store: str, raw: Mapping[str, Scalar]) -> T:
     """Build the options dataclass ``cls`` from ``raw``, converting by each field's type.
 
     Fields whose name ends in ``_size`` take sizes with suffixes. Error messages name the store
@@ -34,7 +34,7 @@ def parse_options(cls: type[T], store: str, raw: Mapping[str, StoreOption]) -> T
     return cls(**values)
 
 
-def _convert(store: str, name: str, default: Any, value: StoreOption) -> Any:
+def _convert(store: str, name: str, default: Any, value: Scalar) -> Any:
     size = name.endswith("_size")
     if not size and not isinstance(default, int | float):
         return str(value)
