@@ -10,7 +10,6 @@ import dataclasses
 import ipaddress
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,16 +29,14 @@ INSPECTABLE_DISK_FORMATS = (
 DEFAULT_INSPECTION_DISK_FORMATS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-STORE_DRIVERS = ("filesystem", "swift", "s3")
-# Names x-image-meta-store already gives a meaning to: never names of configured stores.
-RESERVED_STORE_NAMES = ("http", "https", "filesystem")
 STORE_ENV_PREFIX = "GLIMPSE_DEFAULT_STORE_"
 
 
 @dataclasses.dataclass(frozen=True)
 class StoreConfig:
-    """One named store: its driver and the driver's options (which may hold credentials, so
-    they are left out of the repr and never logged)."""
+    """One named store as configured: its driver and the driver's options (which may hold
+    credentials, so they are left out of the repr and never logged). The store registry
+    (glimpse.stores.registry) checks names and drivers and types the options."""
 
     name: str
     driver: str
@@ -84,10 +81,6 @@ class Settings:
     store_cleanup_interval: float = 60.0
     inspection_disk_formats: tuple[str, ...] = DEFAULT_INSPECTION_DISK_FORMATS
     inspection_strict_raw: bool = True
-
-    @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
 
     @property
     def effective_database_url(self) -> str:
@@ -185,7 +178,10 @@ def load(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build Settings from defaults, then the file, the environment and the overrides."""
+    """Build Settings from defaults, then the file, the environment and the overrides.
+
+    Store tables are only shaped here; their names, drivers and options are the store
+    registry's to check (``glimpse.stores.registry.check_stores``, at start-up)."""
     env = os.environ if environ is None else environ
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
@@ -218,18 +214,6 @@ def _validate(settings: Settings) -> None:
         raise Invalid(f"Unknown auth_strategy {settings.auth_strategy!r} (supported: noauth)")
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
-    names = {"file", "filesystem"}
-    for store in settings.stores:
-        if store.driver not in STORE_DRIVERS:
-            raise Invalid(f"Store {store.name!r}: unknown driver {store.driver!r} "
-                          f"(supported: {', '.join(STORE_DRIVERS)})")
-        if store.name in RESERVED_STORE_NAMES or not re.fullmatch(r"[a-z0-9_-]{1,64}",
-                                                                    store.name):
-            raise Invalid(f"Invalid store name {store.name!r}: lower-case letters, digits, "
-                          f"'_' and '-', and not one of {', '.join(RESERVED_STORE_NAMES)}")
-        names.add(store.name)
-    if settings.default_store not in names:
-        raise Invalid(f"Unknown default_store {settings.default_store!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:

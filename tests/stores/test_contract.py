@@ -1,8 +1,9 @@
 """The store contract: every driver passes the same tests, against real servers.
 
-Swift and S3 run against the Swift all-in-one (``scripts/swift-aio start``), with small
-segments and parts so that multi-segment and multipart paths are exercised; Swift once more with
-Keystone credentials (``scripts/keystone start`` first).
+The filesystem store needs nothing running. Swift and S3 run against the Swift
+all-in-one (``scripts/swift-aio start``), with small segments and parts so that multi-segment
+and multipart paths are exercised; Swift once more with Keystone credentials
+(``scripts/keystone start`` first).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,28 @@ def test_a_failing_stream_leaves_nothing_behind(
     with pytest.raises(NotFound):
         store.size(key)
     assert residue(key) == []
+
+
+def test_nothing_is_visible_until_the_put_completes(store: Store, key: str) -> None:
+    """Readers (on other threads, as in the server) see no object while its chunks arrive."""
+    seen: list[object] = []
+
+    def look() -> object:
+        try:
+            return store.size(key)
+        except NotFound:
+            return key in set(store.object_keys())
+
+    def chunks() -> Iterator[bytes]:
+        with ThreadPoolExecutor(1) as reader:
+            for chunk in chunks_of(os.urandom(SEGMENT + 5)):
+                seen.append(reader.submit(look).result())
+                yield chunk
+            seen.append(reader.submit(look).result())
+
+    assert store.put(key, chunks()) == SEGMENT + 5
+    assert seen and set(seen) == {False}
+    assert store.size(key) == SEGMENT + 5
 
 
 def test_a_second_put_replaces_nothing_it_should_not(store: Store) -> None:
