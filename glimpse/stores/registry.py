@@ -36,6 +36,7 @@ _STORE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 # extra that installs the library it needs, "" for none)
 _DRIVERS = {
     "filesystem": ("glimpse.stores.filesystem", ""),
+    "memory": ("glimpse.stores.memory", ""),
     "swift": ("glimpse.stores.swift", "swift"),
     "s3": ("glimpse.stores.s3", "s3"),
 }

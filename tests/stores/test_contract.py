@@ -1,6 +1,6 @@
 """The store contract: every driver passes the same tests, against real servers.
 
-The filesystem store needs nothing running. Swift and S3 run against the Swift
+The filesystem and memory stores need nothing running. Swift and S3 run against the Swift
 all-in-one (``scripts/swift-aio start``), with small segments and parts so that multi-segment
 and multipart paths are exercised; Swift once more with Keystone credentials
 (``scripts/keystone start`` first).
@@ -56,13 +56,17 @@ def _s3_residue(store: Store) -> Residue:
     return residue
 
 
-@pytest.fixture(params=["file", "swift", "swift-prefix", "swift-keystone", "s3"])
+@pytest.fixture(params=["file", "memory", "swift", "swift-prefix", "swift-keystone", "s3"])
 def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Residue]:
     kind: str = request.param
     if kind == "file":
         store = build_store(StoreConfig("file", "filesystem", {"directory": "images"}), tmp_path)
         directory = tmp_path / "images"
         return store, lambda key: [p.name for p in directory.iterdir() if key in p.name]
+    if kind == "memory":
+        store = build_store(StoreConfig("memory", "memory"), tmp_path)
+        # Objects are all it holds, so what it lists is all that could be left.
+        return store, lambda key: [k for k in store.object_keys() if key in k]
     swift_aio.require()
     if kind == "s3":
         options = swift_aio.store_options("s3", part_size=PART)

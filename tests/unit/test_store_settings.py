@@ -13,6 +13,7 @@ from glimpse.cli.main import main
 from glimpse.errors import Invalid
 from glimpse.scalars import parse_bool, parse_size
 from glimpse.stores.filesystem import FilesystemStore
+from glimpse.stores.memory import MemoryStore
 from glimpse.stores.registry import (
     READ_ONLY_STORES,
     RESERVED_STORE_NAMES,
@@ -42,7 +43,7 @@ def refused(tmp_path: Path, env: dict[str, str] | None = None, toml: str = "") -
 
 
 def test_the_registry_names_the_drivers_and_the_names_of_meaning() -> None:
-    assert STORE_DRIVERS == ("filesystem", "swift", "s3")
+    assert STORE_DRIVERS == ("filesystem", "memory", "swift", "s3")
     assert set(RESERVED_STORE_NAMES) == {"http", "https", "filesystem"}
     assert canonical_store_name("filesystem") == "file" == canonical_store_name("file")
     assert canonical_store_name("archive") == "archive"
@@ -53,12 +54,12 @@ def test_the_registry_names_the_drivers_and_the_names_of_meaning() -> None:
 def test_an_unknown_driver_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, {"GLIMPSE_DEFAULT_STORE_DRIVER": "nope"})
     assert message == ("Store 'file': unknown driver 'nope' "
-                       "(supported: filesystem, swift, s3)")
+                       "(supported: filesystem, memory, swift, s3)")
 
 
 @pytest.mark.parametrize("name", ["http", "https", "filesystem", "Big", "a/b", "x" * 65])
 def test_store_names_that_are_refused(tmp_path: Path, name: str) -> None:
-    message = refused(tmp_path, toml=f'[glimpse]\n[stores."{name}"]\ndriver = "filesystem"\n')
+    message = refused(tmp_path, toml=f'[glimpse]\n[stores."{name}"]\ndriver = "memory"\n')
     assert message.startswith(f"Invalid store name {name!r}: lower-case letters")
     assert "not one of http, https, filesystem" in message
 
@@ -67,11 +68,20 @@ def test_store_names_that_are_refused(tmp_path: Path, name: str) -> None:
     ("file", True), ("filesystem", True), ("mem", True), ("http", False), ("other", False),
 ])
 def test_default_store(tmp_path: Path, default_store: str, ok: bool) -> None:
-    toml = f'default_store = "{default_store}"\n[stores.mem]\ndriver = "filesystem"\n'
+    toml = f'default_store = "{default_store}"\n[stores.mem]\ndriver = "memory"\n'
     if ok:
         check_stores(load(tmp_path, toml=toml))
     else:
         assert refused(tmp_path, toml=toml) == f"Unknown default_store {default_store!r}"
+
+
+def test_a_memory_store_from_the_environment(tmp_path: Path) -> None:
+    stores = build_stores(load(tmp_path, {"GLIMPSE_DEFAULT_STORE_DRIVER": "memory"}))
+    assert list(stores) == ["file"] and isinstance(stores["file"], MemoryStore)
+    assert stores["file"].name == "file"
+    stores = build_stores(load(tmp_path, {"GLIMPSE_DEFAULT_STORE": "mem",
+                                          "GLIMPSE_DEFAULT_STORE_DRIVER": "memory"}))
+    assert isinstance(stores["file"], FilesystemStore) and isinstance(stores["mem"], MemoryStore)
 
 
 def test_the_built_in_store_is_in_data_dir_even_when_it_is_relative(
@@ -83,6 +93,7 @@ def test_the_built_in_store_is_in_data_dir_even_when_it_is_relative(
 
 
 @pytest.mark.parametrize(("table", "expected"), [
+    ('driver = "memory"\nbogus = 1', "Store 'st': unknown option(s) bogus (known: none)"),
     ('driver = "filesystem"\ndirect_io = "S"', "Store 'st': invalid value for option direct_io"),
     ('driver = "swift"\nauth_url = "x"\nuser = "u"', "Store 'st': option key is required"),
     ('driver = "swift"\nauth_url = "x"\nuser = "u"\nkey = "S"\ntimeout = "S"',
