@@ -37,7 +37,7 @@ import boto3
 import swiftclient.client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from glimpse.settings import parse_size
+from glimpse.scalars import parse_size
 from tests import swift_aio
 from tests.e2e.server import GlimpseServer
 

@@ -10,13 +10,13 @@ import dataclasses
 import ipaddress
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from glimpse.errors import Invalid
+from glimpse.scalars import Scalar, scalar
 
 DEFAULT_DISK_FORMATS = (
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -28,23 +28,19 @@ INSPECTABLE_DISK_FORMATS = (
 )
 DEFAULT_INSPECTION_DISK_FORMATS = ("raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso")
 
-_SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-StoreOption = str | int | float | bool
-STORE_DRIVERS = ("filesystem", "swift", "s3")
-# Names x-image-meta-store already gives a meaning to: never names of configured stores.
-RESERVED_STORE_NAMES = ("http", "https", "filesystem")
 STORE_ENV_PREFIX = "GLIMPSE_DEFAULT_STORE_"
 
 
 @dataclasses.dataclass(frozen=True)
 class StoreConfig:
-    """One named store: its driver and the driver's options (which may hold credentials, so
-    they are left out of the repr and never logged)."""
+    """One named store as configured: its driver and the driver's options (which may hold
+    credentials, so they are left out of the repr and never logged). The store registry
+    (glimpse.stores.registry) checks names and drivers and types the options."""
 
     name: str
     driver: str
-    options: Mapping[str, StoreOption] = dataclasses.field(default_factory=dict, repr=False)
+    options: Mapping[str, Scalar] = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +84,6 @@ class Settings:
     inspection_relax_partition_checks: bool = False
 
     @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
-
-    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -118,23 +110,6 @@ def from_json(text: str) -> Settings:
     return Settings(**{k: _convert(fields[k], v) for k, v in json.loads(text).items()})
 
 
-def parse_size(text: str) -> int:
-    """Parse a byte count with an optional binary suffix (B, KB, MB, GB, TB)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?B?)\s*", text.upper())
-    if not match:
-        raise Invalid(f"Invalid size {text!r}: expected a number with an optional B/KB/MB/GB/TB")
-    return int(match.group(1)) * _SIZE_SUFFIXES[match.group(2)]
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on", "y", "t"):
-        return True
-    if value in ("0", "false", "no", "off", "n", "f", ""):
-        return False
-    raise Invalid(f"Invalid boolean {text!r}")
-
-
 def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
@@ -156,7 +131,7 @@ def _parse_stores(raw: Any) -> tuple[StoreConfig, ...]:
             raise Invalid(f"stores.{name} must be a table")
         options = {str(k): v for k, v in table.items() if k != "driver"}
         for key, value in options.items():
-            if not isinstance(value, StoreOption):
+            if not isinstance(value, Scalar):
                 raise Invalid(f"stores.{name}.{key} must be a string, number or boolean")
         configs.append(StoreConfig(str(name), str(table.get("driver", "")), options))
     return tuple(configs)
@@ -176,21 +151,6 @@ def _with_store_env(
     options = {**(current.options if current else {}), **found}
     merged = StoreConfig(default_store, driver, options)
     return (*(c for c in stores if c.name != default_store), merged)
-
-
-def scalar(default: Any, raw: Any, *, size: bool = False) -> Any:
-    """``raw`` (from a file, the environment or a flag) as the type of ``default``: a bool, an
-    int or a float; a byte count with suffixes when ``size``. Malformed booleans and sizes raise
-    Invalid, malformed numbers ValueError or TypeError."""
-    if size:
-        return raw if isinstance(raw, int) else parse_size(str(raw))
-    if isinstance(default, bool):
-        return raw if isinstance(raw, bool) else parse_bool(str(raw))
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw
 
 
 def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
@@ -219,7 +179,10 @@ def load(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build Settings from defaults, then the file, the environment and the overrides."""
+    """Build Settings from defaults, then the file, the environment and the overrides.
+
+    Store tables are only shaped here; their names, drivers and options are the store
+    registry's to check (``glimpse.stores.registry.check_stores``, at start-up)."""
     env = os.environ if environ is None else environ
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
@@ -252,18 +215,6 @@ def _validate(settings: Settings) -> None:
         raise Invalid(f"Unknown auth_strategy {settings.auth_strategy!r} (supported: noauth)")
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
-    names = {"file", "filesystem"}
-    for store in settings.stores:
-        if store.driver not in STORE_DRIVERS:
-            raise Invalid(f"Store {store.name!r}: unknown driver {store.driver!r} "
-                          f"(supported: {', '.join(STORE_DRIVERS)})")
-        if store.name in RESERVED_STORE_NAMES or not re.fullmatch(r"[a-z0-9_-]{1,64}",
-                                                                    store.name):
-            raise Invalid(f"Invalid store name {store.name!r}: lower-case letters, digits, "
-                          f"'_' and '-', and not one of {', '.join(RESERVED_STORE_NAMES)}")
-        names.add(store.name)
-    if settings.default_store not in names:
-        raise Invalid(f"Unknown default_store {settings.default_store!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:

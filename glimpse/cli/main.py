@@ -14,6 +14,7 @@ from typing import Any
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.errors import GlimpseError
+from glimpse.stores.registry import check_stores
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = settings_mod.load(args.config, overrides=overrides)
+        check_stores(settings)
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from glimpse.errors import NotFound, OverLimit
-from glimpse.settings import StoreConfig
 from glimpse.stores.direct_io import FileWriter, open_for_writing
-from glimpse.stores.options import parse_options
+from glimpse.stores.driver import StoreDriver
 
 _READ_CHUNK = 1 << 20
 
@@ -26,9 +25,8 @@ class FilesystemOptions:
     direct_io: bool = True
 
 
-def from_config(config: StoreConfig, data_dir: Path) -> FilesystemStore:
-    options = parse_options(FilesystemOptions, config.name, config.options)
-    return FilesystemStore(data_dir / options.directory, config.name, options.direct_io)
+def create(name: str, options: FilesystemOptions, data_dir: Path) -> FilesystemStore:
+    return FilesystemStore(data_dir / options.directory, name, options.direct_io)
 
 
 class FilesystemStore:
@@ -124,3 +122,6 @@ class FilesystemStore:
             return self.path(key).stat().st_size
         except FileNotFoundError as exc:
             raise NotFound(f"Image data {key} not found in store {self.name}") from exc
+
+
+DRIVER = StoreDriver(FilesystemOptions, create)

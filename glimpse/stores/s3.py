@@ -30,8 +30,7 @@ import botocore.config
 import botocore.exceptions
 
 from glimpse.errors import Invalid, NotFound, Unavailable
-from glimpse.settings import StoreConfig
-from glimpse.stores.options import parse_options
+from glimpse.stores.driver import StoreDriver
 from glimpse.stores.segments import PieceFile, Pieces
 
 if TYPE_CHECKING:
@@ -62,16 +61,18 @@ class S3Options:
     # Parts sent at once per upload; the memory bound is (this + 1) x the part size.
     upload_concurrency: int = 3
 
+    def __post_init__(self) -> None:
+        # ValueErrors: the option parser names the store in front of them.
+        if self.addressing_style not in ("path", "virtual", "auto"):
+            raise ValueError("addressing_style must be path, virtual or auto")
+        if not 5 << 20 <= self.part_size <= MAX_PART:
+            raise ValueError("part_size must be between 5MB and 5GB")
+        if not 1 <= self.upload_concurrency <= 64:
+            raise ValueError("upload_concurrency must be between 1 and 64")
 
-def from_config(config: StoreConfig, data_dir: Path) -> S3Store:
-    options = parse_options(S3Options, config.name, config.options)
-    if options.addressing_style not in ("path", "virtual", "auto"):
-        raise Invalid(f"Store {config.name!r}: addressing_style must be path, virtual or auto")
-    if not 5 << 20 <= options.part_size <= MAX_PART:
-        raise Invalid(f"Store {config.name!r}: part_size must be between 5MB and 5GB")
-    if not 1 <= options.upload_concurrency <= 64:
-        raise Invalid(f"Store {config.name!r}: upload_concurrency must be between 1 and 64")
-    return S3Store(config.name, options)
+
+def create(name: str, options: S3Options, data_dir: Path) -> S3Store:
+    return S3Store(name, options)
 
 
 def part_size(first: int, number: int) -> int:
@@ -287,3 +288,6 @@ def _status(exc: botocore.exceptions.ClientError) -> int:
 def _raise_unavailable(store: str, exc: botocore.exceptions.ClientError) -> NoReturn:
     code = exc.response.get("Error", {}).get("Code", "")
     raise Unavailable(f"Store {store} failed (HTTP {_status(exc)} {code})") from None
+
+
+DRIVER = StoreDriver(S3Options, create)

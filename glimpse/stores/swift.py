@@ -22,9 +22,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3 as ks_v3
 from swiftclient.exceptions import ClientException
 
-from glimpse.errors import GlimpseError, Invalid, NotFound, Unavailable
-from glimpse.settings import StoreConfig
-from glimpse.stores.options import parse_options
+from glimpse.errors import GlimpseError, NotFound, Unavailable
+from glimpse.stores.driver import StoreDriver
 from glimpse.stores.readahead import read_ahead
 from glimpse.stores.segments import Pieces
 
@@ -58,20 +57,22 @@ class SwiftOptions:
     # Chunks read ahead of the segment PUT on a thread of their own (0: none, read in turn).
     read_ahead: int = 4
 
+    def __post_init__(self) -> None:
+        # ValueErrors: the option parser names the store in front of them.
+        if self.auth_version not in ("1", "3"):
+            raise ValueError("auth_version must be 1 or 3")
+        if self.container_layout not in ("single", "prefix"):
+            raise ValueError("container_layout must be single or prefix")
+        if not 1 <= self.prefix_length <= 32:
+            raise ValueError("prefix_length must be between 1 and 32")
+        if not 1 << 20 <= self.segment_size <= 5 << 30:
+            raise ValueError("segment_size must be between 1MB and 5GB")
+        if not 0 <= self.read_ahead <= 64:
+            raise ValueError("read_ahead must be between 0 and 64")
 
-def from_config(config: StoreConfig, data_dir: Path) -> SwiftStore:
-    options = parse_options(SwiftOptions, config.name, config.options)
-    if options.auth_version not in ("1", "3"):
-        raise Invalid(f"Store {config.name!r}: auth_version must be 1 or 3")
-    if options.container_layout not in ("single", "prefix"):
-        raise Invalid(f"Store {config.name!r}: container_layout must be single or prefix")
-    if not 1 <= options.prefix_length <= 32:
-        raise Invalid(f"Store {config.name!r}: prefix_length must be between 1 and 32")
-    if not 1 << 20 <= options.segment_size <= 5 << 30:
-        raise Invalid(f"Store {config.name!r}: segment_size must be between 1MB and 5GB")
-    if not 0 <= options.read_ahead <= 64:
-        raise Invalid(f"Store {config.name!r}: read_ahead must be between 0 and 64")
-    return SwiftStore(config.name, options)
+
+def create(name: str, options: SwiftOptions, data_dir: Path) -> SwiftStore:
+    return SwiftStore(name, options)
 
 
 class SwiftStore:
@@ -301,3 +302,6 @@ def _keystone_failure(exc: ks_exceptions.ClientException) -> str:
 
 def _manifest_json(segments: list[dict[str, Any]]) -> bytes:
     return json.dumps(segments).encode()
+
+
+DRIVER = StoreDriver(SwiftOptions, create)

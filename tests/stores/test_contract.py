@@ -1,8 +1,9 @@
 """The store contract: every driver passes the same tests, against real servers.
 
-Swift and S3 run against the Swift all-in-one (``scripts/swift-aio start``), with small
-segments and parts so that multi-segment and multipart paths are exercised; Swift once more with
-Keystone credentials (``scripts/keystone start`` first).
+The filesystem and memory stores need nothing running. Swift and S3 run against the Swift
+all-in-one (``scripts/swift-aio start``), with small segments and parts so that multi-segment
+and multipart paths are exercised; Swift once more with Keystone credentials
+(``scripts/keystone start`` first).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,13 +56,17 @@ def _s3_residue(store: Store) -> Residue:
     return residue
 
 
-@pytest.fixture(params=["file", "swift", "swift-prefix", "swift-keystone", "s3"])
+@pytest.fixture(params=["file", "memory", "swift", "swift-prefix", "swift-keystone", "s3"])
 def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Residue]:
     kind: str = request.param
     if kind == "file":
         store = build_store(StoreConfig("file", "filesystem", {"directory": "images"}), tmp_path)
         directory = tmp_path / "images"
         return store, lambda key: [p.name for p in directory.iterdir() if key in p.name]
+    if kind == "memory":
+        store = build_store(StoreConfig("memory", "memory"), tmp_path)
+        # Objects are all it holds, so what it lists is all that could be left.
+        return store, lambda key: [k for k in store.object_keys() if key in k]
     swift_aio.require()
     if kind == "s3":
         options = swift_aio.store_options("s3", part_size=PART)
@@ -161,6 +167,28 @@ def test_a_failing_stream_leaves_nothing_behind(
     with pytest.raises(NotFound):
         store.size(key)
     assert residue(key) == []
+
+
+def test_nothing_is_visible_until_the_put_completes(store: Store, key: str) -> None:
+    """Readers (on other threads, as in the server) see no object while its chunks arrive."""
+    seen: list[object] = []
+
+    def look() -> object:
+        try:
+            return store.size(key)
+        except NotFound:
+            return key in set(store.object_keys())
+
+    def chunks() -> Iterator[bytes]:
+        with ThreadPoolExecutor(1) as reader:
+            for chunk in chunks_of(os.urandom(SEGMENT + 5)):
+                seen.append(reader.submit(look).result())
+                yield chunk
+            seen.append(reader.submit(look).result())
+
+    assert store.put(key, chunks()) == SEGMENT + 5
+    assert seen and set(seen) == {False}
+    assert store.size(key) == SEGMENT + 5
 
 
 def test_a_second_put_replaces_nothing_it_should_not(store: Store) -> None:
