@@ -15,7 +15,16 @@ import pytest
 
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
-from glimpse.domain.model import Image, ListQuery, Scope, Status, now
+from glimpse.domain.model import (
+    Filter,
+    Image,
+    ListQuery,
+    Op,
+    Scope,
+    SortKey,
+    Status,
+    now,
+)
 from glimpse.errors import Conflict, OverLimit
 from tests import databases
 
@@ -166,8 +175,8 @@ def test_filters_and_visibility(repo: SqlImageRepository, tag: str) -> None:
     non_public = repo.list_images(ListQuery(scope=Scope.NON_PUBLIC, properties={"tag": tag},
                                             limit=100))
     assert public.id not in {i.id for i in non_public}
-    assert [i.id for i in listing(repo, tag, filters={"name": "n1"})] == [mine.id]
-    sized = listing(repo, tag, filters={"size_min": 20, "size_max": 30})
+    assert [i.id for i in listing(repo, tag, filters=[Filter("name", Op.EQ, "n1")])] == [mine.id]
+    sized = listing(repo, tag, filters=[Filter("size", Op.GTE, 20), Filter("size", Op.LTE, 30)])
     assert {i.id for i in sized} == {public.id, shared.id}
     changed = listing(repo, tag, changes_since=dt.datetime(2000, 1, 1))
     assert killed.id in {i.id for i in changed}
@@ -185,13 +194,14 @@ def test_keyset_paging_returns_each_image_once_in_order(
         stamp = base + dt.timedelta(microseconds=n // 2)  # ties on created_at too
         repo.create(new_image(tag, name=name, size=n % 3, disk_format=[None, "raw"][n % 2],
                               created_at=stamp, updated_at=stamp))
-    expected = [i.id for i in listing(repo, tag, sort_key=sort_key, sort_dir=sort_dir)]
+    sort = [SortKey(sort_key, sort_dir == "desc")]
+    expected = [i.id for i in listing(repo, tag, sort=sort)]
     assert len(expected) == len(names)
     pages: list[str] = []
     marker = None
     while True:
         page = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag}, limit=2,
-                                          sort_key=sort_key, sort_dir=sort_dir, marker=marker))
+                                          sort=sort, marker=marker))
         pages += [i.id for i in page]
         if len(page) < 2:
             break
@@ -245,14 +255,15 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
             repo.set_member(image.id, me, None)
         if seen:
             visible.add(image.id)
-    everything = listing(repo, tag, sort_key=sort_key, sort_dir=sort_dir)
+    sort = [SortKey(sort_key, sort_dir == "desc")]
+    everything = listing(repo, tag, sort=sort)
     expected = [i.id for i in everything if i.id in visible]
     assert len(expected) == len(visible) == 8
 
     def page(marker: Image | None, limit: int) -> list[Image]:
         return repo.list_images(ListQuery(
             scope=Scope.VISIBLE, owner=me, properties={"tag": tag, "k": "v"}, limit=limit,
-            sort_key=sort_key, sort_dir=sort_dir, marker=marker))
+            sort=sort, marker=marker))
 
     assert [i.id for i in page(None, 100)] == expected
     pages: list[str] = []
@@ -267,6 +278,6 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
     assert page(everything[-1], 2) == []  # a marker at the very end: nothing after it
     assert all(i.properties == {"tag": tag, "k": "v"} for i in page(None, 100))
     anonymous = repo.list_images(ListQuery(scope=Scope.VISIBLE, owner=None, limit=100,
-                                           properties={"tag": tag}, sort_key=sort_key,
-                                           sort_dir=sort_dir))
+                                           properties={"tag": tag}, sort=sort))
     assert [i.id for i in anonymous] == [i.id for i in everything if i.is_public]
+
