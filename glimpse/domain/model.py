@@ -155,8 +155,9 @@ class SortKey:
 class ListQuery:
     """One page of a list: which images (scope, filters), in which order, from where.
 
-    ``sort`` is the order asked for; the repository makes it total by appending created_at and
-    id where missing (see ``SqlImageRepository.list_images`` for their direction). ``marker``
+    ``sort`` is the order asked for. The repository makes it total by appending created_at
+    and id where missing, in the sort's direction when all its keys share one and descending
+    when they are mixed (the v2 rule; the repository's ``_sort_columns`` says why). ``marker``
     is the last image of the previous page: the page holds the images after it in that order.
     """
 
