@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.db.tables import image_properties, images
-from glimpse.domain.model import Image, ListQuery, Scope, Status
+from glimpse.domain.model import Filter, Image, ListQuery, Op, Scope, SortKey, Status
 from tests import databases
 
 TENANTS = 1000
@@ -156,18 +156,20 @@ def _insert_batches(engine: sa.Engine, count: int) -> None:
 
 
 def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], list[Image]]]:
-    def marker_at_end(sort_key: str, sort_dir: str, **kw: Any) -> Image:
+    by_name = [SortKey("name", descending=False)]
+
+    def marker_at_end(sort: list[SortKey], **kw: Any) -> Image:
         """The image one page before the end of that list (admin's unless told)."""
-        reverse = "asc" if sort_dir == "desc" else "desc"
+        reverse = [SortKey(key.field, not key.descending) for key in sort]
         kw.setdefault("scope", Scope.ALL)
-        tail = repo.list_images(ListQuery(sort_key=sort_key, sort_dir=reverse, limit=limit + 1,
-                                          **kw))
+        tail = repo.list_images(ListQuery(sort=reverse, limit=limit + 1, **kw))
         return tail[-1]
 
-    end_created = marker_at_end("created_at", "desc")
-    end_name = marker_at_end("name", "asc")
-    end_tenant = marker_at_end("created_at", "desc", scope=Scope.VISIBLE, owner="tenant-7")
-    end_property = marker_at_end("created_at", "desc", properties={"distro": "fedora"})
+    by_created = [SortKey("created_at")]
+    end_created = marker_at_end(by_created)
+    end_name = marker_at_end(by_name)
+    end_tenant = marker_at_end(by_created, scope=Scope.VISIBLE, owner="tenant-7")
+    end_property = marker_at_end(by_created, properties={"distro": "fedora"})
 
     def run(**kw: Any) -> Callable[[], list[Image]]:
         return lambda: repo.list_images(ListQuery(limit=limit, **kw))
@@ -175,18 +177,19 @@ def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], li
     return {
         "admin_first_page": run(scope=Scope.ALL),
         "admin_last_page": run(scope=Scope.ALL, marker=end_created),
-        "admin_by_name_first_page": run(scope=Scope.ALL, sort_key="name", sort_dir="asc"),
-        "admin_by_name_last_page": run(scope=Scope.ALL, sort_key="name", sort_dir="asc",
-                                       marker=end_name),
+        "admin_by_name_first_page": run(scope=Scope.ALL, sort=by_name),
+        "admin_by_name_last_page": run(scope=Scope.ALL, sort=by_name, marker=end_name),
         "tenant_visible_first_page": run(scope=Scope.VISIBLE, owner="tenant-7"),
         "tenant_visible_last_page": run(scope=Scope.VISIBLE, owner="tenant-7",
                                         marker=end_tenant),
-        "filter_disk_format_by_size": run(scope=Scope.ALL, filters={"disk_format": "qcow2"},
-                                          sort_key="size"),
+        "filter_disk_format_by_size": run(scope=Scope.ALL,
+                                          filters=[Filter("disk_format", Op.EQ, "qcow2")],
+                                          sort=[SortKey("size")]),
         "filter_property": run(scope=Scope.ALL, properties={"distro": "fedora"}),
         "filter_property_last_page": run(scope=Scope.ALL, properties={"distro": "fedora"},
                                          marker=end_property),
-        "filter_status_killed_none": run(scope=Scope.ALL, filters={"status": str(Status.KILLED)}),
+        "filter_status_killed_none": run(scope=Scope.ALL,
+                                         filters=[Filter("status", Op.EQ, str(Status.KILLED))]),
     }
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -38,7 +39,9 @@ from glimpse.domain.model import (
     LocationStatus,
     Member,
     MemberStatus,
+    Op,
     Scope,
+    SortKey,
     Status,
     Visibility,
     now,
@@ -61,6 +64,20 @@ _STATUSES = {str(s): s for s in Status}
 _VISIBILITIES = {str(v): v for v in Visibility}
 # Null values sort as empty strings / zero (spec §9.3), so keyset comparisons stay total.
 _SORT_DEFAULTS: dict[str, Any] = SORT_NULLS
+_TIE_BREAKERS = ("created_at", "id")
+_COMPARISONS: dict[Op, Callable[[Any, Any], Any]] = {
+    Op.EQ: operator.eq, Op.NEQ: operator.ne, Op.GT: operator.gt, Op.GTE: operator.ge,
+    Op.LT: operator.lt, Op.LTE: operator.le,
+}
+
+
+class _SortColumn(NamedTuple):
+    """One key of a list's total order: the column ordered by, the Image attribute the marker's
+    value comes from, and the direction."""
+
+    column: sa.ColumnElement[Any]
+    attribute: str
+    descending: bool
 
 
 class SqlImageRepository:
@@ -151,20 +168,18 @@ class SqlImageRepository:
         return self._write(work)
 
     def list_images(self, query: ListQuery) -> list[Image]:
-        keys = self._sort_columns(query.sort_key)
-        descending = query.sort_dir == "desc"
+        keys = self._sort_columns(query.sort)
         after = ([] if query.marker is None else
-                 [self._after(keys, query.marker, descending, self._engine.dialect.name)])
+                 [self._after(keys, query.marker, self._engine.dialect.name)])
         branches = (self._visible_branches(query.owner) if query.scope is Scope.VISIBLE
                     else [(images, [])])
-        sort_columns = [col for col, _ in keys]
-        extra = [col for col in sort_columns if col.name not in _IMAGE_COLUMNS]
+        extra = [key.column for key in keys if key.column.name not in _IMAGE_COLUMNS]
 
         def page(source: sa.FromClause, where: list[sa.ColumnElement[bool]]) -> sa.Select[Any]:
             conds = self._conditions(query, bound_by_deleted=source is images)
             return (sa.select(*_SELECT_IMAGE, *extra).select_from(source)
                     .where(*where, *conds, *after)
-                    .order_by(*_directed(sort_columns, descending)).limit(query.limit))
+                    .order_by(*_directed(keys)).limit(query.limit))
 
         if len(branches) == 1:
             stmt = page(*branches[0])
@@ -172,13 +187,14 @@ class SqlImageRepository:
             # Visible images are public, owned or shared: an OR of the three is a filter over
             # the sort index, which reads every row in that order until a page is found (all of
             # them for a tenant whose images are old, when few are public). Each branch on its
-            # own is an index range (is_public, owner, member) bounded by the page size; the
+            # own is an index range (visibility, owner, member) bounded by the page size; the
             # branches are disjoint, so their union needs no duplicate removal, only a merge of
             # at most three pages.
             parts = [page(source, where).subquery() for source, where in branches]
             union = sa.union_all(*(sa.select(*part.c) for part in parts)).subquery()
             stmt = (sa.select(*(union.c[name] for name in _IMAGE_COLUMNS))
-                    .order_by(*_directed([union.c[c.name] for c in sort_columns], descending))
+                    .order_by(*_directed(
+                        key._replace(column=union.c[key.column.name]) for key in keys))
                     .limit(query.limit))
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
@@ -448,13 +464,7 @@ class SqlImageRepository:
             conds.append(images.c.deleted == sa.false() if bound_by_deleted
                          else images.c.deleted != sa.true())
             conds.append(images.c.status != str(Status.KILLED))
-        for name, value in query.filters.items():
-            if name == "size_min":
-                conds.append(images.c.size >= value)
-            elif name == "size_max":
-                conds.append(images.c.size <= value)
-            else:
-                conds.append(images.c[name] == value)
+        conds.extend(_condition(images.c[f.field], f.op, f.value) for f in query.filters)
         for key, value in query.properties.items():
             conds.append(
                 sa.exists().where(
@@ -466,33 +476,63 @@ class SqlImageRepository:
         return conds
 
     @staticmethod
-    def _sort_columns(sort_key: str) -> list[tuple[sa.Column[Any], str]]:
-        """The total order of a list: the sort key, then created_at, then id."""
-        names = [sort_key] + [k for k in ("created_at", "id") if k != sort_key]
-        return [(images.c[SORT_COPIES.get(name, name)], name) for name in names]
+    def _sort_columns(sort: Sequence[SortKey]) -> list[_SortColumn]:
+        """The total order of a list: the sort keys, then created_at and id where missing.
+
+        The tie-breakers run in the sort's direction when all its keys share one, and descending
+        when they are mixed: the Images API v2 rule (glance ``_image_get_all``), which glance
+        words as "the single given direction, desc when several were given". Glance counts
+        directions as written, so ``sort=name:asc,size:asc`` breaks ties descending there; a v2
+        parser that wants that also for repeated equal directions appends
+        ``SortKey("created_at"), SortKey("id")`` itself. This rule keeps every one-direction
+        sort one direction throughout, which is what lets a page be an index range.
+
+        A key given twice counts once, where it first appears, and nothing after ``id`` (unique)
+        can change the order: both are dropped, so ``id`` first is a one-key order too."""
+        given: list[SortKey] = []
+        for key in sort:
+            if all(key.field != seen.field for seen in given):
+                given.append(key)
+            if key.field == "id":
+                break
+        directions = {key.descending for key in given}
+        tie_descending = directions.pop() if len(directions) == 1 else True
+        fields = [key.field for key in given]
+        if "id" not in fields:
+            given += [SortKey(name, tie_descending) for name in _TIE_BREAKERS
+                      if name not in fields]
+        return [_SortColumn(images.c[SORT_COPIES.get(key.field, key.field)], key.field,
+                            key.descending) for key in given]
 
     @staticmethod
-    def _after(
-        keys: Iterable[tuple[sa.Column[Any], str]], marker: Image, descending: bool,
-        dialect: str,
-    ) -> sa.ColumnElement[bool]:
+    def _after(keys: Sequence[_SortColumn], marker: Image, dialect: str) -> sa.ColumnElement[bool]:
         """Rows strictly after the marker in the order, said so that it bounds a range of the
         sort key's index: a page then costs the same at the end of the list as at its start.
 
-        Every key runs in one direction, so a row-value comparison says it, and PostgreSQL and
+        When every key runs in one direction a row-value comparison says it, and PostgreSQL and
         SQLite take that as an index bound. MariaDB does not (it reads the index from the
         start, filtering), but its range optimizer turns the equivalent OR of prefixes
-        ``k1 < v1 OR (k1 = v1 AND k2 < v2) OR ...`` into ranges of that index."""
-        pairs = [(col, sa.literal(_sort_value(marker, name), col.type)) for col, name in keys]
-        if dialect not in ("mysql", "mariadb"):
-            row = sa.tuple_(*(col for col, _ in pairs))
-            values = sa.tuple_(*(value for _, value in pairs))
-            return row < values if descending else row > values
+        ``k1 < v1 OR (k1 = v1 AND k2 < v2) OR ...`` into ranges of that index.
+
+        Mixed directions have no row value, and no index holds their order (each runs one
+        way), so the engine sorts what it reads: the OR of prefixes, each key compared its own
+        way, is then ANDed with the bound it implies on the first key, so that what is read is
+        the rest of the list from the marker's first key on, a range of that key's index."""
+        pairs = [(key.column, sa.literal(_sort_value(marker, key.attribute), key.column.type),
+                  key.descending) for key in keys]
+        one_way = len({descending for *_, descending in pairs}) == 1
+        if one_way and dialect not in ("mysql", "mariadb"):
+            row = sa.tuple_(*(col for col, _, _ in pairs))
+            values = sa.tuple_(*(value for _, value, _ in pairs))
+            return row < values if pairs[0][2] else row > values
         prefixes = []
-        for n, (col, value) in enumerate(pairs):
+        for n, (col, value, descending) in enumerate(pairs):
             beyond = col < value if descending else col > value
-            prefixes.append(sa.and_(*(c == v for c, v in pairs[:n]), beyond))
-        return sa.or_(*prefixes)
+            prefixes.append(sa.and_(*(c == v for c, v, _ in pairs[:n]), beyond))
+        if one_way:
+            return sa.or_(*prefixes)
+        first, value, descending = pairs[0]
+        return sa.and_(first <= value if descending else first >= value, sa.or_(*prefixes))
 
 
 # The image and its properties in one query: the hot path of HEAD, GET and every write's
@@ -625,8 +665,24 @@ def _image(
     return Image(*values)
 
 
-def _directed(columns: Iterable[sa.ColumnElement[Any]], descending: bool) -> list[Any]:
-    return [c.desc() if descending else c.asc() for c in columns]
+def _directed(keys: Iterable[_SortColumn]) -> list[Any]:
+    return [key.column.desc() if key.descending else key.column.asc() for key in keys]
+
+
+def _condition(column: sa.Column[Any], op: Op, value: Any) -> sa.ColumnElement[bool]:
+    """One Filter as SQL, with null its own value (see Filter): SQL's comparisons with NULL
+    are unknown, so each place null may match says so."""
+    if op is Op.IN:
+        matched = column.in_([v for v in value if v is not None])
+        return sa.or_(matched, column.is_(None)) if None in value else matched
+    if value is None:
+        return column.is_(None) if op is Op.EQ else column.is_not(None)
+    if op is Op.NEQ and column.nullable:
+        return column.is_distinct_from(value)
+    # A bound value of the column's type: SQLAlchemy takes a bare True or False for SQL's
+    # constants, which it compares only for (in)equality.
+    return cast(sa.ColumnElement[bool],
+                _COMPARISONS[op](column, sa.literal(value, column.type)))
 
 
 def _sort_value(image: Image, name: str) -> Any:

@@ -210,20 +210,78 @@ class Scope(enum.Enum):
     NON_PUBLIC = "non_public"
 
 
+# What a list may sort and filter by: module constants the lead will derive from a field
+# table. Every filterable field takes every operator (which operators an API offers on which
+# field is that API's rule); sorting is by these only, each key either way.
 SORT_KEYS = (
     "name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
 )
+FILTER_FIELDS = (
+    "name", "status", "disk_format", "container_format", "size", "min_ram", "min_disk",
+    "protected", "owner", "checksum", "os_hash_value", "created_at", "updated_at", "id",
+    "virtual_size",
+)
+
+
+class Op(enum.StrEnum):
+    EQ = "eq"
+    NEQ = "neq"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    IN = "in"
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    """One condition on a core image field.
+
+    Null (an unset field) is a value of its own: ``EQ None`` matches it, ``NEQ v`` includes it
+    (an unset name is not "x"), ``IN`` matches it when the tuple holds None, and the orderings
+    never match it. The orderings take no None value.
+    """
+
+    field: str
+    op: Op
+    value: Any  # a tuple of values for Op.IN
+
+    def __post_init__(self) -> None:
+        # Programming errors, not client ones: an API checks what it accepts before this.
+        if self.field not in FILTER_FIELDS:
+            raise ValueError(f"not a filterable field: {self.field}")
+        if self.op is Op.IN and not isinstance(self.value, tuple):
+            raise TypeError("Op.IN takes a tuple of values")
+        if self.value is None and self.op not in (Op.EQ, Op.NEQ):
+            raise ValueError(f"{self.op} takes no None value")
+
+
+@dataclasses.dataclass(frozen=True)
+class SortKey:
+    field: str
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.field not in SORT_KEYS:
+            raise ValueError(f"not a sort key: {self.field}")
 
 
 @dataclasses.dataclass
 class ListQuery:
+    """One page of a list: which images (scope, filters), in which order, from where.
+
+    ``sort`` is the order asked for. The repository makes it total by appending created_at
+    and id where missing, in the sort's direction when all its keys share one and descending
+    when they are mixed (the v2 rule; the repository's ``_sort_columns`` says why). ``marker``
+    is the last image of the previous page: the page holds the images after it in that order.
+    """
+
     scope: Scope = Scope.VISIBLE
     owner: str | None = None  # the caller's owner identity, for Scope.VISIBLE
-    filters: dict[str, Any] = dataclasses.field(default_factory=dict)
-    properties: dict[str, str] = dataclasses.field(default_factory=dict)
+    filters: list[Filter] = dataclasses.field(default_factory=list)  # ANDed
+    properties: dict[str, str] = dataclasses.field(default_factory=dict)  # equality, ANDed
     changes_since: dt.datetime | None = None
-    sort_key: str = "created_at"
-    sort_dir: str = "desc"
+    sort: list[SortKey] = dataclasses.field(default_factory=lambda: [SortKey("created_at")])
     limit: int = 25
     marker: Image | None = None
 

@@ -7,22 +7,29 @@ with the reason (CI fails on skips).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import operator
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.model import (
+    FILTER_FIELDS,
     Changes,
+    Filter,
     Image,
     ListQuery,
     Location,
     LocationStatus,
     MemberStatus,
+    Op,
     Scope,
+    SortKey,
     Status,
     Visibility,
     now,
@@ -213,8 +220,8 @@ def test_filters_and_visibility(repo: SqlImageRepository, tag: str) -> None:
     non_public = repo.list_images(ListQuery(scope=Scope.NON_PUBLIC, properties={"tag": tag},
                                             limit=100))
     assert public.id not in {i.id for i in non_public}
-    assert [i.id for i in listing(repo, tag, filters={"name": "n1"})] == [mine.id]
-    sized = listing(repo, tag, filters={"size_min": 20, "size_max": 30})
+    assert [i.id for i in listing(repo, tag, filters=[Filter("name", Op.EQ, "n1")])] == [mine.id]
+    sized = listing(repo, tag, filters=[Filter("size", Op.GTE, 20), Filter("size", Op.LTE, 30)])
     assert {i.id for i in sized} == {public.id, shared.id}
     changed = listing(repo, tag, changes_since=dt.datetime(2000, 1, 1))
     assert killed.id in {i.id for i in changed}
@@ -232,13 +239,14 @@ def test_keyset_paging_returns_each_image_once_in_order(
         stamp = base + dt.timedelta(microseconds=n // 2)  # ties on created_at too
         repo.create(new_image(tag, name=name, size=n % 3, disk_format=[None, "raw"][n % 2],
                               created_at=stamp, updated_at=stamp))
-    expected = [i.id for i in listing(repo, tag, sort_key=sort_key, sort_dir=sort_dir)]
+    sort = [SortKey(sort_key, sort_dir == "desc")]
+    expected = [i.id for i in listing(repo, tag, sort=sort)]
     assert len(expected) == len(names)
     pages: list[str] = []
     marker = None
     while True:
         page = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag}, limit=2,
-                                          sort_key=sort_key, sort_dir=sort_dir, marker=marker))
+                                          sort=sort, marker=marker))
         pages += [i.id for i in page]
         if len(page) < 2:
             break
@@ -287,7 +295,8 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
     for n, (owner, public, shared, seen) in enumerate(kinds):
         stamp = base + dt.timedelta(microseconds=n // 3)  # ties on created_at
         image = new_image(tag, owner=owner,
-                          visibility=Visibility.PUBLIC if public else Visibility.SHARED, name=[None, "a", "b"][n % 3],
+                          visibility=Visibility.PUBLIC if public else Visibility.SHARED,
+                          name=[None, "a", "b"][n % 3],
                           size=n % 2, status=[Status.QUEUED, Status.ACTIVE][n % 2],
                           created_at=stamp, updated_at=stamp, properties={"k": "v"})
         repo.create(image)
@@ -295,14 +304,15 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
             repo.set_member(image.id, me, None)
         if seen:
             visible.add(image.id)
-    everything = listing(repo, tag, sort_key=sort_key, sort_dir=sort_dir)
+    sort = [SortKey(sort_key, sort_dir == "desc")]
+    everything = listing(repo, tag, sort=sort)
     expected = [i.id for i in everything if i.id in visible]
     assert len(expected) == len(visible) == 8
 
     def page(marker: Image | None, limit: int) -> list[Image]:
         return repo.list_images(ListQuery(
             scope=Scope.VISIBLE, owner=me, properties={"tag": tag, "k": "v"}, limit=limit,
-            sort_key=sort_key, sort_dir=sort_dir, marker=marker))
+            sort=sort, marker=marker))
 
     assert [i.id for i in page(None, 100)] == expected
     pages: list[str] = []
@@ -317,7 +327,215 @@ def test_visible_pages_merge_public_owned_and_shared_once_each(
     assert page(everything[-1], 2) == []  # a marker at the very end: nothing after it
     assert all(i.properties == {"tag": tag, "k": "v"} for i in page(None, 100))
     anonymous = repo.list_images(ListQuery(scope=Scope.VISIBLE, owner=None, limit=100,
-                                           properties={"tag": tag}, sort_key=sort_key,
-                                           sort_dir=sort_dir))
+                                           properties={"tag": tag}, sort=sort))
     assert [i.id for i in anonymous] == [
         i.id for i in everything if i.visibility is Visibility.PUBLIC]
+
+
+# -- list queries over one corpus ------------------------------------------------------------
+# A few hundred images with ties in every sort key, nulls in the nullable ones, and each kind
+# of visibility, made once per engine; every list below is compared with the same list computed
+# here in Python. Values are chosen to order alike under any collation (lowercase letters,
+# UUIDs), so that PostgreSQL's locale and MariaDB's binary collation agree with Python.
+
+
+@dataclasses.dataclass
+class Corpus:
+    tag: str
+    me: str
+    images: list[Image]  # every image made, deleted and killed ones too
+    shared_with_me: set[str]
+
+    @property
+    def listed(self) -> list[Image]:
+        """What a list without changes-since may return: live images, never killed ones."""
+        return [i for i in self.images if not i.deleted and i.status is not Status.KILLED]
+
+    def visible(self) -> list[Image]:
+        return [i for i in self.listed
+                if i.visibility is Visibility.PUBLIC or i.owner == self.me
+                or i.id in self.shared_with_me]
+
+
+@pytest.fixture(scope="module")
+def corpus(repo: SqlImageRepository) -> Corpus:
+    tag = uuid.uuid4().hex
+    me, other = "me-" + tag, "other-" + tag
+    base = dt.datetime(2021, 3, 4, 5, 6, 7)
+    made = Corpus(tag, me, [], set())
+    statuses = [Status.QUEUED, Status.ACTIVE, Status.SAVING, Status.DEACTIVATED, Status.ACTIVE,
+                Status.KILLED, Status.ACTIVE]
+    for n in range(240):
+        image = new_image(
+            tag,
+            name=[None, "", "a", "b", "ab", "c"][n % 6],
+            status=Status.DELETED if n % 31 == 4 else statuses[n % 7],
+            deleted=n % 31 == 4,
+            size=[0, 5, 5, 10, 2**40][n % 5],
+            virtual_size=[None, 5, 7][n % 3],
+            disk_format=[None, "raw", "qcow2", "iso"][n % 4],
+            container_format=[None, "bare", "ovf"][n % 3 if n % 2 else 2 - n % 3],
+            min_ram=n % 4 * 512, min_disk=n % 3, protected=n % 4 == 1,
+            owner=[me, other, None][n % 3],
+            visibility=Visibility.PUBLIC if n % 5 == 2 else Visibility.SHARED,
+            checksum=[None, "a" * 32, "b" * 32][n % 3],
+            os_hash_value=[None, "c" * 128, "d" * 128][n % 2 + n % 7 // 6],
+            created_at=base + dt.timedelta(milliseconds=n // 4),  # ties of four
+            updated_at=base + dt.timedelta(seconds=n * 7 % 60),  # ties across the range
+        )
+        repo.create(image)
+        if n % 6 == 5 and image.owner != me and not image.deleted:
+            repo.set_member(image.id, me, None)
+            made.shared_with_me.add(image.id)
+        made.images.append(image)
+    return made
+
+
+def in_order(images: list[Image], order: list[SortKey]) -> list[str]:
+    """The ids in ``order`` (a total order), null sorting as empty: stable sorts, last key
+    first."""
+    result = list(images)
+    for key in reversed(order):
+        result.sort(key=lambda i, f=key.field: "" if getattr(i, f) is None else getattr(i, f),
+                    reverse=key.descending)
+    return [i.id for i in result]
+
+
+def asc(field: str) -> SortKey:
+    return SortKey(field, descending=False)
+
+
+def desc(field: str) -> SortKey:
+    return SortKey(field, descending=True)
+
+
+# (the sort asked for, the total order it must give). The tie-breakers created_at, id take the
+# direction of the sort when it has one, and are descending when its directions are mixed.
+SORT_SHAPES = [
+    ([asc("name")], [asc("name"), asc("created_at"), asc("id")]),
+    ([desc("name")], [desc("name"), desc("created_at"), desc("id")]),
+    ([desc("disk_format")], [desc("disk_format"), desc("created_at"), desc("id")]),
+    ([asc("created_at")], [asc("created_at"), asc("id")]),
+    ([desc("id")], [desc("id")]),
+    ([asc("status"), asc("disk_format")],
+     [asc("status"), asc("disk_format"), asc("created_at"), asc("id")]),
+    ([desc("size"), asc("name")], [desc("size"), asc("name"), desc("created_at"), desc("id")]),
+    ([asc("container_format"), desc("created_at"), asc("updated_at")],
+     [asc("container_format"), desc("created_at"), asc("updated_at"), desc("id")]),
+    ([asc("updated_at"), asc("size"), desc("name")],
+     [asc("updated_at"), asc("size"), desc("name"), desc("created_at"), desc("id")]),
+    # A repeated key counts where it first appears; nothing after id (unique) counts.
+    ([asc("name"), desc("name")], [asc("name"), asc("created_at"), asc("id")]),
+    ([asc("id"), desc("name")], [asc("id")]),
+    ([], [desc("created_at"), desc("id")]),
+]
+SHAPE_IDS = [",".join(f"{k.field}:{'desc' if k.descending else 'asc'}" for k in sort) or "none"
+             for sort, _ in SORT_SHAPES]
+
+
+@pytest.mark.parametrize(("sort", "order"), SORT_SHAPES, ids=SHAPE_IDS)
+def test_sorts_give_their_total_order(
+    repo: SqlImageRepository, corpus: Corpus, sort: list[SortKey], order: list[SortKey]
+) -> None:
+    got = [i.id for i in listing(repo, corpus.tag, sort=sort)]
+    assert got == in_order(corpus.listed, order)
+
+
+def test_default_sort_is_created_at_descending(repo: SqlImageRepository, corpus: Corpus) -> None:
+    got = [i.id for i in listing(repo, corpus.tag)]
+    assert got == in_order(corpus.listed, [desc("created_at"), desc("id")])
+
+
+def test_null_sort_keys_sort_as_empty(repo: SqlImageRepository, corpus: Corpus) -> None:
+    names = [i.name for i in listing(repo, corpus.tag, sort=[asc("name")])]
+    empty = [n for n in names if not n]
+    assert None in empty and "" in empty  # both present, and interleaved by the tie-breakers
+    assert names[:len(empty)] == empty and all(names[len(empty):])
+
+
+def walk(repo: SqlImageRepository, query: ListQuery, page_size: int) -> list[str]:
+    """Every page of ``query`` from the start, each from the previous page's last image."""
+    query.limit = page_size
+    ids: list[str] = []
+    while True:
+        page = repo.list_images(query)
+        ids += [i.id for i in page]
+        if len(page) < page_size:
+            return ids
+        query.marker = page[-1]
+
+
+@pytest.mark.parametrize(("sort", "order"), SORT_SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("scope", [Scope.ALL, Scope.VISIBLE])
+def test_keyset_pages_walk_every_sort_shape(
+    repo: SqlImageRepository, corpus: Corpus, scope: Scope, sort: list[SortKey],
+    order: list[SortKey],
+) -> None:
+    """No image missed or repeated across pages, in every shape of order, in both plans (one
+    index range, or the union of a tenant's three parts)."""
+    query = ListQuery(scope=scope, owner=corpus.me, properties={"tag": corpus.tag}, sort=sort)
+    ids = walk(repo, query, page_size=13)
+    expected = in_order(corpus.visible() if scope is Scope.VISIBLE else corpus.listed, order)
+    assert len(set(ids)) == len(ids)
+    assert ids == expected
+    assert query.marker is not None
+    at_end = dataclasses.replace(query, marker=repo.get(expected[-1]))
+    assert repo.list_images(at_end) == []
+
+
+def test_keyset_pages_of_a_filtered_mixed_sort(repo: SqlImageRepository,
+                                               corpus: Corpus) -> None:
+    filters = [Filter("disk_format", Op.IN, ("raw", None)), Filter("size", Op.GT, 0)]
+    order = [asc("name"), desc("size"), desc("created_at"), desc("id")]
+    query = ListQuery(scope=Scope.ALL, properties={"tag": corpus.tag}, filters=filters,
+                      sort=order[:2])
+    expected = in_order([i for i in corpus.listed if i.disk_format in ("raw", None)
+                         and i.size > 0], order)
+    assert len(expected) > 30
+    assert walk(repo, query, page_size=4) == expected
+
+
+def matches(value: object, op: Op, operand: Any) -> bool:
+    """Filter semantics in Python: null is a value of its own, never ordered."""
+    if op is Op.IN:
+        return value in operand
+    if operand is None:
+        return (value is None) == (op is Op.EQ)
+    if op is Op.NEQ:
+        return value != operand
+    if value is None:
+        return False
+    return bool({Op.EQ: operator.eq, Op.GT: operator.gt, Op.GTE: operator.ge,
+                 Op.LT: operator.lt, Op.LTE: operator.le}[op](value, operand))
+
+
+@pytest.mark.parametrize("field", FILTER_FIELDS)
+def test_every_operator_on_every_filterable_field(
+    repo: SqlImageRepository, corpus: Corpus, field: str
+) -> None:
+    values = sorted({getattr(i, field) for i in corpus.listed} - {None})
+    assert len(values) >= 2, "the corpus must vary every field"
+    pivot = values[len(values) // 2]
+    cases: list[tuple[Op, Any]] = [(op, pivot) for op in Op if op is not Op.IN]
+    cases += [(Op.IN, (values[0], pivot)), (Op.IN, ()), (Op.IN, (pivot,))]
+    if any(getattr(i, field) is None for i in corpus.listed):  # a nullable field
+        cases += [(Op.EQ, None), (Op.NEQ, None), (Op.IN, (values[-1], None))]
+    for op, operand in cases:
+        got = {i.id for i in listing(repo, corpus.tag, filters=[Filter(field, op, operand)])}
+        expected = {i.id for i in corpus.listed if matches(getattr(i, field), op, operand)}
+        assert got == expected, (field, op, operand)
+        assert expected or (op is Op.IN and not operand) or (op is Op.GT and pivot == values[-1])
+
+
+def test_filters_are_anded_and_never_list_killed_or_deleted(
+    repo: SqlImageRepository, corpus: Corpus
+) -> None:
+    filters = [Filter("size", Op.GTE, 5), Filter("size", Op.LTE, 10),  # v1's size_min/max
+               Filter("status", Op.NEQ, "queued"), Filter("name", Op.IN, ("a", "b"))]
+    got = {i.id for i in listing(repo, corpus.tag, filters=filters)}
+    assert got == {i.id for i in corpus.listed if 5 <= i.size <= 10 and i.status != "queued"
+                   and i.name in ("a", "b")}
+    assert listing(repo, corpus.tag, filters=[Filter("status", Op.EQ, "killed")]) == []
+    assert listing(repo, corpus.tag, filters=[Filter("status", Op.EQ, "deleted")]) == []
+    since = {i.id for i in listing(repo, corpus.tag, changes_since=dt.datetime(2000, 1, 1))}
+    assert since == {i.id for i in corpus.images}  # changes-since: deleted and killed too

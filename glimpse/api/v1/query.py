@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from glimpse.api.v1.headers import parse_timestamp
-from glimpse.domain.model import SORT_KEYS, ListQuery
+from glimpse.domain.model import SORT_KEYS, Filter, ListQuery, Op, SortKey
 from glimpse.domain.validation import is_uuid_like
 from glimpse.errors import Invalid
 
 _EXACT = ("name", "status", "disk_format", "container_format")
 _INTEGER = ("size_min", "size_max", "min_ram", "min_disk")
+# v1's filters are exact matches but for the inclusive size bounds (no operator syntax: Q16).
+_FILTERS: dict[str, tuple[str, Op]] = {
+    **{name: (name, Op.EQ) for name in (*_EXACT, "min_ram", "min_disk", "protected")},
+    "size_min": ("size", Op.GTE), "size_max": ("size", Op.LTE),
+}
 _STRICT_BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -31,15 +37,17 @@ def parse_list_query(
     query = ListQuery(limit=default_limit)
     is_public: bool | None = True
     marker: str | None = None
+    sort_key, sort_dir = "created_at", "desc"
+    filters: dict[str, Any] = {}  # by parameter: a repeated one replaces the earlier value
     for name, value in params:
         if name in _EXACT:
-            query.filters[name] = value
+            filters[name] = value
         elif name in _INTEGER:
-            query.filters[name] = _int_filter(name, value)
+            filters[name] = _int_filter(name, value)
         elif name == "protected":
             if value.lower() not in _STRICT_BOOL:
                 raise Invalid(f"Bad value passed to filter protected got {value}")
-            query.filters[name] = _STRICT_BOOL[value.lower()]
+            filters[name] = _STRICT_BOOL[value.lower()]
         elif name == "is_public":
             lowered = value.lower()
             if lowered == "none":
@@ -58,11 +66,11 @@ def parse_list_query(
         elif name == "sort_key":
             if value not in SORT_KEYS:
                 raise Invalid(f"Unsupported sort_key. Acceptable values: {', '.join(SORT_KEYS)}")
-            query.sort_key = value
+            sort_key = value
         elif name == "sort_dir":
             if value not in ("asc", "desc"):
                 raise Invalid("Unsupported sort_dir. Acceptable values: asc, desc")
-            query.sort_dir = value
+            sort_dir = value
         elif name == "limit":
             if not _is_count(value):
                 raise Invalid("limit param must be an integer")
@@ -71,4 +79,6 @@ def parse_list_query(
             if not is_uuid_like(value):
                 raise Invalid("Invalid marker format")
             marker = value
+    query.filters = [Filter(*_FILTERS[name], value) for name, value in filters.items()]
+    query.sort = [SortKey(sort_key, descending=sort_dir == "desc")]
     return query, is_public, marker
