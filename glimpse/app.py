@@ -15,6 +15,7 @@ from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import TrustedHeaders
 from glimpse.api.protocol import GlimpseHttpProtocol
+from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
@@ -95,8 +96,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
-        handlers,
-        TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
+        routers=[V1Api(handlers)],
+        auth=TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],

@@ -1,7 +1,14 @@
-"""The ASGI application: version negotiation, request ids, logging, errors, then v1 routing."""
+"""The ASGI application: the core every API version shares.
+
+Request ids, header limits, one log line per request, version discovery (the 200 and 300
+documents), routing by URL prefix and then by Accept to one API router, identity, the 500
+fallback, lifespan hooks. What a version answers, its refusals and errors included, is its
+router's (see routing.py).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -14,34 +21,35 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from glimpse.api.auth import Authenticator
-from glimpse.api.http import in_thread, json_response, text_response
-from glimpse.api.v1.errors import status_of
-from glimpse.api.v1.handlers import Call, V1Handlers
-from glimpse.api.v1.routes import KNOWN_METHODS, build_routes, match
-from glimpse.errors import GlimpseError, Invalid
+from glimpse.api.http import Header, in_thread, json_response, text_response
+from glimpse.api.routing import CURRENT, KNOWN_METHODS, SUPPORTED, ApiRouter, Reply, VersionEntry
+from glimpse.errors import GlimpseError
 
 log = logging.getLogger("glimpse.request")
 
-V1_PREFIXES = frozenset(("v1", "v1.0", "v1.1"))
-V1_MEDIA_TYPES = frozenset(
-    f"application/vnd.openstack.images-{version}" for version in V1_PREFIXES
-)
 MAX_HEADERS = 256
+REQUEST_ID = b"x-openstack-request-id"
+Router = ApiRouter[Any]
 
 
 class GlimpseApp:
     def __init__(
         self,
-        v1: V1Handlers,
+        routers: Sequence[Router],
         auth: Authenticator,
         public_endpoint: str = "",
         max_header_line: int = 16384,
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
+        if not routers:
+            raise ValueError("GlimpseApp needs at least one API router")
+        self.routers = tuple(routers)
+        self._by_prefix = _index(self.routers, lambda r: r.prefixes, "URL prefix")
+        self._by_media_type = _index(self.routers, lambda r: r.media_types, "media type")
+        self._versions = _version_entries(self.routers)
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
-        self.routes = build_routes(v1)
         self.auth = auth
         self.public_endpoint = public_endpoint.rstrip("/")
         self.max_header_line = max_header_line
@@ -53,65 +61,75 @@ class GlimpseApp:
         if scope["type"] != "http":
             return
         request_id = f"req-{uuid.UUID(int=random.getrandbits(128), version=4)}"
+        tag: Header = (REQUEST_ID, request_id.encode())
         started = time.perf_counter()
         status = 0
 
-        async def send_logged(message: Message) -> None:
+        async def send_tagged(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Added as the response starts, so every response carries it, whichever
+                # router (or none) built it.
+                message = {**message, "headers": [*message.get("headers", ()), tag]}
             await send(message)
 
         try:
             response = await self.respond(scope, receive, request_id)
-            await response(scope, receive, send_logged)
+            await response(scope, receive, send_tagged)
         finally:
             log.info(
                 "%s %s %s %s %.1fms", request_id, scope["method"], scope["path"],
                 status or "aborted", (time.perf_counter() - started) * 1000,
             )
 
-    async def respond(self, scope: Scope, receive: Receive, request_id: str) -> Any:
-        request = Request(scope, receive)
-        rid = [(b"x-openstack-request-id", request_id.encode())]
+    async def respond(self, scope: Scope, receive: Receive, request_id: str) -> Reply:
         try:
-            self._check_headers(scope)
-            path = scope["path"]
-            segments = path.lstrip("/").split("/", 1)
-            accept = request.headers.get("accept", "")
-            if path == "/versions" and scope["method"] in ("GET", "HEAD"):
-                return json_response(self._versions(request), 200)
-            if segments[0] in V1_PREFIXES:
-                rest = "/" + segments[1] if len(segments) > 1 else ""
-            elif _accepts_v1(accept):
-                rest = path
-            else:
-                return json_response(self._versions(request), 300)
-            return await self._v1(request, rest, rid)
-        except GlimpseError as exc:
-            return _error(exc, rid)
+            refusal = self._header_refusal(scope["headers"])
+            if refusal is not None:
+                # No version is chosen yet, so no version's wire form: plain text, like the
+                # protocol's own 400s (and like v1).
+                return text_response(400, refusal)
+            request = Request(scope, receive)
+            if scope["path"] == "/versions" and scope["method"] in ("GET", "HEAD"):
+                return json_response(self._versions_document(request), 200)
+            routed = self._route(scope["path"], request.headers.get("accept", ""))
+            if routed is None:
+                return json_response(self._versions_document(request), 300)
+            router, path = routed
+            try:
+                return await self._dispatch(router, request, path)
+            except GlimpseError as exc:
+                return _error(router, exc)
         except Exception:
             log.exception("%s failed", request_id)
-            return text_response(500, "Internal error; see the server log for " + request_id, rid)
+            return text_response(500, "Internal error; see the server log for " + request_id)
 
-    async def _v1(self, request: Request, path: str, rid: list[tuple[bytes, bytes]]) -> Any:
+    def _route(self, path: str, accept: str) -> tuple[Router, str] | None:
+        """The router a request goes to, and the path it sees (its prefix taken off)."""
+        first, slash, rest = path.lstrip("/").partition("/")
+        router = self._by_prefix.get(first)
+        if router is not None:
+            return router, slash + rest
+        # An unversioned path goes to the version of the first Accept entry that names one
+        # (exactly, parameters aside).
+        for part in accept.split(","):
+            router = self._by_media_type.get(part.split(";")[0].strip().lower())
+            if router is not None:
+                return router, path
+        return None
+
+    async def _dispatch(self, router: Router, request: Request, path: str) -> Reply:
         method = request.method
-        found = match(self.routes, method, path) if "\x00" not in path else None
+        found = router.match(method, path) if "\x00" not in path else None
         if found is None:
-            if method not in KNOWN_METHODS:
-                return text_response(501, "Not Implemented", rid)
-            return text_response(404, "The resource could not be found.", rid)
+            return router.not_found() if method in KNOWN_METHODS else router.not_implemented()
         if found.handler is None:
-            allow = (b"allow", found.allow.encode())
-            return text_response(405, "Method Not Allowed", [*rid, allow])
+            return router.method_not_allowed(found.allow)
         principal = self.auth.principal(request.headers)
-        call = Call(request, principal, found.params, self._base_url)
-        response = await found.handler(call)
-        if isinstance(response, Response):
-            response.raw_headers.extend(rid)
-        else:
-            response.headers.extend(rid)  # type: ignore[attr-defined]
-        return response
+        context = router.context(request, principal, found.params, self._base_url)
+        reply: Reply = await found.handler(context)
+        return reply
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -126,13 +144,13 @@ class GlimpseApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _check_headers(self, scope: Scope) -> None:
-        headers = scope["headers"]
+    def _header_refusal(self, headers: list[Header]) -> str | None:
         if len(headers) > MAX_HEADERS:
-            raise Invalid(f"Too many request headers (at most {MAX_HEADERS})")
+            return f"Too many request headers (at most {MAX_HEADERS})"
         for name, value in headers:
             if len(name) + len(value) + 2 > self.max_header_line:
-                raise Invalid(f"Header line too long (at most {self.max_header_line} bytes)")
+                return f"Header line too long (at most {self.max_header_line} bytes)"
+        return None
 
     def _base_url(self, request: Request) -> str:
         if self.public_endpoint:
@@ -140,29 +158,46 @@ class GlimpseApp:
         host = request.headers.get("host") or "{}:{}".format(*(request.scope["server"] or ("", 0)))
         return f"{request.url.scheme}://{host}"
 
-    def _versions(self, request: Request) -> dict[str, Any]:
-        href = f"{self._base_url(request)}/v1/"
+    def _versions_document(self, request: Request) -> dict[str, Any]:
+        base = self._base_url(request)
         return {
             "versions": [
-                {"id": "v1.1", "status": "CURRENT", "links": [{"rel": "self", "href": href}]},
-                {"id": "v1.0", "status": "SUPPORTED", "links": [{"rel": "self", "href": href}]},
+                {"id": v.id, "status": v.status, "links": [{"rel": "self", "href": base + v.href}]}
+                for v in self._versions
             ]
         }
 
 
-def _accepts_v1(accept: str) -> bool:
-    """Whether the Accept header names the v1 media type (exactly, parameters aside)."""
-    return any(
-        part.split(";")[0].strip().lower() in V1_MEDIA_TYPES for part in accept.split(",")
+def _index(
+    routers: Sequence[Router], keys: Callable[[Router], frozenset[str]], what: str
+) -> dict[str, Router]:
+    index: dict[str, Router] = {}
+    for router in routers:
+        for key in keys(router):
+            if key in index:
+                raise ValueError(f"two API routers claim the {what} {key!r}")
+            index[key] = router
+    return index
+
+
+def _version_entries(routers: Sequence[Router]) -> list[VersionEntry]:
+    """Every router's entries, highest version first; only the highest of all is CURRENT."""
+    entries = sorted(
+        (entry for router in routers for entry in router.versions),
+        key=lambda entry: entry.number, reverse=True,
     )
+    if len({entry.id for entry in entries}) != len(entries):
+        raise ValueError("two versions document entries share an id")
+    return [
+        dataclasses.replace(entry, status=CURRENT if i == 0 else (
+            SUPPORTED if entry.status == CURRENT else entry.status
+        ))
+        for i, entry in enumerate(entries)
+    ]
 
 
-def _error(exc: GlimpseError, headers: list[tuple[bytes, bytes]]) -> Response:
-    status = status_of(exc)
-    if status >= 500:
-        log.warning("answering %d: %s", status, exc.message)
-    return text_response(status, exc.message, headers)
-
-
-
-
+def _error(router: Router, exc: GlimpseError) -> Response:
+    response = router.error(exc)
+    if response.status_code >= 500:
+        log.warning("answering %d: %s", response.status_code, exc.message)
+    return response

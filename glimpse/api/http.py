@@ -1,9 +1,11 @@
-"""Small ASGI pieces shared by every API version: responses, bodies, thread hops."""
+"""Small ASGI pieces shared by every API version: responses, bodies, thread hops, and the
+context a routed request reaches its handler in."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
@@ -17,6 +19,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from glimpse.api.protocol import SENDFILE, joined
+from glimpse.domain.data import Upload
+from glimpse.domain.model import Principal
 from glimpse.errors import Invalid
 
 T = TypeVar("T")
@@ -26,6 +30,7 @@ Header = tuple[bytes, bytes]
 BODY_BLOCK = 1 << 20
 BODY_HOLD = 1.0  # seconds a partial block may wait for more data
 MAX_JSON_BODY = 1 << 20
+IMAGE_DATA_TYPE = "application/octet-stream"  # the one Content-Type image data may carry
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -136,6 +141,43 @@ class BodyPump:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+
+
+@dataclasses.dataclass
+class RequestContext:
+    """One routed request, as any version's handlers see it: the request, who sent it, the
+    route's parameters, and the image data its body may carry."""
+
+    request: Request
+    principal: Principal
+    params: dict[str, str]
+    base_url_of: Callable[[Request], str]
+    pump: BodyPump | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    def upload(self) -> Upload | None:
+        """The image data carried by the body, if any (spec §8.1.1)."""
+        length_text = self.header("content-length")
+        chunked = "transfer-encoding" in self.request.headers
+        length = int(length_text) if length_text and length_text.isdigit() else None
+        if not chunked and not length:
+            return None
+        self.pump = BodyPump(self.request)
+        return Upload(chunks=self.pump.chunks(), length=None if chunked else length)
+
+    def body_type_ok(self) -> bool:
+        """Whether the body is declared image data (each API words its own refusal: v1 400,
+        v2 415)."""
+        media_type = (self.header("content-type") or "").split(";")[0].strip().lower()
+        return media_type == IMAGE_DATA_TYPE
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a service method in a worker thread, feeding it the body if it takes one."""
+        if self.pump is None:
+            return await in_thread(fn, *args)
+        return await self.pump.feed(fn, *args)
 
 
 async def read_json(request: Request) -> Any | None:

@@ -33,6 +33,7 @@ from glimpse.db.tables import (
 from glimpse.domain.model import (
     RELATED_FIELDS,
     Changes,
+    Filter,
     Image,
     ListQuery,
     Location,
@@ -464,7 +465,7 @@ class SqlImageRepository:
             conds.append(images.c.deleted == sa.false() if bound_by_deleted
                          else images.c.deleted != sa.true())
             conds.append(images.c.status != str(Status.KILLED))
-        conds.extend(_condition(images.c[f.field], f.op, f.value) for f in query.filters)
+        conds.extend(_condition(_filter_column(f), f.op, f.value) for f in query.filters)
         for key, value in query.properties.items():
             conds.append(
                 sa.exists().where(
@@ -667,6 +668,16 @@ def _image(
 
 def _directed(keys: Iterable[_SortColumn]) -> list[Any]:
     return [key.column.desc() if key.descending else key.column.asc() for key in keys]
+
+
+def _filter_column(condition: Filter) -> sa.Column[Any]:
+    """An unknown size compares (gt, lt, ...) as 0, as v1 always showed it; it is still null
+    to eq, neq and in."""
+    if condition.field == "size" and condition.op in _COMPARISONS and condition.op not in (
+        Op.EQ, Op.NEQ
+    ):
+        return images.c.size_sort
+    return images.c[condition.field]
 
 
 def _condition(column: sa.Column[Any], op: Op, value: Any) -> sa.ColumnElement[bool]:

@@ -72,7 +72,8 @@ class Field:
             if not isinstance(value, str):
                 raise Invalid(f"'{self.name}' must be a string")
             if self.max_length is not None and len(value) > self.max_length:
-                raise Invalid(f"'{self.name}' can't exceed {self.max_length} characters")
+                raise Invalid(f"Invalid {self.name}: it can't exceed {self.max_length} "
+                              "characters")
         elif self.kind is Kind.INTEGER:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise Invalid(f"'{self.name}' must be an integer")

@@ -129,7 +129,7 @@ def test_amazon_pairing() -> None:
         ({"disk_format": "floppy"}, "Invalid disk format 'floppy' for image."),
         ({"container_format": "box"}, "Invalid container format 'box' for image."),
         ({"name": "x" * 256}, "255"),
-        ({"checksum": "a" * 33}, "'checksum' can't exceed 32 characters"),
+        ({"checksum": "a" * 33}, "Invalid checksum: it can't exceed 32 characters"),
         ({"visibility": "everyone"}, "'visibility' must be one of"),
         ({"min_ram": -1}, "can't be negative"),
         ({"min_ram": 2147483648}, "'min_ram' value out of range"),

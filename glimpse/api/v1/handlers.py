@@ -9,15 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from glimpse.api.http import (
-    BodyPump,
     FileResponse,
+    RequestContext,
     StreamResponse,
-    T,
     empty_response,
     in_thread,
     json_response,
@@ -25,14 +23,14 @@ from glimpse.api.http import (
 )
 from glimpse.api.v1 import headers as codec
 from glimpse.api.v1.query import parse_list_query
-from glimpse.domain.images import ImageService, Upload
+from glimpse.domain.data import Upload
+from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import (
     Command,
     ImageInput,
     MemberStatus,
-    Principal,
     RemoveOtherProperties,
     Scope,
     SetFields,
@@ -44,17 +42,9 @@ Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 
 
 @dataclasses.dataclass
-class Call:
-    """One v1 request, as the handlers see it."""
-
-    request: Request
-    principal: Principal
-    params: dict[str, str]
-    base_url_of: Callable[[Request], str]
-    pump: BodyPump | None = None
-
-    def header(self, name: str) -> str | None:
-        return self.request.headers.get(name)
+class Call(RequestContext):
+    """One v1 request, as the handlers see it: the shared request context (identity, route
+    parameters, the body as an upload) plus v1's image headers."""
 
     def image_input(self) -> ImageInput:
         meta = [
@@ -65,23 +55,10 @@ class Call:
         return codec.parse_image_headers(meta)
 
     def upload(self) -> Upload | None:
-        """The image data carried by the body, if any (spec §8.1.1)."""
-        length_text = self.header("content-length")
-        chunked = "transfer-encoding" in self.request.headers
-        length = int(length_text) if length_text and length_text.isdigit() else None
-        if not chunked and not length:
-            return None
-        media_type = (self.header("content-type") or "").split(";")[0].strip().lower()
-        if media_type != "application/octet-stream":
+        upload = super().upload()
+        if upload is not None and not self.body_type_ok():
             raise Invalid("Content-Type must be application/octet-stream")
-        self.pump = BodyPump(self.request)
-        return Upload(chunks=self.pump.chunks(), length=None if chunked else length)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a service method in a worker thread, feeding it the body if it takes one."""
-        if self.pump is None:
-            return await in_thread(fn, *args)
-        return await self.pump.feed(fn, *args)
+        return upload
 
 
 @dataclasses.dataclass(frozen=True)

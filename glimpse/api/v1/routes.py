@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
+from glimpse.api import routing
+from glimpse.api.routing import Match, Route, route
 from glimpse.api.v1.handlers import Handler, V1Handlers
 
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"))
 
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    pattern: re.Pattern[str]
-    methods: dict[str, Handler]
-    allow: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Match:
-    handler: Handler | None  # None: the path is known but not the method
-    params: dict[str, str]
-    allow: str
-
-
-def build_routes(h: V1Handlers) -> list[Route]:
-    def route(path: str, allow: str, **methods: Handler) -> Route:
-        return Route(re.compile(f"^{path}$"), methods, allow)
-
+def build_routes(h: V1Handlers) -> list[Route[Handler]]:
     seg = "[^/]+"
     return [
         route("/?", "GET", GET=h.list_brief),
@@ -44,14 +26,10 @@ def build_routes(h: V1Handlers) -> list[Route]:
     ]
 
 
-def match(routes: list[Route], method: str, path: str) -> Match | None:
-    for route in routes:
-        found = route.pattern.match(path)
-        if found is None:
-            continue
-        handler = route.methods.get(method)
-        allow = route.allow
-        if handler is None and method == "HEAD" and "HEAD" in allow and "GET" in route.methods:
-            allow = "GET"  # HEAD /images/detail is refused, naming only GET (spec §4)
-        return Match(handler, found.groupdict(), allow)
-    return None
+def match(routes: list[Route[Handler]], method: str, path: str) -> Match[Handler] | None:
+    found = routing.match(routes, method, path)
+    if found is not None and found.handler is None and method == "HEAD" and "HEAD" in found.allow:
+        # HEAD /images/detail is refused, naming only GET (spec §4): every v1 path that lists
+        # HEAD without serving it serves GET.
+        return dataclasses.replace(found, allow="GET")
+    return found
