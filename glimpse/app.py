@@ -19,8 +19,9 @@ from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain import data as data_path
 from glimpse.domain.audit import StoreAudit
-from glimpse.domain.data import ImageData
+from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
@@ -28,7 +29,7 @@ from glimpse.domain.ports import Store
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
-from glimpse.stores.registry import build_stores
+from glimpse.stores.registry import EXTERNAL_STORE, READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
@@ -75,8 +76,10 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         upload_heartbeat_interval=settings.upload_heartbeat_interval,
         stale_upload_timeout=settings.stale_upload_timeout,
     )
+    assert EXTERNAL_STORE == data_path.EXTERNAL_STORE, "the registry names the external store"
     data = ImageData(
         repo, stores, settings.default_store, external, limits,
+        names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,

@@ -29,9 +29,18 @@ from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
 
+# The name recorded as the store of data left behind an external URL. The store registry owns
+# every store name; app.py checks that it gives this one to the external source.
 EXTERNAL_STORE = "http"
-READ_ONLY_STORES = ("http", "https")
-STORE_ALIASES = {"filesystem": "file"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreNames:
+    """What the store registry says about names a request may give (app.py passes it in):
+    aliases of configured stores, and names that are read-only sources, never written to."""
+
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    read_only: tuple[str, ...] = (EXTERNAL_STORE,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +78,12 @@ class ImageData:
         limits: Limits,
         background: Executor,
         inspector: Inspector | None = None,
+        names: StoreNames = StoreNames(),
     ) -> None:
         self._repo = repo
         self._stores = stores
-        self.default_store = STORE_ALIASES.get(default_store, default_store)
+        self._names = names
+        self.default_store = names.aliases.get(default_store, default_store)
         self.external = external
         self._limits = limits
         self._background = background
@@ -96,8 +107,8 @@ class ImageData:
     # -- choosing where data goes -----------------------------------------------------------
 
     def writable_store(self, name: str | None, upload: Upload | None) -> str:
-        name = STORE_ALIASES.get(name, name) if name else self.default_store
-        if name in READ_ONLY_STORES:
+        name = self._names.aliases.get(name, name) if name else self.default_store
+        if name in self._names.read_only:
             if upload is not None:
                 raise Gone(f"Store {name} is read-only: image data cannot be uploaded to it")
             return self.default_store
