@@ -12,6 +12,7 @@ the domain does and a comment says how v2 differs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -293,3 +294,35 @@ def test_stranger_sees_nothing_of_other_memberships(world: World) -> None:
     for (visibility, _), image in images.items():
         if visibility in (PUB, COM):
             assert services.members.list_members(STRANGER, image.id) == []
+
+
+def test_shared_images_of_a_member(svc: Services) -> None:
+    """Which memberships naming a tenant a caller is shown: the tenant itself and admins all,
+    an owner those on its own images, an anonymous caller none."""
+    mine = svc.shared(SHA, MemberStatus.PENDING)
+    theirs = svc.create(STRANGER)
+    svc.members.add(STRANGER, theirs.id, "bob", None, MemberStatus.ACCEPTED)
+    shown = {
+        role: [m.image_id for m in svc.members.shared_images(principal, "bob")]
+        for role, principal in ROLES.items()
+    }
+    assert shown == {
+        "admin": [mine.id, theirs.id], "member": [mine.id, theirs.id], "owner": [mine.id],
+        "stranger": [theirs.id], "anonymous": [],
+    }
+
+
+def test_ownerless_images_are_seen_by_all_listed_by_none_changed_by_admins(
+    svc: Services,
+) -> None:
+    """An image without an owner (made by an anonymous caller) is visible to everyone, as v1's
+    reference has it, yet listed only in an admin's ALL scope, and only admins may change it."""
+    image = svc.create(ROLES["anonymous"], data=None)
+    assert image.owner is None and image.visibility is SHA
+    for role, principal in ROLES.items():
+        assert svc.images.get(principal, image.id).id == image.id
+        assert image.id not in svc.listed(principal), role
+        rename = functools.partial(svc.images.update, principal, image.id,
+                                   [SetFields({"name": "x"})], on_failure=FailureRule.KILL)
+        assert outcome(rename) == ("ok" if role == "admin" else "403")
+    assert image.id in svc.listed(ADMIN, scope=Scope.ALL)
