@@ -67,6 +67,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     limits = Limits(
         image_size_cap=settings.image_size_cap,
         image_property_quota=settings.image_property_quota,
+        image_tag_quota=settings.image_tag_quota,
         image_member_quota=settings.image_member_quota,
         user_storage_quota=settings.user_storage_quota,
         delayed_delete=settings.delayed_delete,

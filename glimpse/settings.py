@@ -60,6 +60,7 @@ class Settings:
     api_limit_max: int = 1000
     image_size_cap: int = 1 << 40
     image_property_quota: int = 128
+    image_tag_quota: int = 128
     image_member_quota: int = 128
     user_storage_quota: int = 0
     owner_is_tenant: bool = True

@@ -113,7 +113,7 @@ FIELDS: tuple[Field, ...] = (
     _f("owner", S, Setter.ADMIN, max_length=MAX_KEY_LENGTH, filterable=True),
     _f("size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True, sortable=True,
        ranged=True),
-    _f("virtual_size", N, Setter.DECLARED, maximum=MAX_BIGINT),
+    _f("virtual_size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True, ranged=True),
     _f("container_format", Kind.CONTAINER_FORMAT, Setter.OWNER, max_length=20,
        filterable=True, sortable=True),
     _f("disk_format", Kind.DISK_FORMAT, Setter.OWNER, max_length=20, filterable=True,

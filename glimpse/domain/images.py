@@ -9,7 +9,7 @@ from typing import Any
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.data import EXTERNAL_STORE, Download, ImageData, Upload
-from glimpse.domain.fields import BY_NAME, Setter
+from glimpse.domain.fields import BY_NAME, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import (
@@ -219,6 +219,8 @@ class ImageService:
             if spec is None:
                 raise Invalid(f"Unknown image attribute '{name}'")
             setter = spec.setter
+            if value is None and spec.kind is Kind.INTEGER and not spec.nullable:
+                value = 0  # a count sent empty: none (v1 sends "" for 0)
             if setter is Setter.ADMIN and not principal.is_admin:
                 continue
             if setter is Setter.SERVER or (setter is Setter.CREATOR and image is not None):

@@ -213,13 +213,15 @@ class Scope(enum.Enum):
 # What a list may sort and filter by: module constants the lead will derive from a field
 # table. Every filterable field takes every operator (which operators an API offers on which
 # field is that API's rule); sorting is by these only, each key either way.
+# What the field table (fields.py, which builds on this module) says is sortable and
+# filterable; tests/unit/test_domain_rules.py holds the two together.
 SORT_KEYS = (
     "name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
 )
 FILTER_FIELDS = (
-    "name", "status", "disk_format", "container_format", "size", "min_ram", "min_disk",
-    "protected", "owner", "checksum", "os_hash_value", "created_at", "updated_at", "id",
-    "virtual_size",
+    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_value",
+    "owner", "size", "virtual_size", "container_format", "disk_format", "min_ram", "min_disk",
+    "created_at", "updated_at",
 )
 
 

@@ -27,13 +27,16 @@ from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import (
+    Filter,
     Image,
     ImageInput,
     ListQuery,
     MemberStatus,
+    Op,
     Principal,
     Scope,
     SetFields,
+    SortKey,
     Visibility,
 )
 from glimpse.domain.ports import Store
@@ -125,6 +128,14 @@ class Services:
         """The ids a list returns (a big page unless asked otherwise)."""
         marker = query.pop("marker", None)
         query.setdefault("limit", 1000)
+        filters = query.pop("filters", {})
+        query["filters"] = [
+            Filter("size", Op.GTE, v) if k == "size_min" else
+            Filter("size", Op.LTE, v) if k == "size_max" else Filter(k, Op.EQ, v)
+            for k, v in filters.items()]
+        if "sort_key" in query:
+            query["sort"] = [SortKey(query.pop("sort_key"),
+                                     query.pop("sort_dir", "desc") == "desc")]
         return [i.id for i in self.images.list_images(principal, ListQuery(**query), marker)]
 
     def all_ids(self) -> set[str]:

@@ -91,7 +91,7 @@ FAILING: list[tuple[list[Command], type[GlimpseError]]] = [
     ([RemoveProperties(frozenset({"a"})), RemoveProperties(frozenset({"a"}), missing_ok=False)],
      Conflict),
     ([SetFields({"min_ram": -1})], Invalid),
-    ([SetFields({"min_disk": None})], Invalid),
+    ([SetFields({"min_disk": "1"})], Invalid),
     ([SetFields({"disk_format": "nonsense"})], Invalid),
     ([SetFields({"bogus": 1})], Invalid),
     ([AddTag("t" * 256)], Invalid),
@@ -239,3 +239,9 @@ def test_a_pending_membership_lists_once_accepted(svc: Services) -> None:
     svc.repo.set_member(image.id, "bob", None, status=MemberStatus.REJECTED)
     assert image.id not in svc.listed(MEMBER)
     svc.images.get(MEMBER, image.id)  # still readable
+
+
+def test_an_empty_count_is_zero(svc: Services, image_id: str) -> None:
+    """v1 sends an empty header for a count it clears: the count becomes 0."""
+    update(svc, image_id, SetFields({"min_disk": 5}))
+    assert update(svc, image_id, SetFields({"min_disk": None})).min_disk == 0
