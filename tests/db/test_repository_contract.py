@@ -375,7 +375,7 @@ def corpus(repo: SqlImageRepository) -> Corpus:
             virtual_size=[None, 5, 7][n % 3],
             disk_format=[None, "raw", "qcow2", "iso"][n % 4],
             container_format=[None, "bare", "ovf"][n % 3 if n % 2 else 2 - n % 3],
-            min_ram=n % 4 * 512, min_disk=n % 3, protected=n % 4 == 1,
+            min_ram=n % 4 * 512, min_disk=n % 3, protected=n % 4 == 1, os_hidden=n % 6 == 5,
             owner=[me, other, None][n % 3],
             visibility=Visibility.PUBLIC if n % 5 == 2 else Visibility.SHARED,
             checksum=[None, "a" * 32, "b" * 32][n % 3],

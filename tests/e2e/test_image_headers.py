@@ -461,6 +461,37 @@ def test_non_admin_publicize_is_403(client: httpx.Client, unique: str, value: st
     assert_not_created(client, image_id)
 
 
+RESERVED = ["os_glance_import_task", "os_glance_importing_to_stores", "os_glance_failed_import",
+            "os_glance_stage_host", "os_glance_hash_op_host"]
+
+
+@pytest.mark.parametrize("key", RESERVED)
+def test_reserved_properties_are_403_on_create(client: httpx.Client, unique: str,
+                                               key: str) -> None:
+    """The os_glance namespace belongs to the import machinery: no client sets it, admins
+    included, and a refused create leaves no image."""
+    for headers in (who(f"t-{unique}"), {}):  # a tenant, then the anonymous admin
+        image_id = str(uuid.uuid4())
+        resp = create(client, {**headers, "x-image-meta-id": image_id,
+                               f"x-image-meta-property-{key}": "forged"})
+        assert resp.status_code == 403, resp.text
+        assert "reserved" in resp.text and "Traceback" not in resp.text
+        assert_not_created(client, image_id)
+
+
+@pytest.mark.parametrize("key", RESERVED)
+def test_reserved_properties_are_403_on_update(client: httpx.Client, unique: str,
+                                               key: str) -> None:
+    image = created_image(client, {**who(f"t-{unique}"), "x-image-meta-property-a": "1"})
+    resp = client.put(f"/v1/images/{image['id']}",
+                      headers={**who(f"t-{unique}"), f"x-image-meta-property-{key}": "forged",
+                               "x-glance-registry-purge-props": "false"})
+    assert resp.status_code == 403, resp.text
+    head = client.head(f"/v1/images/{image['id']}", headers=who(f"t-{unique}"))
+    assert f"x-image-meta-property-{key}" not in head.headers
+    assert head.headers["x-image-meta-property-a"] == "1"
+
+
 def test_name_length(client: httpx.Client) -> None:
     image = created_image(client, {"x-image-meta-name": "n" * 255})
     assert image["name"] == "n" * 255
