@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import GlimpseServer, free_port
+from tests.http_remote import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -142,12 +143,8 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     httpd = _RemoteHTTPServer()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield Remote(httpd)
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serving(httpd):
+        yield Remote(httpd)
 
 
 @pytest.fixture(scope="module")

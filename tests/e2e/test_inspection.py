@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import io
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from tests.e2e.disk_images import HOST_SECRET, MIB, Corpus
 from tests.e2e.server import GlimpseServer
+from tests.http_remote import serving
 
 # The checks look into the filesystem store's directory for leftovers of refused images;
 # inspection itself does not depend on the store.
@@ -231,8 +231,7 @@ def final_status(server: GlimpseServer, image_id: str) -> str:
 def test_copy_from_is_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) -> None:
     _Images.images = corpus
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(httpd):
         ids = {}
         for name, disk_format in (("qcow2-backing", "qcow2"), ("qcow2", "qcow2")):
             resp = httpx.post(f"{srv.url}/v1/images", headers={
@@ -246,9 +245,6 @@ def test_copy_from_is_inspected(srv: GlimpseServer, corpus: dict[str, bytes]) ->
         assert stored(srv, ids["qcow2-backing"]) == []
         assert httpx.head(f"{srv.url}/v1/images/{ids['qcow2']}").headers[
             "x-image-meta-virtual_size"] == str(QEMU_1M)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_gzip_bomb_declared_raw_is_stored_as_is(

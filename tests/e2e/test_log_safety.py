@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import GlimpseServer
+from tests.http_remote import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -95,12 +95,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def remote_port() -> Iterator[int]:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serving(httpd) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ import pytest
 
 from glimpse.errors import Invalid, NotFound, Unavailable
 from glimpse.stores.http import HttpSource
+from tests.http_remote import serving
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -134,15 +134,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def _serve(server: _Server) -> Iterator[int]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(server) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
