@@ -23,7 +23,15 @@ from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
 from glimpse.domain.ports import ExternalSource, ImageRepository, Store
 from glimpse.domain.uploads import UploadGuard
-from glimpse.errors import Conflict, GlimpseError, Gone, Invalid, OverLimit, PreconditionFailed
+from glimpse.errors import (
+    Conflict,
+    GlimpseError,
+    Gone,
+    Invalid,
+    OverLimit,
+    PreconditionFailed,
+    Unavailable,
+)
 from glimpse.streams.inspection import Inspector
 from glimpse.streams.upload import UploadStream
 
@@ -98,7 +106,11 @@ class ImageData:
             return Download(image, chunks=iter(()))
         if location.store == EXTERNAL_STORE:
             return Download(image, chunks=self.external.open(location.url))
-        store = self._stores[location.store]
+        store = self._stores.get(location.store)
+        if store is None:
+            # Data written through a store this deployment no longer configures.
+            raise Unavailable(f"The data of image {image.id} is in store {location.store}, "
+                              "which is not configured here.")
         local = store.open_file(location.url)
         if local is not None:
             return Download(image, file=local)

@@ -9,7 +9,7 @@ from typing import Any
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.data import EXTERNAL_STORE, Download, ImageData, Upload
-from glimpse.domain.fields import BY_NAME, Kind, Setter
+from glimpse.domain.fields import BY_NAME, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import (
@@ -101,7 +101,6 @@ class ImageService:
         declared = fields.get("size")
         remote_size = self._check_external(source, declared)
         store = self.data.writable_store(source.store, upload)
-        fields = _normalized(fields)
         fields.setdefault("owner", principal.owner)
         if declared is None and remote_size is not None:
             fields["size"] = remote_size
@@ -159,7 +158,6 @@ class ImageService:
         if remote_size is not None and "size" not in fields and not image.size:
             fields["size"] = remote_size
         store = self.data.writable_store(source.store, upload)
-        changes.fields = _normalized(fields)
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -218,9 +216,8 @@ class ImageService:
             spec = BY_NAME.get(name)
             if spec is None:
                 raise Invalid(f"Unknown image attribute '{name}'")
+            value = _normalized(spec, value)
             setter = spec.setter
-            if value is None and spec.kind is Kind.INTEGER and not spec.nullable:
-                value = 0  # a count sent empty: none (v1 sends "" for 0)
             if setter is Setter.ADMIN and not principal.is_admin:
                 continue
             if setter is Setter.SERVER or (setter is Setter.CREATOR and image is not None):
@@ -319,18 +316,15 @@ class ImageService:
         return image
 
 
-def _normalized(fields: dict[str, Any]) -> dict[str, Any]:
-    """Null counts become 0 and flags booleans, as the columns hold them."""
-    out = dict(fields)
-    for key in ("min_disk", "min_ram"):
-        if key in out and out[key] is None:
-            out[key] = 0
-    for key in ("protected", "os_hidden"):
-        if key in out:
-            out[key] = bool(out[key])
-    if "visibility" in out:
-        out["visibility"] = Visibility(out["visibility"])
-    return out
+def _normalized(spec: Field, value: Any) -> Any:
+    """A value as its column holds it, by the field table: a null count is 0 (v1 sends an
+    empty header for it), a visibility the enum. Values of the wrong type are left for
+    validation to refuse."""
+    if value is None and spec.kind is Kind.INTEGER and not spec.nullable:
+        return 0
+    if spec.kind is Kind.VISIBILITY and value in tuple(Visibility):
+        return Visibility(value)
+    return value
 
 
 def _new_id() -> str:

@@ -13,7 +13,14 @@ from glimpse.domain import lifecycle
 from glimpse.domain.data import Upload
 from glimpse.domain.lifecycle import TRANSITIONS, FailureRule
 from glimpse.domain.model import Changes, Image, ImageInput, Location, SetFields, Status, now
-from glimpse.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed
+from glimpse.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+)
 from tests.service.conftest import (
     ADMIN,
     FORMATS,
@@ -308,3 +315,14 @@ def _killed(svc: Services) -> Image:
 
 def svc_input(**fields: Any) -> ImageInput:
     return ImageInput(fields={**FORMATS, **fields})
+
+
+def test_data_in_a_store_no_longer_configured_is_unavailable(svc: Services) -> None:
+    """Not a 500: the image names the store its data is in, which this deployment lacks."""
+    image = svc.create()
+    for location in image.locations:
+        svc.repo.remove_location(image.id, location.store, location.url)
+    svc.repo.update(image.id, Changes(), add_locations=[Location("gone", image.id)])
+    assert [loc.store for loc in svc.images.get(OWNER, image.id).locations] == ["gone"]
+    with pytest.raises(Unavailable, match="store gone"):
+        svc.images.open_data(OWNER, image.id)
