@@ -96,7 +96,7 @@ class SqlImageRepository:
             conn.execute(images.insert().values(**row))
             self._write_properties(conn, image.id, image.properties)
             _add_tags(conn, image.id, image.tags)
-            _add_locations(conn, image.id, image.locations)
+            _add_locations(conn, image.id, image.locations, start=0)
 
         try:
             self._write(work)
@@ -197,7 +197,8 @@ class SqlImageRepository:
                     .order_by(*_directed(
                         key._replace(column=union.c[key.column.name]) for key in keys))
                     .limit(query.limit))
-        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all(),
+                                                  with_locations=False))
 
     def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
         stmt = sa.select(*_SELECT_IMAGE).where(_has_location())
@@ -398,27 +399,37 @@ class SqlImageRepository:
             )
 
     @staticmethod
-    def _load(conn: Connection, rows: Sequence[Row[Any]]) -> list[Image]:
+    def _load(
+        conn: Connection, rows: Sequence[Row[Any]], with_locations: bool = True
+    ) -> list[Image]:
+        """Images from their rows, with their properties and tags, and their locations unless
+        told not to (no API lists locations; a page then costs an index probe per image
+        less)."""
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        props: dict[str, dict[str, str | None]] = {i: {} for i in ids}
-        of_page: sa.ColumnElement[bool]
+        related = _Related(ids)
+        of_page: Callable[[sa.Column[str]], sa.ColumnElement[bool]]
         if conn.dialect.name == "postgresql":
             # One array parameter: a thousand-item IN list costs more to render and parse than
             # the index lookups it asks for.
-            of_page = image_properties.c.image_id == sa.any_(
-                sa.literal(ids, postgresql.ARRAY(sa.String)))
+            page = sa.literal(ids, postgresql.ARRAY(sa.String))
+
+            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
+                return column == sa.any_(page)
+        elif conn.dialect.name == "sqlite":
+            # The same, as one JSON text parameter (SQLite's json_each).
+            listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+                sa.func.json_each(sa.literal(json.dumps(ids))))
+
+            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
+                return column.in_(listed)
         else:
-            of_page = image_properties.c.image_id.in_(ids)
-        stmt = sa.select(
-            image_properties.c.image_id, image_properties.c.name, image_properties.c.value
-        ).where(of_page)
-        for image_id, name, value in conn.execute(stmt).all():
-            props[image_id][name] = value
-        tags, locations = _related(conn, ids)
-        return [_image(row, props[row[0]], tags.get(row[0]), locations.get(row[0]))
-                for row in rows]
+            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
+                return column.in_(ids)
+        branches = _related_rows(of_page)
+        related.add(conn.execute(sa.union_all(*branches[:None if with_locations else 2])).all())
+        return [_image(row, *related.of(row[0])) for row in rows]
 
     @staticmethod
     def _visible_branches(
@@ -536,16 +547,69 @@ class SqlImageRepository:
         return sa.and_(first <= value if descending else first >= value, sa.or_(*prefixes))
 
 
-# The image and its properties in one query: the hot path of HEAD, GET and every write's
-# reply. Built once: SQLAlchemy memoizes a statement's cache key on the object, so a constant
-# with a bound parameter skips both building the statement and keying its compiled form (a
-# third of a HEAD request's CPU when built per call).
-_ONE_IMAGE = (
-    sa.select(*_SELECT_IMAGE, image_properties.c.name.label("_prop_name"),
-              image_properties.c.value.label("_prop_value"))
-    .select_from(images.outerjoin(image_properties))
-    .where(images.c.id == sa.bindparam("image_id"))
+# What other tables hold of images, as rows of one shape: (kind, image id, position, then four
+# values), a branch per table, each bounded by its table's image_id index (``of``).
+_KINDS = ("p", "t", "l")
+
+
+def _related_rows(
+    of: Callable[[sa.Column[str]], sa.ColumnElement[bool]],
+) -> list[sa.Select[Any]]:
+    """Properties, tags, then locations (that order: lists leave the last out)."""
+    none = sa.null()
+    props, tags, locs = image_properties.c, image_tags.c, image_locations.c
+    return [
+        sa.select(sa.literal_column("'p'"), props.image_id, sa.literal_column("0"), props.name,
+                  props.value, none, none).where(of(props.image_id)),
+        sa.select(sa.literal_column("'t'"), tags.image_id, sa.literal_column("0"), tags.value,
+                  none, none, none).where(of(tags.image_id)),
+        sa.select(sa.literal_column("'l'"), locs.image_id, locs.position, locs.store, locs.url,
+                  locs.meta, locs.status).where(of(locs.image_id)),
+    ]
+
+
+# One image with everything other tables hold of it, in one statement: the hot path of HEAD,
+# GET and every write's reply. The image row leads (kind 'i'), its related rows follow, padded
+# to the image's width. Built once: SQLAlchemy memoizes a statement's cache key on the object,
+# so a constant with a bound parameter skips both building the statement and keying its
+# compiled form (a third of a HEAD request's CPU when built per call).
+_RELATED_WIDTH = 7
+_ONE_IMAGE = sa.union_all(
+    sa.select(sa.literal_column("'i'"), images.c.id, sa.literal_column("0"),
+              *([sa.null()] * (_RELATED_WIDTH - 3)), *_SELECT_IMAGE)
+    .where(images.c.id == sa.bindparam("image_id")),
+    *(branch.add_columns(*([sa.null()] * len(_SELECT_IMAGE)))
+      for branch in _related_rows(lambda column: column == sa.bindparam("image_id"))),
 )
+
+
+class _Related:
+    """The properties, tags and locations of some images, gathered from related rows."""
+
+    __slots__ = ("located", "properties", "tags")
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.properties: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        self.tags: dict[str, list[str]] = {}
+        self.located: dict[str, list[tuple[int, Location]]] = {}
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        properties, tags, located = self.properties, self.tags, self.located
+        for row in rows:
+            kind, image_id = row[0], row[1]
+            if kind == "p":  # by far the most rows
+                properties[image_id][row[3]] = row[4]
+            elif kind == "t":
+                tags.setdefault(image_id, []).append(row[3])
+            else:
+                located.setdefault(image_id, []).append(
+                    (row[2], _location(row[3], row[4], row[5], row[6])))
+
+    def of(self, image_id: str) -> tuple[dict[str, str | None], list[str], list[Location]]:
+        tags = self.tags.get(image_id)
+        located = self.located.get(image_id)
+        return (self.properties[image_id], sorted(tags) if tags else [],
+                [loc for _, loc in sorted(located, key=lambda p: p[0])] if located else [])
 
 
 def _image_where(image_id: str, expected_status: Status | None) -> sa.ColumnElement[bool]:
@@ -567,51 +631,12 @@ def _set_fields(
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:
     rows = conn.execute(_ONE_IMAGE, {"image_id": image_id}).all()
-    if not rows:
+    image = next((row for row in rows if row[0] == "i"), None)
+    if image is None:
         return None
-    props = {r._prop_name: r._prop_value for r in rows if r._prop_name is not None}
-    tags: list[str] = []
-    locations: list[Location] = []
-    for kind, first, second, meta, status, _ in conn.execute(_ONE_IMAGE_RELATED,
-                                                             {"image_id": image_id}):
-        if kind == "t":
-            tags.append(first)
-        else:
-            locations.append(_location(first, second, meta, status))
-    return _image(cast(Row[Any], rows[0]), props, tags, locations)
-
-
-# Tags and locations of one image in one statement, each branch bounded by its own index.
-_ONE_IMAGE_RELATED = sa.union_all(
-    sa.select(sa.literal("t").label("kind"), image_tags.c.value.label("first"),
-              sa.null().label("second"), sa.null().label("meta"), sa.null().label("status"),
-              sa.literal(0).label("position"))
-    .where(image_tags.c.image_id == sa.bindparam("image_id")),
-    sa.select(sa.literal("l"), image_locations.c.store, image_locations.c.url,
-              image_locations.c.meta, image_locations.c.status, image_locations.c.position)
-    .where(image_locations.c.image_id == sa.bindparam("image_id")),
-).order_by("kind", "position", "first")
-
-
-def _related(
-    conn: Connection, ids: list[str]
-) -> tuple[dict[str, list[str]], dict[str, list[Location]]]:
-    """The tags and locations of a page of images."""
-    tags: dict[str, list[str]] = {}
-    for image_id, value in conn.execute(
-        sa.select(image_tags.c.image_id, image_tags.c.value)
-        .where(image_tags.c.image_id.in_(ids)).order_by(image_tags.c.value)
-    ):
-        tags.setdefault(image_id, []).append(value)
-    locations: dict[str, list[Location]] = {}
-    for image_id, store, url, meta, status in conn.execute(
-        sa.select(image_locations.c.image_id, image_locations.c.store, image_locations.c.url,
-                  image_locations.c.meta, image_locations.c.status)
-        .where(image_locations.c.image_id.in_(ids))
-        .order_by(image_locations.c.position, image_locations.c.id)
-    ):
-        locations.setdefault(image_id, []).append(_location(store, url, meta, status))
-    return tags, locations
+    related = _Related([image_id])
+    related.add(row for row in rows if row[0] != "i")
+    return _image(image[_RELATED_WIDTH:], *related.of(image_id))
 
 
 def _location(store: str, url: str, meta: str | None, status: str | None) -> Location:
@@ -642,12 +667,17 @@ def _tag_count(conn: Connection, image_id: str) -> int:
         sa.select(sa.func.count()).where(image_tags.c.image_id == image_id)).scalar_one())
 
 
-def _add_locations(conn: Connection, image_id: str, locations: Sequence[Location]) -> None:
+def _add_locations(
+    conn: Connection, image_id: str, locations: Sequence[Location], start: int | None = None
+) -> None:
+    """Append locations after the image's others (``start``: the first free position, when
+    the caller knows it, as for a new image)."""
     if not locations:
         return
-    start = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1))
-        .where(image_locations.c.image_id == image_id)).scalar_one() + 1
+    if start is None:
+        start = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1))
+            .where(image_locations.c.image_id == image_id)).scalar_one() + 1
     conn.execute(image_locations.insert(), [
         {"image_id": image_id, "position": start + n, "store": loc.store, "url": loc.url,
          "meta": json.dumps(dict(loc.metadata)), "status": str(loc.status)}
@@ -655,7 +685,7 @@ def _add_locations(conn: Connection, image_id: str, locations: Sequence[Location
 
 
 def _image(
-    row: Row[Any], properties: dict[str, str | None], tags: list[str] | None = None,
+    row: Sequence[Any], properties: dict[str, str | None], tags: list[str] | None = None,
     locations: list[Location] | None = None,
 ) -> Image:
     # The image columns come first in every select of this module, in _IMAGE_COLUMNS order.

@@ -53,7 +53,9 @@ class ImageRepository(Protocol):
         """Soft-delete: set status, deleted flags, drop properties, tags and memberships (the
         locations stay until their data is deleted)."""
 
-    def list_images(self, query: ListQuery) -> list[Image]: ...
+    def list_images(self, query: ListQuery) -> list[Image]:
+        """A page of images with their properties and tags; without their locations (no API
+        lists them, and they cost a lookup per image)."""
 
     def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
         """Images that have a location (and so may own a stored object), in these statuses if
