@@ -295,7 +295,8 @@ class SqlImageRepository:
         stmt = (
             sa.select(image_members, images.c.owner)
             .join(images, images.c.id == image_members.c.image_id)
-            .where(image_members.c.member == member_id, images.c.deleted.is_(False))
+            .where(image_members.c.member == member_id, images.c.deleted.is_(False),
+                   images.c.visibility != str(Visibility.PRIVATE))
             .order_by(images.c.created_at, images.c.id)
         )
         return self._read(lambda conn: [(_member(r), r.owner) for r in conn.execute(stmt)])

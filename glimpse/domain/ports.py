@@ -99,8 +99,8 @@ class ImageRepository(Protocol):
         image is deleted."""
 
     def shared_with(self, member_id: str) -> list[tuple[Member, str | None]]:
-        """Memberships naming member_id on images that are not deleted, with each image's
-        owner."""
+        """Memberships naming member_id on images that are not deleted nor private (where
+        memberships have no effect), with each image's owner."""
 
 
 class Store(Protocol):

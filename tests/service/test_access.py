@@ -326,3 +326,12 @@ def test_ownerless_images_are_seen_by_all_listed_by_none_changed_by_admins(
                                    [SetFields({"name": "x"})], on_failure=FailureRule.KILL)
         assert outcome(rename) == ("ok" if role == "admin" else "403")
     assert image.id in svc.listed(ADMIN, scope=Scope.ALL)
+
+
+@pytest.mark.parametrize("visibility", list(Visibility))
+def test_shared_images_leave_out_private_ones(svc: Services, visibility: Visibility) -> None:
+    """A private image's memberships are kept but have no effect: the member neither reads
+    it nor finds it among the images shared with it."""
+    image = svc.shared(visibility, MemberStatus.ACCEPTED)
+    listed = [m.image_id for m in svc.members.shared_images(MEMBER, "bob")]
+    assert listed == ([] if visibility is Visibility.PRIVATE else [image.id])
