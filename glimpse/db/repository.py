@@ -370,13 +370,16 @@ class SqlImageRepository:
     @classmethod
     def _change_properties(cls, conn: Connection, image_id: str, changes: Changes) -> None:
         """Set and remove properties (replacing same-named ones); with ``keep_properties``,
-        drop all others but those set."""
+        drop all others but those set and those in ``keep_namespace``."""
         of_image = image_properties.c.image_id == image_id
         properties = changes.set_properties
         if changes.keep_properties is not None:
             keep = set(changes.keep_properties) | set(properties)
+            spared = [] if not changes.keep_namespace else [
+                sa.not_(image_properties.c.name.startswith(changes.keep_namespace,
+                                                           autoescape=True))]
             conn.execute(image_properties.delete().where(
-                of_image, image_properties.c.name.not_in(list(keep))))
+                of_image, image_properties.c.name.not_in(list(keep)), *spared))
         gone = set(properties) | changes.remove_properties
         if gone:
             conn.execute(image_properties.delete().where(

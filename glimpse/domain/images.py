@@ -9,7 +9,7 @@ from typing import Any
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.data import EXTERNAL_STORE, Download, ImageData, Upload
-from glimpse.domain.fields import BY_NAME, Field, Kind, Setter
+from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import (
@@ -254,9 +254,12 @@ class ImageService:
                     changes.set_properties.pop(name, None)
                     changes.remove_properties.add(name)
             elif isinstance(command, RemoveOtherProperties):
+                # The service's own properties are not the client's to resend: they stay.
                 keep = command.keep | set(changes.set_properties)
-                properties = {k: v for k, v in properties.items() if k in keep}
+                properties = {k: v for k, v in properties.items()
+                              if k in keep or k.startswith(RESERVED_PROPERTY_PREFIX)}
                 changes.keep_properties = frozenset(keep)
+                changes.keep_namespace = RESERVED_PROPERTY_PREFIX
             elif isinstance(command, AddTag):
                 validate_tags([command.tag])
                 changes.remove_tags.discard(command.tag)

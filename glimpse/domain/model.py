@@ -190,6 +190,7 @@ class Changes:
     set_properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
     remove_properties: set[str] = dataclasses.field(default_factory=set)
     keep_properties: frozenset[str] | None = None  # remove all others (after the sets above)
+    keep_namespace: str = ""  # ... but those whose name starts with this (never removed so)
     add_tags: list[str] = dataclasses.field(default_factory=list)
     remove_tags: set[str] = dataclasses.field(default_factory=set)
 

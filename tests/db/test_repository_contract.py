@@ -129,6 +129,12 @@ def test_property_updates_merge_or_purge(repo: SqlImageRepository, tag: str) -> 
     assert merged is not None and merged.properties == {"tag": tag, "a": "1", "b": "20", "c": "3"}
     removed = repo.update(image.id, Changes(remove_properties={"a", "missing"}))
     assert removed is not None and removed.properties == {"tag": tag, "b": "20", "c": "3"}
+    spared = repo.update(image.id, Changes(
+        set_properties={"ns_a": "x", "ns_b%": "y", "nsx": "z", "n_s": "w"}))
+    assert spared is not None
+    kept = repo.update(image.id, Changes(keep_properties=frozenset({"b"}), keep_namespace="ns_"))
+    # LIKE's wildcards in the namespace are literal: "n_s" and "nsx" do not start with "ns_".
+    assert kept is not None and kept.properties == {"b": "20", "ns_a": "x", "ns_b%": "y"}
     purged = repo.update(image.id, Changes(set_properties={"c": "30"},
                                            keep_properties=frozenset()))
     assert purged is not None and purged.properties == {"c": "30"}

@@ -10,6 +10,7 @@ import pytest
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.model import (
     AddTag,
+    Changes,
     Command,
     ImageInput,
     MemberStatus,
@@ -245,3 +246,14 @@ def test_an_empty_count_is_zero(svc: Services, image_id: str) -> None:
     """v1 sends an empty header for a count it clears: the count becomes 0."""
     update(svc, image_id, SetFields({"min_disk": 5}))
     assert update(svc, image_id, SetFields({"min_disk": None})).min_disk == 0
+
+
+def test_v1_purge_leaves_the_services_own_properties(svc: Services, image_id: str) -> None:
+    """v1 resends the properties it keeps; the os_glance ones are not its to resend (the
+    import machinery writes them): a purge spares them, whatever a concurrent writer did."""
+    svc.repo.update(image_id, Changes(set_properties={"os_glance_import_task": "t1",
+                                                      "os_glance_x%_y": "z"}))
+    image = update(svc, image_id, SetProperties({"kept": "1"}),
+                   RemoveOtherProperties(frozenset({"kept"})))
+    assert image.properties == {"kept": "1", "os_glance_import_task": "t1",
+                                "os_glance_x%_y": "z"}
