@@ -289,7 +289,9 @@ class ImageService:
         if (declared is not None and declared > cap) or (
             upload is not None and upload.length is not None and upload.length > cap
         ):
-            raise Invalid(f"Denying attempt to upload image larger than {cap} bytes.")
+            # Known before any byte arrives: v1 answers 400; the code lets v2 answer 413.
+            raise Invalid(f"Denying attempt to upload image larger than {cap} bytes.",
+                          code="declared_over_cap")
         visibility = fields.get("visibility")
         if visibility is not None and not policy.may_set_visibility(
             principal, Visibility(visibility)
