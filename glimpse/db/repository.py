@@ -61,6 +61,7 @@ assert _FIELDS[len(_IMAGE_COLUMNS):] == list(RELATED_FIELDS), "related fields co
 _SELECT_IMAGE = [images.c[name] for name in _IMAGE_COLUMNS]
 _STATUS_AT = _FIELDS.index("status")
 _VISIBILITY_AT = _FIELDS.index("visibility")
+_FAILURE_AT = _FIELDS.index("failure_status")
 _STATUSES = {str(s): s for s in Status}
 _VISIBILITIES = {str(v): v for v in Visibility}
 # Null values sort as empty strings / zero (spec §9.3), so keyset comparisons stay total.
@@ -91,6 +92,8 @@ class SqlImageRepository:
         row = {name: getattr(image, name) for name in _IMAGE_COLUMNS}
         row["status"] = str(image.status)
         row["visibility"] = str(image.visibility)
+        if image.failure_status is not None:
+            row["failure_status"] = str(image.failure_status)
 
         def work(conn: Connection) -> None:
             conn.execute(images.insert().values(**row))
@@ -696,6 +699,8 @@ def _image(
     values: list[Any] = list(row[:len(_IMAGE_COLUMNS)])
     values[_STATUS_AT] = _STATUSES[values[_STATUS_AT]]
     values[_VISIBILITY_AT] = _VISIBILITIES[values[_VISIBILITY_AT]]
+    if values[_FAILURE_AT] is not None:
+        values[_FAILURE_AT] = _STATUSES[values[_FAILURE_AT]]
     values += [properties, tags or [], locations or []]
     return Image(*values)
 

@@ -54,6 +54,7 @@ images = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("deleted_at", Timestamp),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("failure_status", sa.String(30)),
     _sort_copy("name", sa.String(255)),
     _sort_copy("container_format", sa.String(20)),
     _sort_copy("disk_format", sa.String(20)),

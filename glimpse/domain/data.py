@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from glimpse.domain import lifecycle
 from glimpse.domain.lifecycle import FailureRule
@@ -187,7 +187,8 @@ class ImageData:
             # and so does the sweep after a server died mid-upload.
             lifecycle.check_transition(image.status, Status.SAVING)
             update = self._repo.update(
-                image.id, Changes(fields={"status": Status.SAVING, "updated_at": now()}),
+                image.id, Changes(fields={"status": Status.SAVING, "updated_at": now(),
+                                          "failure_status": on_failure.status}),
                 expected_status=Status.QUEUED, add_locations=[location],
             )
             if update is None:
@@ -222,7 +223,7 @@ class ImageData:
         lifecycle.check_transition(Status.SAVING, Status.ACTIVE)
         fields = {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
                   "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
-                  "updated_at": now()}
+                  "updated_at": now(), "failure_status": None}
         if inspection is not None and inspection.virtual_size is not None:
             fields["virtual_size"] = inspection.virtual_size
         finished = self._repo.update(image.id, Changes(fields=fields),
@@ -249,7 +250,7 @@ class ImageData:
 
     def _fail(self, image_id: str, rule: FailureRule, cause: BaseException) -> None:
         """saving -> the rule's status, only if still saving."""
-        if self._move(image_id, Status.SAVING, rule.status):
+        if self._move(image_id, Status.SAVING, rule.status, failure_status=None):
             return
         current = self._repo.get(image_id)
         if current is not None and current.deleted:
@@ -257,10 +258,10 @@ class ImageData:
                 f"Image {image_id} was deleted while its data was being uploaded."
             ) from cause
 
-    def _move(self, image_id: str, current: Status, target: Status) -> bool:
+    def _move(self, image_id: str, current: Status, target: Status, **fields: Any) -> bool:
         lifecycle.check_transition(current, target)
-        return self._repo.set_fields(image_id, {"status": target, "updated_at": now()},
-                                     expected_status=current)
+        return self._repo.set_fields(image_id, {"status": target, "updated_at": now(),
+                                                **fields}, expected_status=current)
 
     # -- releasing and recovering -----------------------------------------------------------
 
@@ -272,16 +273,18 @@ class ImageData:
             self.release(image.id, location)
 
     def recover_stale_uploads(self) -> list[str]:
-        """Kill the images whose upload stopped beating (its server died) and delete whatever
-        data they left. Safe to run from every API process at once."""
+        """End the uploads that stopped beating (their server died) as their API's failure
+        rule says (v1 killed, v2 back to queued; killed when none was recorded) and delete
+        whatever data they left. Safe to run from every API process at once."""
         before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
         recovered = []
         for image in self._repo.find_stale_uploads(before):
-            if not self._move(image.id, Status.SAVING, Status.KILLED):
+            target = image.failure_status or Status.KILLED
+            if not self._move(image.id, Status.SAVING, target, failure_status=None):
                 continue  # it finished, or another process got there first
             self.release_all(image)
-            log.warning("image %s: upload abandoned (no heartbeat since %s); killed",
-                        image.id, image.updated_at)
+            log.warning("image %s: upload abandoned (no heartbeat since %s); now %s",
+                        image.id, image.updated_at, target)
             recovered.append(image.id)
         return recovered
 

@@ -118,6 +118,7 @@ class ImageService:
             # Created already claimed (saving, with its location recorded): nobody else can
             # have seen it queued, and a small upload is spared a transaction.
             locations=[self.data.claimed_location(image_id, store)] if upload else [],
+            failure_status=on_failure.status if upload else None,
             **fields,
         )
         self._repo.create(image)

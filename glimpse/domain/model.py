@@ -89,6 +89,9 @@ class Image:
     updated_at: dt.datetime = dataclasses.field(default_factory=lambda: now())
     deleted_at: dt.datetime | None = None
     deleted: bool = False
+    # While saving: where a failed upload leaves the image (the API's failure rule, recorded
+    # with the claim, so that recovering an upload whose server died follows it too).
+    failure_status: Status | None = None
     properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
     locations: list[Location] = dataclasses.field(default_factory=list)

@@ -4,6 +4,7 @@ with what each leaves in the store and on the image; and the table's refusals.""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -326,3 +327,51 @@ def test_data_in_a_store_no_longer_configured_is_unavailable(svc: Services) -> N
     assert [loc.store for loc in svc.images.get(OWNER, image.id).locations] == ["gone"]
     with pytest.raises(Unavailable, match="store gone"):
         svc.images.open_data(OWNER, image.id)
+
+
+@pytest.mark.parametrize(("rule", "via_create"), [
+    (FailureRule.KILL, False), (FailureRule.KILL, True), (FailureRule.REQUEUE, False),
+])
+def test_recovery_follows_the_failure_rule_of_the_upload(
+    build: ServiceFactory, rule: FailureRule, via_create: bool
+) -> None:
+    """An upload whose server died ends as its API's rule says (v1 killed, v2 queued): the
+    rule is recorded with the claim, so the sweep of another process knows it."""
+    svc = build(stale_upload_timeout=60.0)
+    started, release = threading.Event(), threading.Event()
+
+    def hanging() -> Iterator[bytes]:
+        yield b"partial"
+        started.set()
+        release.wait(10)
+        raise OSError("the server died")  # what the upload thread sees, late
+
+    queued = None if via_create else svc.create(data=None)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if queued is None:
+                svc.images.create(OWNER, ImageInput(fields=dict(FORMATS)),
+                                  Upload(hanging(), None), rule)
+            else:
+                svc.images.update(OWNER, queued.id, [], upload=Upload(hanging(), None),
+                                  on_failure=rule)
+        except BaseException as exc:  # the upload fails either way; its end is checked below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert started.wait(10)
+    saving = next(i for i in svc.repo.images_holding_data([str(Status.SAVING)]))
+    assert saving.failure_status is rule.status
+    # Its heartbeat stops: what the sweep of any process then finds.
+    assert svc.repo.set_fields(saving.id, {"updated_at": now() - dt.timedelta(seconds=61)},
+                               expected_status=Status.SAVING)
+    assert svc.data.recover_stale_uploads() == [saving.id]
+    release.set()
+    worker.join(10)
+    assert outcome
+    ended = svc.images.get(OWNER, saving.id)
+    assert (ended.status, ended.locations, ended.failure_status) == (rule.status, [], None)
+    assert svc.stored() == set()

@@ -58,6 +58,9 @@ def upgrade() -> None:
     op.create_index("ix_images_visibility", "images",
                     ["deleted", "visibility", *_KEYSET])
 
+    # Where a failed upload leaves the image, recorded with the claim (v1 killed, v2 queued).
+    op.add_column("images", sa.Column("failure_status", sa.String(30)))
+
     # A nullable size: a new column takes the values, then the old one's place.
     op.drop_index("ix_images_size", table_name="images")
     op.add_column("images", sa.Column("size_new", sa.BigInteger))
