@@ -57,9 +57,8 @@ class Field:
     nullable: bool = True
     max_length: int | None = None  # strings
     maximum: int | None = None  # integers (all are >= 0)
-    filterable: bool = False  # lists may select on it (equality, and `in`/comparisons below)
+    filterable: bool = False  # lists may select on it (which operators: each API's rule)
     sortable: bool = False
-    ranged: bool = False  # comparison operators (gt, gte, lt, lte, neq) in filters
 
     def check(self, value: Any) -> None:
         """Invalid naming the field unless ``value`` is one it may hold (formats aside:
@@ -95,43 +94,37 @@ class Field:
             raise Invalid(f"'{self.name}' must be a timestamp")
 
 
-def _f(name: str, kind: Kind, setter: Setter, **options: Any) -> Field:
-    return Field(name, kind, setter, **options)
-
-
 S, N, B = Kind.STRING, Kind.INTEGER, Kind.BOOLEAN
 FIELDS: tuple[Field, ...] = (
-    _f("id", Kind.UUID, Setter.CREATOR, nullable=False, filterable=True, sortable=True),
-    _f("name", S, Setter.OWNER, max_length=255, filterable=True, sortable=True),
-    _f("status", Kind.STATUS, Setter.SERVER, nullable=False, filterable=True, sortable=True),
-    _f("visibility", Kind.VISIBILITY, Setter.OWNER, nullable=False, filterable=True),
-    _f("protected", B, Setter.OWNER, nullable=False, filterable=True),
-    _f("os_hidden", B, Setter.OWNER, nullable=False, filterable=True),
-    _f("checksum", S, Setter.DECLARED, max_length=32, filterable=True),
-    _f("os_hash_algo", S, Setter.SERVER, max_length=64),
-    _f("os_hash_value", S, Setter.SERVER, max_length=128, filterable=True),
-    _f("owner", S, Setter.ADMIN, max_length=MAX_KEY_LENGTH, filterable=True),
-    _f("size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True, sortable=True,
-       ranged=True),
-    _f("virtual_size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True, ranged=True),
-    _f("container_format", Kind.CONTAINER_FORMAT, Setter.OWNER, max_length=20,
-       filterable=True, sortable=True),
-    _f("disk_format", Kind.DISK_FORMAT, Setter.OWNER, max_length=20, filterable=True,
-       sortable=True),
-    _f("min_ram", N, Setter.OWNER, nullable=False, maximum=MAX_INT32, filterable=True),
-    _f("min_disk", N, Setter.OWNER, nullable=False, maximum=MAX_INT32, filterable=True),
-    _f("created_at", Kind.TIMESTAMP, Setter.SERVER, nullable=False, filterable=True,
-       sortable=True, ranged=True),
-    _f("updated_at", Kind.TIMESTAMP, Setter.SERVER, nullable=False, filterable=True,
-       sortable=True, ranged=True),
-    _f("deleted_at", Kind.TIMESTAMP, Setter.SERVER),
-    _f("deleted", B, Setter.SERVER, nullable=False),
+    Field("name", S, Setter.OWNER, max_length=255, filterable=True, sortable=True),
+    Field("status", Kind.STATUS, Setter.SERVER, nullable=False, filterable=True, sortable=True),
+    Field("visibility", Kind.VISIBILITY, Setter.OWNER, nullable=False, filterable=True),
+    Field("protected", B, Setter.OWNER, nullable=False, filterable=True),
+    Field("os_hidden", B, Setter.OWNER, nullable=False, filterable=True),
+    Field("checksum", S, Setter.DECLARED, max_length=32, filterable=True),
+    Field("os_hash_algo", S, Setter.SERVER, max_length=64),
+    Field("os_hash_value", S, Setter.SERVER, max_length=128, filterable=True),
+    Field("owner", S, Setter.ADMIN, max_length=MAX_KEY_LENGTH, filterable=True),
+    Field("container_format", Kind.CONTAINER_FORMAT, Setter.OWNER, max_length=20,
+          filterable=True, sortable=True),
+    Field("disk_format", Kind.DISK_FORMAT, Setter.OWNER, max_length=20, filterable=True,
+          sortable=True),
+    Field("size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True, sortable=True),
+    Field("virtual_size", N, Setter.DECLARED, maximum=MAX_BIGINT, filterable=True),
+    Field("id", Kind.UUID, Setter.CREATOR, nullable=False, filterable=True, sortable=True),
+    Field("min_ram", N, Setter.OWNER, nullable=False, maximum=MAX_INT32, filterable=True),
+    Field("min_disk", N, Setter.OWNER, nullable=False, maximum=MAX_INT32, filterable=True),
+    Field("created_at", Kind.TIMESTAMP, Setter.SERVER, nullable=False, filterable=True,
+          sortable=True),
+    Field("updated_at", Kind.TIMESTAMP, Setter.SERVER, nullable=False, filterable=True,
+          sortable=True),
+    Field("deleted_at", Kind.TIMESTAMP, Setter.SERVER),
+    Field("deleted", B, Setter.SERVER, nullable=False),
 )
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+# In the table's order, which v1's error messages list them in.
 SORTABLE: tuple[str, ...] = tuple(f.name for f in FIELDS if f.sortable)
 FILTERABLE: tuple[str, ...] = tuple(f.name for f in FIELDS if f.filterable)
-# Fields a client may send, by who sends it; the API codecs pick the setters they accept.
-CLIENT_SETTERS = frozenset({Setter.OWNER, Setter.ADMIN, Setter.CREATOR, Setter.DECLARED})
 # Tags: at most this long each (the column's width).
 MAX_TAG_LENGTH = 255
 # The property namespace the service's own machinery (v2 import) owns: no client sets it.
@@ -140,7 +133,3 @@ RESERVED_PROPERTY_PREFIX = "os_glance"
 
 def is_uuid_like(value: str) -> bool:
     return bool(_UUID_LIKE.match(value))
-
-
-def field(name: str) -> Field:
-    return BY_NAME[name]

@@ -21,15 +21,9 @@ class Limits:
     upload_heartbeat_interval: float = 10.0
     stale_upload_timeout: float = 60.0
 
-    def check_properties(self, count: int) -> None:
-        _check("image properties", count, self.image_property_quota)
-
-    def check_tags(self, count: int) -> None:
-        _check("image tags", count, self.image_tag_quota)
-
     def check_counts(self, properties: int, tags: int) -> None:
-        self.check_properties(properties)
-        self.check_tags(tags)
+        _check("image properties", properties, self.image_property_quota)
+        _check("image tags", tags, self.image_tag_quota)
 
     def check_members(self, count: int) -> None:
         _check("image members for this image", count, self.image_member_quota)

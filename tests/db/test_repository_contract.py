@@ -18,8 +18,8 @@ import pytest
 
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain.fields import FILTERABLE
 from glimpse.domain.model import (
-    FILTER_FIELDS,
     Changes,
     Filter,
     Image,
@@ -515,7 +515,7 @@ def matches(value: object, op: Op, operand: Any) -> bool:
                  Op.LT: operator.lt, Op.LTE: operator.le}[op](value, operand))
 
 
-@pytest.mark.parametrize("field", FILTER_FIELDS)
+@pytest.mark.parametrize("field", FILTERABLE)
 def test_every_operator_on_every_filterable_field(
     repo: SqlImageRepository, corpus: Corpus, field: str
 ) -> None:

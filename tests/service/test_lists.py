@@ -12,9 +12,9 @@ import pytest
 
 from glimpse.db.tables import SORT_NULLS
 from glimpse.domain.data import Upload
+from glimpse.domain.fields import SORTABLE
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.model import (
-    SORT_KEYS,
     Image,
     Scope,
     SetFields,
@@ -171,7 +171,7 @@ def _order_key(image: Image, key: str) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("direction", ["asc", "desc"])
-@pytest.mark.parametrize("key", SORT_KEYS)
+@pytest.mark.parametrize("key", SORTABLE)
 def test_sort_keys(listing: Catalog, key: str, direction: str) -> None:
     """The key, then created_at and id as tie-breakers, all in the one direction; a null key
     sorts as an empty string or 0."""

@@ -168,9 +168,3 @@ def test_domain_imports_only_stdlib_and_errors() -> None:
                         top == "__future__"
                     ), f"{path.name} imports {name}"
 
-
-def test_list_keys_are_the_field_tables() -> None:
-    from glimpse.domain import fields, model
-
-    assert set(model.SORT_KEYS) == set(fields.SORTABLE)
-    assert set(model.FILTER_FIELDS) == set(fields.FILTERABLE)

@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from glimpse.api.v1.headers import parse_timestamp
-from glimpse.domain.model import SORT_KEYS, Filter, ListQuery, Op, SortKey
+from glimpse.domain.fields import SORTABLE
+from glimpse.domain.model import Filter, ListQuery, Op, SortKey
 from glimpse.domain.validation import is_uuid_like
 from glimpse.errors import Invalid
 
@@ -64,8 +65,8 @@ def parse_list_query(
         elif name.startswith("property-"):
             query.properties[name[len("property-"):]] = value
         elif name == "sort_key":
-            if value not in SORT_KEYS:
-                raise Invalid(f"Unsupported sort_key. Acceptable values: {', '.join(SORT_KEYS)}")
+            if value not in SORTABLE:
+                raise Invalid(f"Unsupported sort_key. Acceptable values: {', '.join(SORTABLE)}")
             sort_key = value
         elif name == "sort_dir":
             if value not in ("asc", "desc"):
