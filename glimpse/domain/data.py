@@ -71,7 +71,8 @@ class Download:
     def length(self) -> int | None:
         """The byte count to promise the client; None for an external location of unknown
         size (the remote did not say)."""
-        if self.image.store == EXTERNAL_STORE and not self.image.size:
+        location = self.image.data_location
+        if location is not None and location.store == EXTERNAL_STORE and not self.image.size:
             return None
         return self.image.size or 0
 

@@ -94,7 +94,7 @@ class ImageService:
         self._check_input(principal, fields, source, upload)
         validate_properties(data.properties)
         validate_tags(data.tags)
-        if source.location is not None or source.copy_from is not None or upload is not None:
+        if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
         tags = list(dict.fromkeys(data.tags))
         self._limits.check_counts(len(data.properties), len(tags))
@@ -104,8 +104,7 @@ class ImageService:
         fields.setdefault("owner", principal.owner)
         if declared is None and remote_size is not None:
             fields["size"] = remote_size
-        empty = declared == 0 and upload is None and source.location is None \
-            and source.copy_from is None
+        empty = declared == 0 and upload is None and source.url is None
         stamp = now()
         image_id = fields.pop("id", None) or _new_id()
         status = Status.SAVING if upload is not None else Status.ACTIVE if empty \
@@ -144,13 +143,12 @@ class ImageService:
         changes = self._fold(principal, image, commands)
         fields = changes.fields
         self._check_input(principal, fields, source, upload)
-        sources = source.location is not None or source.copy_from is not None
-        if sources and image.status is not Status.QUEUED:
+        if source.url is not None and image.status is not Status.QUEUED:
             raise Invalid("A location can only be set on a queued image.",
                           code="location_not_queued")
         if upload is not None and image.status is not Status.QUEUED:
             raise Conflict("Cannot upload to an unqueued image")
-        if upload is not None or sources:
+        if upload is not None or source.url is not None:
             require_formats(
                 fields.get("disk_format", image.disk_format),
                 fields.get("container_format", image.container_format),
@@ -305,7 +303,7 @@ class ImageService:
                           code="multiple_sources")
 
     def _check_external(self, source: DataSource, declared: int | None) -> int | None:
-        url = source.location if source.location is not None else source.copy_from
+        url = source.url
         return None if url is None else self.data.check_external(url, declared)
 
     def _attach(

@@ -101,10 +101,6 @@ class Image:
         """The location data is read from: the first one."""
         return self.locations[0] if self.locations else None
 
-    @property
-    def store(self) -> str | None:
-        return self.locations[0].store if self.locations else None
-
 
 # The fields that hold rows of other tables, not columns of images.
 RELATED_FIELDS = ("properties", "tags", "locations")
@@ -128,6 +124,11 @@ class DataSource:
     location: str | None = None
     copy_from: str | None = None
     store: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        """The external URL given, to point at or to copy from (at most one may be)."""
+        return self.location if self.location is not None else self.copy_from
 
 
 @dataclasses.dataclass
@@ -214,21 +215,6 @@ class Scope(enum.Enum):
     NON_PUBLIC = "non_public"
 
 
-# What a list may sort and filter by: module constants the lead will derive from a field
-# table. Every filterable field takes every operator (which operators an API offers on which
-# field is that API's rule); sorting is by these only, each key either way.
-# What the field table (fields.py, which builds on this module) says is sortable and
-# filterable; tests/unit/test_domain_rules.py holds the two together.
-SORT_KEYS = (
-    "name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
-)
-FILTER_FIELDS = (
-    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_value",
-    "owner", "size", "virtual_size", "container_format", "disk_format", "min_ram", "min_disk",
-    "created_at", "updated_at",
-)
-
-
 class Op(enum.StrEnum):
     EQ = "eq"
     NEQ = "neq"
@@ -254,7 +240,10 @@ class Filter:
 
     def __post_init__(self) -> None:
         # Programming errors, not client ones: an API checks what it accepts before this.
-        if self.field not in FILTER_FIELDS:
+        # (The field table builds on this module, so it is read here, not imported above.)
+        from glimpse.domain.fields import FILTERABLE
+
+        if self.field not in FILTERABLE:
             raise ValueError(f"not a filterable field: {self.field}")
         if self.op is Op.IN and not isinstance(self.value, tuple):
             raise TypeError("Op.IN takes a tuple of values")
@@ -268,7 +257,9 @@ class SortKey:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        if self.field not in SORT_KEYS:
+        from glimpse.domain.fields import SORTABLE
+
+        if self.field not in SORTABLE:
             raise ValueError(f"not a sort key: {self.field}")
 
 
