@@ -416,26 +416,8 @@ class SqlImageRepository:
             return []
         ids = [r[0] for r in rows]
         related = _Related(ids)
-        of_page: Callable[[sa.Column[str]], sa.ColumnElement[bool]]
-        if conn.dialect.name == "postgresql":
-            # One array parameter: a thousand-item IN list costs more to render and parse than
-            # the index lookups it asks for.
-            page = sa.literal(ids, postgresql.ARRAY(sa.String))
-
-            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
-                return column == sa.any_(page)
-        elif conn.dialect.name == "sqlite":
-            # The same, as one JSON text parameter (SQLite's json_each).
-            listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
-                sa.func.json_each(sa.literal(json.dumps(ids))))
-
-            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
-                return column.in_(listed)
-        else:
-            def of_page(column: sa.Column[str]) -> sa.ColumnElement[bool]:
-                return column.in_(ids)
-        branches = _related_rows(of_page)
-        related.add(conn.execute(sa.union_all(*branches[:None if with_locations else 2])).all())
+        branches = _related_rows(_one_of(conn.dialect.name, ids), with_locations)
+        related.add(conn.execute(sa.union_all(*branches)).all())
         return [_image(row, *related.of(row[0])) for row in rows]
 
     @staticmethod
@@ -560,19 +542,38 @@ _KINDS = ("p", "t", "l")
 
 
 def _related_rows(
-    of: Callable[[sa.Column[str]], sa.ColumnElement[bool]],
+    of: Callable[[sa.Column[str]], sa.ColumnElement[bool]], with_locations: bool = True,
 ) -> list[sa.Select[Any]]:
-    """Properties, tags, then locations (that order: lists leave the last out)."""
+    """Properties, tags and (unless told not to) locations."""
     none = sa.null()
     props, tags, locs = image_properties.c, image_tags.c, image_locations.c
-    return [
+    branches = [
         sa.select(sa.literal_column("'p'"), props.image_id, sa.literal_column("0"), props.name,
                   props.value, none, none).where(of(props.image_id)),
         sa.select(sa.literal_column("'t'"), tags.image_id, sa.literal_column("0"), tags.value,
                   none, none, none).where(of(tags.image_id)),
-        sa.select(sa.literal_column("'l'"), locs.image_id, locs.position, locs.store, locs.url,
-                  locs.meta, locs.status).where(of(locs.image_id)),
     ]
+    if with_locations:
+        branches.append(
+            sa.select(sa.literal_column("'l'"), locs.image_id, locs.position, locs.store,
+                      locs.url, locs.meta, locs.status).where(of(locs.image_id)))
+    return branches
+
+
+def _one_of(
+    dialect: str, ids: list[str]
+) -> Callable[[sa.Column[str]], sa.ColumnElement[bool]]:
+    """``column`` is one of a page's ids: an IN list where nothing better exists. A
+    thousand-item IN list costs more to render and parse than the index lookups it asks for,
+    so PostgreSQL gets one array parameter and SQLite one JSON text (json_each)."""
+    if dialect == "postgresql":
+        page = sa.literal(ids, postgresql.ARRAY(sa.String))
+        return lambda column: column == sa.any_(page)
+    if dialect == "sqlite":
+        listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+            sa.func.json_each(sa.literal(json.dumps(ids))))
+        return lambda column: column.in_(listed)
+    return lambda column: column.in_(ids)
 
 
 # One image with everything other tables hold of it, in one statement: the hot path of HEAD,
