@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -19,7 +20,6 @@ from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
-from glimpse.domain import data as data_path
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
@@ -29,7 +29,7 @@ from glimpse.domain.ports import Store
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
-from glimpse.stores.registry import EXTERNAL_STORE, READ_ONLY_STORES, STORE_ALIASES, build_stores
+from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
@@ -64,20 +64,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         timeout=settings.external_timeout,
         max_redirects=settings.external_max_redirects,
     )
-    limits = Limits(
-        image_size_cap=settings.image_size_cap,
-        image_property_quota=settings.image_property_quota,
-        image_tag_quota=settings.image_tag_quota,
-        image_member_quota=settings.image_member_quota,
-        user_storage_quota=settings.user_storage_quota,
-        delayed_delete=settings.delayed_delete,
-        disk_formats=settings.disk_formats,
-        container_formats=settings.container_formats,
-        multihash_algorithm=settings.multihash_algorithm,
-        upload_heartbeat_interval=settings.upload_heartbeat_interval,
-        stale_upload_timeout=settings.stale_upload_timeout,
-    )
-    assert EXTERNAL_STORE == data_path.EXTERNAL_STORE, "the registry names the external store"
+    # Every limit is the setting of the same name.
+    limits = Limits(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Limits)})
     data = ImageData(
         repo, stores, settings.default_store, external, limits,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),

@@ -51,6 +51,15 @@ def test_the_registry_names_the_drivers_and_the_names_of_meaning() -> None:
         set(RESERVED_STORE_NAMES)
 
 
+def test_the_domain_records_external_data_under_the_registrys_name() -> None:
+    """The domain may not import the registry: it spells the external store's name itself."""
+    from glimpse.domain import data
+    from glimpse.stores import registry
+
+    assert data.EXTERNAL_STORE == registry.EXTERNAL_STORE
+    assert data.EXTERNAL_STORE in registry.READ_ONLY_STORES
+
+
 def test_an_unknown_driver_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, {"GLIMPSE_DEFAULT_STORE_DRIVER": "nope"})
     assert message == ("Store 'file': unknown driver 'nope' "
