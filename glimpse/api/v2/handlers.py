@@ -30,8 +30,8 @@ from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import AddTag, Command, RemoveTag, Status
-from glimpse.errors import Invalid
+from glimpse.domain.model import AddTag, Command, Image, RemoveTag, Status
+from glimpse.errors import Invalid, NotFound
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 IMAGES_SCHEMA = "/v2/schemas/images"
@@ -94,7 +94,7 @@ class V2Handlers:
             image = self.images.get(call.principal, call.params["image_id"])
         else:
             image = await in_thread(self.images.get, call.principal, call.params["image_id"])
-        return json_response(image_json(image))
+        return json_response(image_json(_live(image)))
 
     async def list_images(self, call: Call) -> Response:
         call.refuse_body()
@@ -136,7 +136,7 @@ class V2Handlers:
     async def download(self, call: Call) -> Response | ASGIApp:
         call.refuse_body()
         image_id = call.params["image_id"]
-        image = await in_thread(self.images.get, call.principal, image_id)
+        image = _live(await in_thread(self.images.get, call.principal, image_id))
         if image.status in NO_DATA:
             return empty_response(204)
         download = await in_thread(self.images.open_data, call.principal, image_id)
@@ -176,6 +176,15 @@ class V2Handlers:
         # Per-project limits come with unified limits (Keystone); without them Glance too
         # answers an empty document.
         return json_response({"usage": {}})
+
+
+def _live(image: Image) -> Image:
+    """v2 shows no deleted image, to admins neither (spec §2.3, §2.5: GET and /file are 404
+    after a delete; the clients check their delete so). ImageService.get keeps deleted images
+    visible to admins, as v1 needs."""
+    if image.deleted:
+        raise NotFound(f"Image {image.id} not found.")
+    return image
 
 
 def _declared_size(text: str | None) -> int | None:
