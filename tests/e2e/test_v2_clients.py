@@ -334,13 +334,13 @@ class GlanceCli(Cli):
         return 0
 
     def create(self, name: str, path: Path, tag: str, props: dict[str, str]) -> str:
+        # Its options (--tags among them) are built from glimpse's image schema.
         args = ["image-create", "--name", name, "--disk-format", "raw",
-                "--container-format", "bare", "--owner", OWNER, "--file", str(path)]
+                "--container-format", "bare", "--owner", OWNER, "--tags", tag,
+                "--file", str(path)]
         for key, value in props.items():
             args += ["--property", f"{key}={value}"]
-        image_id = dict(table(self.run(*args, spawn=True)))["id"]
-        self.run("image-tag-update", image_id, tag)
-        return image_id
+        return dict(table(self.run(*args, spawn=True)))["id"]
 
     def show(self, image_id: str) -> dict[str, Any]:
         return dict(table(self.run("image-show", image_id)))
