@@ -500,7 +500,8 @@ class Sdk(Driver):
         return [image.name for image in images]
 
     def download(self, image_id: str, path: Path) -> bytes:
-        # Not streamed, so the SDK compares the data's MD5 with Content-MD5 (or the checksum).
+        # The SDK reads the image first, then checks the data against os_hash_value (else the
+        # MD5 against the checksum or Content-MD5), streamed or not.
         response = self.conn.image.download_image(image_id)
         data: bytes = response.content
         return data
@@ -576,6 +577,54 @@ def identity_url() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), RefusingIdentity)
     with serving(httpd) as port:
         yield f"http://127.0.0.1:{port}/v3"
+
+
+class CorruptingProxy(BaseHTTPRequestHandler):
+    """Forwards every request to glimpse, but flips one bit of the last byte of image data
+    (``GET …/file``) on its way back, the headers (Content-MD5 included) left as sent."""
+
+    upstream = ""
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        # Host is kept: glimpse builds the version document's links from it.
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("content-length", "connection")}
+        resp = httpx.request(self.command, self.upstream + self.path, headers=headers,
+                             content=body, timeout=30.0)
+        data = resp.content
+        if self.command == "GET" and self.path.endswith("/file") and data:
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        self.send_response(resp.status_code)
+        for key, value in resp.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection",
+                                   "content-encoding", "date", "server"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def corrupted_drivers(server: GlimpseServer, identity_url: str) -> Iterator[dict[str, Driver]]:
+    """The clients, through a proxy that corrupts every download."""
+    handler = type("Proxy", (CorruptingProxy,), {"upstream": server.url})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with serving(httpd) as port:
+        url = f"http://127.0.0.1:{port}"
+        yield {
+            "glanceclient": GlanceclientApi(url),
+            "glance": GlanceCli(url),
+            "openstack": OpenStackCli(url, identity_url),
+            "sdk": Sdk(url),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -656,6 +705,19 @@ def test_download_checks_checksum(
 ) -> None:
     image_id, data = active_image
     assert driver.download(image_id, tmp_path / "out") == data
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_download_refuses_corrupted_data(
+    corrupted_drivers: dict[str, Driver], name: str, active_image: tuple[str, bytes],
+    tmp_path: Path,
+) -> None:
+    """The checksum check is real: one flipped bit and every client fails the download."""
+    image_id, _ = active_image
+    # glanceclient: "Corrupt image download. Hash was … expected …" (os_hash_value first);
+    # openstacksdk and OSC: "checksum mismatch (sha512): … != …".
+    with pytest.raises(Exception, match=r"Corrupt image download|checksum mismatch"):
+        corrupted_drivers[name].download(image_id, tmp_path / "out")
 
 
 def test_update_sets_and_unsets(driver: Driver, wire: Http, active_image: tuple[str, bytes],
