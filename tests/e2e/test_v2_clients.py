@@ -276,6 +276,7 @@ class Cli(Driver):
 
     script = ""
     env: dict[str, str] = {}  # noqa: RUF012 (replaced per instance)
+    always_spawn = False
 
     def argv(self, *args: str) -> list[str]:
         raise NotImplementedError
@@ -285,7 +286,7 @@ class Cli(Driver):
 
     def run(self, *args: str, spawn: bool = False) -> str:
         argv = self.argv(*args)
-        if spawn:
+        if spawn or self.always_spawn:
             env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
             result = subprocess.run([str(BIN / self.script), *argv], env={**env, **self.env},
                                     stdin=subprocess.DEVNULL if self.script == "openstack"
@@ -395,9 +396,13 @@ class OpenStackCli(Cli):
     name = "openstack"
     script = "openstack"
 
-    def __init__(self, url: str, identity_url: str) -> None:
+    def __init__(self, url: str, identity_url: str, always_spawn: bool = False) -> None:
+        """``always_spawn``: run every command as its own process. OSC run in this process
+        keeps talking to the image endpoint of its first run (process-wide state somewhere in
+        its SDK stack), so one pointed at a second URL must be spawned."""
         self.url = url
         self.env = {"OS_IDENTITY_ENDPOINT_OVERRIDE": identity_url}
+        self.always_spawn = always_spawn
 
     def argv(self, *args: str) -> list[str]:
         return ["--os-auth-type", "none", "--os-endpoint", self.url, *args]
@@ -622,7 +627,7 @@ def corrupted_drivers(server: GlimpseServer, identity_url: str) -> Iterator[dict
         yield {
             "glanceclient": GlanceclientApi(url),
             "glance": GlanceCli(url),
-            "openstack": OpenStackCli(url, identity_url),
+            "openstack": OpenStackCli(url, identity_url, always_spawn=True),
             "sdk": Sdk(url),
         }
 
