@@ -680,6 +680,10 @@ def test_create_with_upload(driver: Driver, wire: Http, unique: str, tmp_path: P
     assert image["e2e_prop"] == unique
     assert image["tags"] == [unique]
     assert (image["disk_format"], image["container_format"]) == ("raw", "bare")
+    if isinstance(driver, Sdk):
+        # Given a file name, the SDK hashes it and records the hashes as properties (spec §6.3).
+        assert image["owner_specified.openstack.sha256"] == hashlib.sha256(data).hexdigest()
+        assert image["owner_specified.openstack.md5"] == md5(data)
 
 
 def test_show(driver: Driver, active_image: tuple[str, bytes], unique: str) -> None:
