@@ -88,7 +88,7 @@ class ImageService:
                 principal.is_admin and self._admins_read_deactivated):
             raise Forbidden("The requested image has been deactivated. Image data download is "
                             "forbidden.")
-        if image.status is not Status.ACTIVE:
+        if image.status not in _DATA_FIXED:
             raise NotFound(f"Image {image_id} is not active")
         return self.data.open(image)
 
