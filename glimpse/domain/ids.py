@@ -16,9 +16,6 @@ from glimpse.domain.fields import is_uuid_like
 from glimpse.domain.model import Image
 from glimpse.domain.ports import ImageRepository
 
-# No stored id is longer: a longer string names no image and is not worth a query.
-MAX_ID_LENGTH = 36
-
 
 def canonical(value: str) -> str:
     """The canonical spelling of a UUID-like id; any other string unchanged (it is refused
@@ -29,8 +26,9 @@ def canonical(value: str) -> str:
 
 
 def find(repo: ImageRepository, image_id: str) -> Image | None:
-    """The image this id names, deleted ones included; None if none does."""
-    if len(image_id) > MAX_ID_LENGTH:
+    """The image this id names, deleted ones included; None if none does. Every stored id is
+    UUID-like (checked on create), so another string names none and costs no query."""
+    if not is_uuid_like(image_id):
         return None
     image = repo.get(image_id)
     if image is None:
