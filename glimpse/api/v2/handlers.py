@@ -26,6 +26,7 @@ from glimpse.api.v2 import errors
 from glimpse.api.v2.body import parse_create
 from glimpse.api.v2.images_json import image_json
 from glimpse.api.v2.query import page_links, parse_list_query
+from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
@@ -70,6 +71,8 @@ class V2Handlers:
         default_limit: int,
         max_limit: int,
         inline_reads: bool = False,
+        *,
+        schemas: ImageSchemas,
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode)."""
@@ -78,11 +81,13 @@ class V2Handlers:
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.inline_reads = inline_reads
+        self.schemas = schemas
 
     # -- images -------------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        data = parse_create(await read_json(call.request), call.principal)
+        data = parse_create(await read_json(call.request), call.principal,
+                            self.schemas)
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
