@@ -107,7 +107,7 @@ def decode_pointer(pointer: Any) -> list[str]:
     shown = shown_key(pointer)
     if not pointer.startswith("/"):
         raise Invalid(f'Pointer `{shown}` does not start with "/".')
-    if _ADJACENT_SLASHES.search(pointer, 1):
+    if _ADJACENT_SLASHES.search(pointer):
         raise Invalid(f'Pointer `{shown}` contains adjacent "/".')
     if len(pointer) > 1 and pointer.endswith("/"):
         raise Invalid(f'Pointer `{shown}` end with "/".')
