@@ -101,7 +101,7 @@ def test_long_custom_keys() -> None:
 def test_owner() -> None:
     assert create({"owner": "p"}).fields["owner"] == "p"
     with pytest.raises(Forbidden,
-                       match="You are not permitted to create images owned by 'q'."):
+                       match=r"You are not permitted to create images owned by 'q'\."):
         create({"owner": "q"})
     with pytest.raises(Forbidden, match="owned by 'None'"):
         create({"owner": None})
