@@ -333,7 +333,8 @@ def test_a_hundred_thousand_operations_parse_in_linear_time() -> None:
     started = time.monotonic()
     commands = parse_patch(load_json(raw), V21, USER, SCHEMAS)
     assert len(commands) == 100_000
-    assert time.monotonic() - started < 5
+    # About a second alone; a quadratic step would take hours. Generous for busy machines.
+    assert time.monotonic() - started < 30
 
 
 def test_deep_values_are_refused() -> None:
