@@ -197,7 +197,8 @@ def test_values_refused(name: str, value: Any) -> None:
     ("name", None), ("name", "x" * 255), ("name", "\u2713"), ("visibility", "community"),
     ("min_ram", 0), ("min_ram", 2**70), ("disk_format", None), ("disk_format", "qcow2"),
     ("id", "7D4D0F5C-5E0B-4C39-9C53-1B9C2C6C0E11"), ("tags", []), ("kernel_id", None),
-    ("kernel_id", "7d4d0f5c-5e0b-4c39-9c53-1b9c2c6c0e11"), ("architecture", "x86_64"), ("custom", ""),
+    ("kernel_id", "7d4d0f5c-5e0b-4c39-9c53-1b9c2c6c0e11"), ("architecture", "x86_64"),
+    ("custom", ""),
     ("locations", [{"url": "http://x", "metadata": {}}]),
 ])
 def test_values_accepted(name: str, value: Any) -> None:

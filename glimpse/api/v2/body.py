@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from glimpse.api.v2.schemas import READ_ONLY_ON_CREATE, ImageSchemas, is_reserved
+from glimpse.domain.data import HashCheck
 from glimpse.domain.fields import MAX_KEY_LENGTH
 from glimpse.domain.model import ImageInput, Principal
 from glimpse.errors import Forbidden, Invalid
@@ -48,3 +49,30 @@ def parse_create(document: Any, principal: Principal, schemas: ImageSchemas) -> 
 def shown_key(key: str) -> str:
     """A key as a message quotes it: the start of a hostile one only."""
     return key if len(key) <= 80 else f"{key[:80]}..."
+
+
+LOCATION_KEYS = frozenset({"url", "validation_data"})
+VALIDATION_KEYS = frozenset({"os_hash_algo", "os_hash_value"})
+MAX_URL_LENGTH = 2048
+
+
+def parse_location(document: Any) -> tuple[str, HashCheck | None]:
+    """``POST /v2/images/{id}/locations``: the URL, and the hash its data must have if the
+    caller gave one (both of os_hash_algo and os_hash_value, or neither)."""
+    if not isinstance(document, dict):
+        raise Invalid("The request body must be a JSON object.")
+    unknown = sorted(set(document) - LOCATION_KEYS)
+    if unknown:
+        raise Invalid(f"Unknown key(s) in a location: {', '.join(unknown)}.")
+    url = document.get("url")
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise Invalid(f"A location needs a 'url': a string of 1 to {MAX_URL_LENGTH} "
+                      "characters.")
+    validation = document.get("validation_data")
+    if validation is None:
+        return url, None
+    if not isinstance(validation, dict) or set(validation) - VALIDATION_KEYS:
+        raise Invalid("'validation_data' holds only os_hash_algo and os_hash_value.")
+    if set(validation) != VALIDATION_KEYS:
+        raise Invalid("'validation_data' needs both os_hash_algo and os_hash_value.")
+    return url, HashCheck.of(validation["os_hash_algo"], validation["os_hash_value"])

@@ -23,8 +23,8 @@ from glimpse.api.http import (
     read_json,
 )
 from glimpse.api.v2 import errors
-from glimpse.api.v2.body import parse_create
-from glimpse.api.v2.images_json import image_json
+from glimpse.api.v2.body import parse_create, parse_location
+from glimpse.api.v2.images_json import image_json, location_json
 from glimpse.api.v2.query import page_links, parse_list_query
 from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
@@ -173,6 +173,21 @@ class V2Handlers:
             on_failure=FailureRule.REQUEUE,
         ))
         return empty_response(204)
+
+    # -- locations (2.17) ---------------------------------------------------------------------
+
+    async def add_location(self, call: Call) -> Response:
+        url, expected = parse_location(await read_json(call.request))
+        await in_thread(self.images.add_location, call.principal, call.params["image_id"],
+                        url, expected)
+        # Accepted: the data behind the URL is verified in the background (importing ->
+        # active, or back to queued).
+        return empty_response(202)
+
+    async def locations(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(self.images.locations, call.principal, call.params["image_id"])
+        return json_response([location_json(location) for location in found])
 
     # -- info ---------------------------------------------------------------------------------
 

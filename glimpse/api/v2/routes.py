@@ -17,6 +17,7 @@ def build_routes(h: V2Handlers) -> list[Route[Handler]]:
         route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
         route(f"{IMAGE}/tags/(?P<tag>{SEG})", "PUT, DELETE", PUT=h.add_tag,
               DELETE=h.remove_tag),
+        route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
         route("/info/usage", "GET", GET=h.usage),
     ]
 
