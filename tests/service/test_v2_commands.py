@@ -149,3 +149,20 @@ def test_a_failing_command_changes_nothing(svc: Services, failing: list[Command]
                SetProperties({"b": "new"}, Presence.ABSENT),
                SetTags(("gone", "new")), RemoveTag("gone"), *failing)
     assert svc.images.get(OWNER, image.id) == before
+
+
+def test_a_hundred_thousand_commands_fold_quickly(svc: Services, image_id: str) -> None:
+    """A huge patch is refused on its result (the quota), in linear time, changing nothing."""
+    import time
+
+    before = svc.images.get(OWNER, image_id)
+    commands: list[Command] = [SetProperties({f"p{i}": "v"}) for i in range(100_000)]
+    started = time.monotonic()
+    with pytest.raises(OverLimit):
+        update(svc, image_id, *commands)
+    assert time.monotonic() - started < 30
+    assert svc.images.get(OWNER, image_id) == before
+    # Within the quota, however many commands: one write.
+    names = [f"q{i % 100}" for i in range(100_000)]
+    after = update(svc, image_id, *[SetProperties({n: "v"}) for n in names])
+    assert len(after.properties) == 101
