@@ -235,6 +235,15 @@ def test_operator_properties_merged() -> None:
     jsonschema.Draft4Validator.check_schema(doc)
 
 
+def test_null_properties() -> None:
+    schemas = ImageSchemas(DEFAULT_DISK_FORMATS, DEFAULT_CONTAINER_FORMATS,
+                           parse_operator_schema(OPERATOR))
+    assert schemas.null_properties == {"kernel_id"}
+    image = image_json(_image(properties={"kernel_id": None}))
+    image["kernel_id"] = None  # as the renderer must show it
+    jsonschema.validate(image, schemas.image())
+
+
 def test_a_property_named_required_is_still_a_property() -> None:
     operator = parse_operator_schema({"required": {"type": "string"}})
     assert "required" in operator.properties and operator.required == ()

@@ -149,6 +149,12 @@ class ImageSchemas:
             disk_formats, container_formats)
         self.custom: Mapping[str, Mapping[str, Any]] = operator.properties
         self.required: tuple[str, ...] = operator.required
+        # Operator properties that may be null: an image shows a null one as null (the
+        # renderer shows other null properties, which only v1 can store, as "").
+        self.null_properties: frozenset[str] = frozenset(
+            name for name, schema in self.custom.items()
+            if "null" in (schema["type"] if isinstance(schema["type"], list)
+                          else [schema["type"]]))
         self._image = _image_document(self.base, self.custom, self.required)
         self._member = _member_document()
 
