@@ -149,6 +149,7 @@ def test_pointers_decoded(pointer: str, tokens: list[str]) -> None:
 @pytest.mark.parametrize(("pointer", "message"), [
     ("name", 'does not start with "/"'), ("", 'does not start with "/"'),
     ("//name", 'adjacent "/"'), ("/a//b", 'adjacent "/"'), ("/a/ /b", 'adjacent "/"'),
+    ("///twoslash", 'adjacent "/"'), ("/      /      ", 'adjacent "/"'),
     ("/name/", 'end with "/"'), ("/a~2", '"~" not part of'), ("/a~", '"~" not part of'),
     ("/~a", '"~" not part of'),
 ])
