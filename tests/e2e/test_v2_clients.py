@@ -133,7 +133,8 @@ class Driver:
         raise NotImplementedError
 
     def list_names(self, tag: str, page_size: int) -> list[str]:
-        """Names of the images with ``tag``, by name ascending, ``page_size`` to a request."""
+        """Names of the shared images with ``tag``, by name ascending, ``page_size`` to a
+        request (two filters the server applies, ANDed)."""
         raise NotImplementedError
 
     def download(self, image_id: str, path: Path) -> bytes:
@@ -196,8 +197,8 @@ class GlanceclientApi(Driver):
         return dict(self.gc.images.get(image_id))
 
     def list_names(self, tag: str, page_size: int) -> list[str]:
-        images = self.gc.images.list(filters={"tag": [tag]}, page_size=page_size,
-                                     sort_key="name", sort_dir="asc")
+        images = self.gc.images.list(filters={"tag": [tag], "visibility": "shared"},
+                                     page_size=page_size, sort_key="name", sort_dir="asc")
         return [image["name"] for image in images]
 
     def download(self, image_id: str, path: Path) -> bytes:
@@ -350,8 +351,8 @@ class GlanceCli(Cli):
         return dict(table(self.run("image-show", image_id)))
 
     def list_names(self, tag: str, page_size: int) -> list[str]:
-        out = self.run("image-list", "--tag", tag, "--page-size", str(page_size),
-                       "--sort-key", "name", "--sort-dir", "asc")
+        out = self.run("image-list", "--tag", tag, "--visibility", "shared", "--page-size",
+                       str(page_size), "--sort-key", "name", "--sort-dir", "asc")
         return [row[1] for row in table(out)]
 
     def download(self, image_id: str, path: Path) -> bytes:
@@ -433,8 +434,8 @@ class OpenStackCli(Cli):
         # last row shown is no marker for a next page. Without --limit the SDK follows "next"
         # through pages of the server's default size; the test gives it more than one.
         assert page_size == DEFAULT_PAGE
-        rows = self.json("image", "list", "--tag", tag)
-        one_page = self.json("image", "list", "--tag", tag, "--limit", "2")
+        rows = self.json("image", "list", "--tag", tag, "--shared")
+        one_page = self.json("image", "list", "--tag", tag, "--shared", "--limit", "2")
         assert len(one_page) == 2
         return [row["Name"] for row in rows]
 
@@ -503,8 +504,8 @@ class Sdk(Driver):
         return {**image.properties, **image.to_dict(computed=False, ignore_none=True)}
 
     def list_names(self, tag: str, page_size: int) -> list[str]:
-        images = self.conn.image.images(tag=tag, limit=page_size, sort_key="name",
-                                        sort_dir="asc")
+        images = self.conn.image.images(tag=tag, visibility="shared", limit=page_size,
+                                        sort_key="name", sort_dir="asc")
         return [image.name for image in images]
 
     def download(self, image_id: str, path: Path) -> bytes:
@@ -709,6 +710,7 @@ def test_list_filters_and_pages(driver: Driver, wire: Http, unique: str) -> None
     for name in reversed(names):
         wire.create(name=name, tags=[unique])
     wire.create(name=f"other-{unique}", tags=["other"])  # not listed: the tag filter
+    wire.create(name=f"private-{unique}", tags=[unique], visibility="private")  # visibility
     assert driver.list_names(unique, page) == names
 
 
