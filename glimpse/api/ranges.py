@@ -108,3 +108,20 @@ def _number(digits: str) -> int:
     if len(stripped) > _MAX_DIGITS:
         return _BEYOND
     return int(stripped or "0")
+
+
+class RequestedRange:
+    """A request's range headers, resolved once the size of the image's data is known: given
+    to ImageService.open_data as ``choose``, it parses them with that size and keeps the
+    result in ``byte_range`` (None: all of the data) for the response."""
+
+    def __init__(self, range_header: str | None, content_range_header: str | None) -> None:
+        self.range_header = range_header
+        self.content_range_header = content_range_header
+        self.byte_range: ByteRange | None = None
+
+    def __call__(self, size: int) -> tuple[int, int | None]:
+        self.byte_range = parse_range(self.range_header, self.content_range_header, size)
+        if self.byte_range is None:
+            return 0, None
+        return self.byte_range.start, self.byte_range.length
