@@ -154,12 +154,16 @@ class ImageData:
         """The image's data from ``offset``, ``length`` bytes of it (to the end when None),
         read from the store at that offset. RangeNotSatisfiable for an offset past the data,
         Invalid for a negative offset or a length below 1."""
-        offset, length = data_window(data_size(image), offset, length)
+        size = data_size(image)
+        offset, length = data_window(size, offset, length)
         location = image.data_location
         if location is None or length == 0:
             return Download(image, chunks=iter(()), offset=offset, length=length)
+        # A read that reaches the end asks for no length: all of the data stays a plain GET
+        # (which a remote that ignores ranges serves too), and the rest a "bytes=o-".
+        bound = length if size is None or length is None or offset + length < size else None
         if location.store == EXTERNAL_STORE:
-            chunks = self.external.open(location.url, offset, length)
+            chunks = self.external.open(location.url, offset, bound)
             return Download(image, chunks=chunks, offset=offset, length=length)
         store = self._stores.get(location.store)
         if store is None:
@@ -169,7 +173,7 @@ class ImageData:
         local = store.open_file(location.url)
         if local is not None:
             return Download(image, file=local, offset=offset, length=length)
-        chunks = store.open(location.url, offset, length)
+        chunks = store.open(location.url, offset, bound)
         return Download(image, chunks=chunks, offset=offset, length=length)
 
     # -- choosing where data goes -----------------------------------------------------------

@@ -9,13 +9,16 @@ ranges cross their boundaries."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 from collections.abc import Iterator
+from typing import ClassVar
 
 import httpx
 import pytest
 
 from tests.e2e.server import GlimpseServer
+from tests.http_remote import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -151,3 +154,83 @@ def test_v1_downloads_stay_whole(client: httpx.Client, url: str) -> None:
     assert resp.status_code == 200
     assert resp.content == DATA
     assert "accept-ranges" not in resp.headers and "content-range" not in resp.headers
+
+
+REMOTE_DATA = bytes(range(256)) * 64  # 16 KiB
+
+
+class _Remote(http.server.BaseHTTPRequestHandler):
+    """/ranged honours one "bytes=a-b" or "bytes=a-" range; /plain ignores every range."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def _answer(self, head: bool) -> None:
+        wanted = self.headers.get("Range")
+        if not head:
+            _Remote.seen.append(wanted)
+        status, body = 200, REMOTE_DATA
+        if wanted and self.path == "/ranged":
+            first, _, last = wanted.removeprefix("bytes=").partition("-")
+            end = min(int(last), len(REMOTE_DATA) - 1) if last else len(REMOTE_DATA) - 1
+            status, body = 206, REMOTE_DATA[int(first):end + 1]
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {first}-{end}/{len(REMOTE_DATA)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Remote)
+    with serving(httpd) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _external(client: httpx.Client, url: str) -> str:
+    """An image whose data stays behind an external URL (v1's x-image-meta-location)."""
+    resp = client.post("/v1/images", headers={
+        **MEMBER, "x-image-meta-name": "external", "x-image-meta-disk_format": "raw",
+        "x-image-meta-container_format": "bare", "x-image-meta-location": url})
+    assert resp.status_code == 201, resp.text
+    return f"/v2/images/{resp.json()['image']['id']}/file"
+
+
+def test_a_range_of_an_external_location_is_asked_of_the_remote(
+    client: httpx.Client, remote: str
+) -> None:
+    url = _external(client, f"{remote}/ranged")
+    _Remote.seen = []
+    resp = client.get(url, headers={**MEMBER, "Range": "bytes=100-199"})
+    assert resp.status_code == 206
+    assert resp.content == REMOTE_DATA[100:200]
+    assert resp.headers["content-range"] == f"bytes 100-199/{len(REMOTE_DATA)}"
+    assert _Remote.seen == ["bytes=100-199"]
+    tail = client.get(url, headers={**MEMBER, "Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == REMOTE_DATA[-10:]
+    assert _Remote.seen[-1] == f"bytes={len(REMOTE_DATA) - 10}-"
+
+
+def test_a_remote_that_ignores_ranges_is_never_sent_as_a_range(
+    client: httpx.Client, remote: str
+) -> None:
+    """Glance sends the whole image with a 206 when a store cannot seek (§7.8); here the
+    range is refused (503) rather than answered with the wrong bytes."""
+    url = _external(client, f"{remote}/plain")
+    resp = client.get(url, headers={**MEMBER, "Range": "bytes=100-199"})
+    assert resp.status_code == 503, resp.text
+    # All of the data needs no range: the same remote serves it.
+    whole = client.get(url, headers={**MEMBER, "Range": "bytes=0-"})
+    assert whole.status_code == 206 and whole.content == REMOTE_DATA
+    assert client.get(url, headers=MEMBER).content == REMOTE_DATA
