@@ -147,6 +147,21 @@ def test_invisible_images_are_404_before_any_range(client: httpx.Client, url: st
         assert client.get(url, headers={**other, **header}).status_code == 404
 
 
+def test_a_deactivated_image_is_403_before_any_range_but_admins_read_it(
+    client: httpx.Client
+) -> None:
+    image_id = _image(client, DATA[:100])
+    url = f"/v2/images/{image_id}/file"
+    admin = {"X-Tenant-Id": "admin", "X-User-Id": "root", "X-Roles": "admin"}
+    resp = client.post(f"/v2/images/{image_id}/actions/deactivate", headers=admin)
+    assert resp.status_code == 204, resp.text
+    for header in ({"Range": "bytes=0-1"}, {"Range": "bytes=500-"}, {"Range": "junk"}):
+        assert client.get(url, headers={**MEMBER, **header}).status_code == 403
+    resp = client.get(url, headers={**admin, "Range": "bytes=10-19"})
+    assert resp.status_code == 206 and resp.content == DATA[10:20]
+    assert resp.headers["content-range"] == "bytes 10-19/100"
+
+
 def test_v1_downloads_stay_whole(client: httpx.Client, url: str) -> None:
     """v1 has no ranges: a Range is ignored and no Accept-Ranges offers them."""
     image_id = url.split("/")[3]

@@ -23,7 +23,7 @@ from glimpse.api.http import (
 from glimpse.api.ranges import RequestedRange
 from glimpse.api.v2 import errors
 from glimpse.api.v2.body import parse_create, parse_location
-from glimpse.api.v2.images_json import image_json, location_json
+from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
 from glimpse.api.v2.query import page_links, parse_list_query
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
@@ -164,6 +164,61 @@ class V2Handlers:
             self.images.update, call.principal, call.params["image_id"], [command],
             on_failure=FailureRule.REQUEUE,
         ))
+        return empty_response(204)
+
+    # -- members ------------------------------------------------------------------------------
+
+    async def list_members(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(functools.partial(
+            self.members.list_members, call.principal, call.params["image_id"],
+            shared_only=True))
+        return json_response({"members": [member_json(m) for m in found],
+                              "schema": MEMBERS_SCHEMA})
+
+    async def show_member(self, call: Call) -> Response:
+        call.refuse_body()
+        member = await in_thread(functools.partial(
+            self.members.get, call.principal, call.params["image_id"], call.params["member"],
+            shared_only=True))
+        return json_response(member_json(member))
+
+    async def add_member(self, call: Call) -> Response:
+        body = await read_json(call.request)
+        member_id = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member_id, str) or not member_id:
+            raise Invalid('The request body must be a JSON object with a "member": the id of '
+                          "the project to share the image with.")
+        member = await in_thread(self.members.invite, call.principal, call.params["image_id"],
+                                 member_id)
+        return json_response(member_json(member))
+
+    async def update_member(self, call: Call) -> Response:
+        body = await read_json(call.request)
+        # Other keys are ignored: the SDK and OSC send the member id along.
+        if not isinstance(body, dict) or "status" not in body:
+            raise Invalid('The request body must be a JSON object with a "status": pending, '
+                          "accepted or rejected.")
+        member = await in_thread(self.members.set_status, call.principal,
+                                 call.params["image_id"], call.params["member"], body["status"])
+        return json_response(member_json(member))
+
+    async def remove_member(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.members.uninvite, call.principal, call.params["image_id"],
+                        call.params["member"])
+        return empty_response(204)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def deactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.deactivate, call.principal, call.params["image_id"])
+        return empty_response(204)
+
+    async def reactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.reactivate, call.principal, call.params["image_id"])
         return empty_response(204)
 
     # -- locations (2.17) ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from glimpse.redaction import redact_url
 
 IMAGE_SCHEMA = "/v2/schemas/image"
 MEMBER_SCHEMA = "/v2/schemas/member"
+MEMBERS_SCHEMA = "/v2/schemas/members"
 # Properties the import machinery keeps for itself (which host staged the data, which host
 # hashes it): never shown.
 HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host", "os_glance_hash_op_host"})
