@@ -385,6 +385,7 @@ def corpus(repo: SqlImageRepository) -> Corpus:
             owner=[me, other, None][n % 3],
             visibility=Visibility.PUBLIC if n % 5 == 2 else Visibility.SHARED,
             checksum=[None, "a" * 32, "b" * 32][n % 3],
+            os_hash_algo=[None, "sha512", "sha256"][n % 3],
             os_hash_value=[None, "c" * 128, "d" * 128][n % 2 + n % 7 // 6],
             created_at=base + dt.timedelta(milliseconds=n // 4),  # ties of four
             updated_at=base + dt.timedelta(seconds=n * 7 % 60),  # ties across the range
