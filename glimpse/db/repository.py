@@ -433,12 +433,12 @@ class SqlImageRepository:
         owner = query.owner
         public: tuple[sa.FromClause, list[sa.ColumnElement[bool]]] = (
             images, [images.c.visibility == str(Visibility.PUBLIC)])
-        community: list[tuple[sa.FromClause, list[sa.ColumnElement[bool]]]] = [
-            (images, [images.c.visibility == str(Visibility.COMMUNITY),
-                      images.c.owner.is_distinct_from(owner)])
-        ] if query.others_community else []
+        is_community = images.c.visibility == str(Visibility.COMMUNITY)
         if owner is None:
-            return [public, *community]
+            return [public, (images, [is_community])] if query.others_community else [public]
+        community: list[tuple[sa.FromClause, list[sa.ColumnElement[bool]]]] = [
+            (images, [is_community, images.c.owner.is_distinct_from(owner)])
+        ] if query.others_community else []
         not_public = images.c.visibility != str(Visibility.PUBLIC)
         # Memberships count only while the image is shared, and lists show those in the
         # query's member status (v1: accepted ones).
