@@ -232,6 +232,8 @@ SECOND = dt.timedelta(seconds=1)
     # Zones are normalized to naive UTC.
     ("gte:2024-05-06T09:08:09+02:00", [Filter("created_at", Op.GTE, T)]),
     ("gte:2024-05-06T06:38:09-0030", [Filter("created_at", Op.GTE, T)]),
+    ("gte:2024-05-06T09:08:09+02", [Filter("created_at", Op.GTE, T)]),
+    ("gte:2024-05-06T07:08:09z", [Filter("created_at", Op.GTE, T)]),
     ("gte:2024-05-06 07:08:09", [Filter("created_at", Op.GTE, T)]),
     # The precision given is the span compared with.
     ("lte:2024-05-06", [Filter("created_at", Op.LT, dt.datetime(2024, 5, 7))]),
@@ -261,7 +263,7 @@ def test_a_timestamp_range_is_two_filters() -> None:
 @pytest.mark.parametrize("value", [
     "foo:2024-05-06T07:08:09Z", "in:2024-05-06", "GT:2024-05-06", "2024-13-01", "gt:",
     "gt:yesterday", "gt:2024-05-06T25:00", "gt:0999-01-01", "gt:2024-05-06T07:08:09+25:00",
-    "", "now", "gt:2024-05-06X",
+    "", "now", "gt:2024-05-06X", "gt:2024-05-06T07:08:09+02:60", "gt:0001-01-01T00:00-01",
 ])
 def test_bad_timestamps(value: str) -> None:
     assert "created_at" in parse_list_query_error([("created_at", value)])

@@ -251,11 +251,13 @@ def _instant(field: str, text: str) -> tuple[dt.datetime, dt.timedelta]:
         value = dt.datetime.fromisoformat(
             f"{parts['date']}T{parts['hour'] or '00'}:{parts['minute'] or '00'}:"
             f"{parts['second'] or '00'}.{fraction[:6].ljust(6, '0')}")
-        zone = parts["zone"]
-        if zone and zone not in "Zz":
-            offset = dt.datetime.strptime(zone.replace(":", ""), "%z").utcoffset()
-            assert offset is not None
-            value -= offset
+        zone = (parts["zone"] or "Z").replace(":", "")
+        if zone not in ("Z", "z"):
+            hours, minutes = int(zone[1:3]), int(zone[3:] or "0")
+            if hours > 23 or minutes > 59:
+                raise ValueError(zone)
+            offset = dt.timedelta(hours=hours, minutes=minutes)
+            value = value - offset if zone[0] == "+" else value + offset
     except (ValueError, OverflowError) as exc:
         raise Invalid(f'Bad "{field}" query filter format. Use ISO 8601 DateTime '
                       "notation.") from exc
@@ -299,7 +301,7 @@ def _sort(params: list[tuple[str, str]]) -> list[SortKey]:
     if len(keys) < len(params):  # some sort=
         if keys:
             raise Invalid("Old and new sorting syntax cannot be combined")
-        pairs = [item.partition(":") for v in params for item in v[1].strip().split(",")]
+        pairs = [item.partition(":") for _, text in params for item in text.strip().split(",")]
         return [SortKey(_sort_key(key), _sort_dir(direction or "desc"))
                 for key, _, direction in pairs]
     names = [_sort_key(v) for k, v in params if k == "sort_key"] or ["created_at"]
