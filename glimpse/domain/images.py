@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from glimpse.domain import ids, lifecycle, policy
-from glimpse.domain.data import EXTERNAL_STORE, Download, HashCheck, ImageData, Upload
+from glimpse.domain.data import (
+    EXTERNAL_STORE,
+    Download,
+    HashCheck,
+    ImageData,
+    RangeChooser,
+    Upload,
+    data_size,
+)
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
@@ -87,7 +95,16 @@ class ImageService:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
         return self._repo.list_images(query)
 
-    def open_data(self, principal: Principal, image_id: str) -> Download:
+    def open_data(self, principal: Principal, image_id: str, offset: int = 0,
+                  length: int | None = None, choose: RangeChooser | None = None) -> Download:
+        """The image's data, ``length`` bytes from ``offset`` (to the end when None), read
+        from its store at that offset.
+
+        ``choose``, when given, picks the (offset, length) instead once the image is known
+        to be readable by the caller, from the size of its data; it may raise (an API's
+        range parser raises RangeNotSatisfiable). It is not called when that size is unknown
+        (an external location whose remote did not say): the whole data is read.
+        """
         image = self.get(principal, image_id)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
@@ -95,7 +112,9 @@ class ImageService:
                             "forbidden.")
         if image.status not in _DATA_FIXED:
             raise NotFound(f"Image {image_id} is not active")
-        return self.data.open(image)
+        if choose is not None and (size := data_size(image)) is not None:
+            offset, length = choose(size)
+        return self.data.open(image, offset, length)
 
     # -- creating and changing ---------------------------------------------------------------
 
