@@ -37,7 +37,6 @@ Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 IMAGES_SCHEMA = "/v2/schemas/images"
 # Statuses in which an image has no data to send: its download is an empty 204.
 NO_DATA = frozenset({Status.QUEUED, Status.SAVING, Status.UPLOADING, Status.IMPORTING})
-BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 @dataclasses.dataclass
