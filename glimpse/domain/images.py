@@ -63,14 +63,22 @@ class ImageService:
     def __init__(
         self, repo: ImageRepository, data: ImageData, limits: Limits, *,
         admins_read_deactivated: bool = False,
+        hide_deleted: bool = False,
     ) -> None:
-        """``admins_read_deactivated``: whether admins may download a deactivated image. v2
+        """Where the two APIs' rules differ, each gets a service with its own answer:
+
+        ``admins_read_deactivated``: whether admins may download a deactivated image. v2
         lets them (spec v2-api.md §2.6); v1 refuses everyone, as its reference did (v1-api.md
-        §8.3), so each API gets a service with its own answer."""
+        §8.3).
+
+        ``hide_deleted``: whether a deleted image is unknown to everyone, admins included (v2:
+        GET, /file, PATCH and DELETE are 404 after a delete, §2.5, and the clients check
+        their deletes so); v1 shows admins a deleted image's metadata."""
         self._repo = repo
         self.data = data
         self._limits = limits
         self._admins_read_deactivated = admins_read_deactivated
+        self._hide_deleted = hide_deleted
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -78,7 +86,7 @@ class ImageService:
         """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
         spelling of its UUID finds it (``ids``)."""
         image = ids.find(self._repo, image_id)
-        if image is None or not policy.can_see(
+        if image is None or (image.deleted and self._hide_deleted) or not policy.can_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
