@@ -180,8 +180,12 @@ class RequestContext:
         return await self.pump.feed(fn, *args)
 
 
-async def read_json(request: Request) -> Any | None:
-    """A small JSON body; None when there is none."""
+async def read_body(request: Request) -> bytes:
+    """A small request body (a JSON document), whole; Invalid past MAX_JSON_BODY bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_JSON_BODY):
+        # Refused before reading: a client that announces a terabyte is not waited for.
+        raise Invalid("Request body too large")
     body = b""
     try:
         async for chunk in request.stream():
@@ -190,6 +194,12 @@ async def read_json(request: Request) -> Any | None:
                 raise Invalid("Request body too large")
     except ClientDisconnect as exc:
         raise Invalid("Client disconnected before sending the request body") from exc
+    return body
+
+
+async def read_json(request: Request) -> Any | None:
+    """A small JSON body; None when there is none."""
+    body = await read_body(request)
     if not body.strip():
         return None
     try:

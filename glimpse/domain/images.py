@@ -35,6 +35,7 @@ from glimpse.domain.validation import (
     require_formats,
     validate_fields,
     validate_properties,
+    validate_property_values,
     validate_tags,
 )
 from glimpse.errors import Conflict, Forbidden, Invalid, NotFound
@@ -93,6 +94,7 @@ class ImageService:
         fields = self._client_fields(principal, data.fields, None)
         self._check_input(principal, fields, source, upload)
         validate_properties(data.properties)
+        validate_property_values(data.properties)
         validate_tags(data.tags)
         if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
@@ -241,6 +243,7 @@ class ImageService:
                 changes.fields.update(self._client_fields(principal, dict(command.values), image))
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
+                validate_property_values(command.values)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
                 changes.remove_properties -= set(command.values)
