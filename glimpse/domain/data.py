@@ -10,6 +10,7 @@ another conditional update (saving -> active). A failure moves the image as the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -198,8 +199,9 @@ class ImageData:
         store = self._stores[store_name]
         limit, limit_error = self.upload_limit(image)
         expected = image.size or None
+        watched = self.uploads.watch(image.id, chunks)
         stream = UploadStream(
-            self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
+            watched, limit=limit, limit_error=limit_error,
             expected_size=expected, hash_algo=self._limits.multihash_algorithm,
         )
         inspection = None if self._inspector is None else self._inspector.stage(
@@ -216,6 +218,10 @@ class ImageData:
                 raise Invalid(f"Checksum of the uploaded data ({stream.checksum}) does not match "
                               f"the declared checksum ({image.checksum}).")
         except BaseException as exc:
+            # A stage after the watch (the cap, the quota, the inspector) leaves it suspended:
+            # closed now, it stops counting as in flight (else shutdown waits its timeout).
+            with contextlib.suppress(ValueError):  # still running on a store's reader thread
+                watched.close()
             try:
                 self._fail(image.id, on_failure, exc)
             finally:

@@ -80,19 +80,19 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return check()
 
 
-def assert_requeued_and_empty(server: GlimpseServer, client: httpx.Client, image_id: str
-                              ) -> None:
+def assert_requeued_and_empty(server: GlimpseServer, client: httpx.Client, image_id: str,
+                              headers: dict[str, str] = OWNER) -> None:
     """A failed upload's end state: queued, no facts about data, nothing in the store; and
     the image takes an upload again."""
-    assert wait_until(lambda: show(client, image_id)["status"] == "queued"
-                      and stored(server, image_id) == []), (show(client, image_id),
+    assert wait_until(lambda: show(client, image_id, headers)["status"] == "queued"
+                      and stored(server, image_id) == []), (show(client, image_id, headers),
                                                            stored(server, image_id))
-    image = show(client, image_id)
+    image = show(client, image_id, headers)
     for key in ("checksum", "os_hash_algo", "os_hash_value", "size", "virtual_size"):
         assert image[key] is None, (key, image)
-    assert client.get(f"/v2/images/{image_id}/file", headers=OWNER).status_code == 204
-    assert put_file(client, image_id, b"retry").status_code == 204
-    assert show(client, image_id)["status"] == "active"
+    assert client.get(f"/v2/images/{image_id}/file", headers=headers).status_code == 204
+    assert put_file(client, image_id, b"retry", headers).status_code == 204
+    assert show(client, image_id, headers)["status"] == "active"
 
 
 def assert_holds(client: httpx.Client, image_id: str, data: bytes) -> None:
@@ -188,19 +188,22 @@ def test_an_upload_over_the_storage_quota_is_413_and_back_to_queued(
     server_factory: Callable[..., GlimpseServer],
 ) -> None:
     srv = server_factory(user_storage_quota=3000)
+    # A project of its own: on a shared database, other tests' data counts for theirs.
+    project = ctx(f"quota-{uuid.uuid4().hex[:12]}")
     with httpx.Client(base_url=srv.url, timeout=30.0) as c:
-        first = create(c)
-        assert put_file(c, first, b"a" * 2000).status_code == 204
+        first = create(c, project)
+        assert put_file(c, first, b"a" * 2000, project).status_code == 204
         for body in (b"b" * 1500, pieces(b"b" * 1500)):
-            image_id = create(c)
-            resp = put_file(c, image_id, body)
+            image_id = create(c, project)
+            resp = put_file(c, image_id, body, project)
             assert resp.status_code == 413, resp.text
             assert "quota" in resp.text
             # Back to queued, nothing stored (the retry of 5 bytes fits the quota).
-            assert_requeued_and_empty(srv, c, image_id)
+            assert_requeued_and_empty(srv, c, image_id, project)
         # The quota is still the project's: 2010 bytes used, 990 more fit exactly.
-        image_id = create(c)
-        assert put_file(c, image_id, b"c" * 990).status_code == 204
+        image_id = create(c, project)
+        assert put_file(c, image_id, b"c" * 990, project).status_code == 204
+        assert put_file(c, create(c, project), b"d", project).status_code == 413
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])

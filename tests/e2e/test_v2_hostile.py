@@ -223,6 +223,14 @@ def test_bad_bytes_in_query_strings_are_400(hc: httpx.Client, query: str) -> Non
     timed_4xx(lambda: hc.get(f"/v2/images?{query}", headers=OWNER), 400)
 
 
+def test_huge_list_parameters_are_clamped_or_400(hc: httpx.Client) -> None:
+    resp = hc.get("/v2/images", params={"limit": "9" * 5000}, headers=OWNER)
+    assert resp.status_code == 200, resp.text[:300]
+    for params in ({"limit": "-" + "9" * 5000}, {"limit": "1e400"}, {"marker": "a" * 10_000},
+                   {"marker": "6B3ECFCA-D445-4946-A8D1-C4938352B251"}):
+        timed_4xx(lambda params=params: hc.get("/v2/images", params=params, headers=OWNER), 400)
+
+
 @pytest.mark.parametrize("path", [
     "/v2/images/%00", "/v2/images/6b3ecfca-d445-4946-a8d1-c4938352b25%00",
     "/v2/images/%00/file", "/v2/images/%00/tags/x",

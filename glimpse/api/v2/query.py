@@ -23,7 +23,8 @@ def parse_list_query(params: list[tuple[str, str]], default_limit: int,
         if key == "limit":
             if not value.isdigit():
                 raise Invalid("limit param must be a positive integer")
-            query.limit = min(int(value), max_limit)
+            # Past nine digits only "over the maximum" matters (int() refuses 4300 digits).
+            query.limit = min(int(value), max_limit) if len(value) <= 9 else max_limit
         elif key == "marker":
             marker = value
     return V2List(query, marker)
