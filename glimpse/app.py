@@ -84,7 +84,9 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=inline_reads,
     )
-    v2 = V2Handlers(images, members, settings.limit_param_default, settings.api_limit_max,
+    # v2 lets admins download deactivated images; v1 refuses everyone (docs/v2-choices.md).
+    v2_images = ImageService(repo, data, limits, admins_read_deactivated=True)
+    v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
                     inline_reads=inline_reads)
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()

@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any
 
+from glimpse.domain.data import HashCheck
 from glimpse.domain.fields import RESERVED_PROPERTY_PREFIX
 from glimpse.domain.model import ImageInput, Principal
 from glimpse.errors import Forbidden, Invalid
@@ -120,6 +121,33 @@ def parse_create(document: Any, principal: Principal) -> ImageInput:
     if owner is not None and not principal.is_admin and owner != principal.owner:
         raise Forbidden(f"You are not permitted to create images owned by '{owner}'.")
     return data
+
+
+LOCATION_KEYS = frozenset({"url", "validation_data"})
+VALIDATION_KEYS = frozenset({"os_hash_algo", "os_hash_value"})
+MAX_URL_LENGTH = 2048
+
+
+def parse_location(document: Any) -> tuple[str, HashCheck | None]:
+    """``POST /v2/images/{id}/locations``: the URL, and the hash its data must have if the
+    caller gave one (both of os_hash_algo and os_hash_value, or neither)."""
+    if not isinstance(document, dict):
+        raise Invalid("The request body must be a JSON object.")
+    unknown = sorted(set(document) - LOCATION_KEYS)
+    if unknown:
+        raise Invalid(f"Unknown key(s) in a location: {', '.join(unknown)}.")
+    url = document.get("url")
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise Invalid(f"A location needs a 'url': a string of 1 to {MAX_URL_LENGTH} "
+                      "characters.")
+    validation = document.get("validation_data")
+    if validation is None:
+        return url, None
+    if not isinstance(validation, dict) or set(validation) - VALIDATION_KEYS:
+        raise Invalid("'validation_data' holds only os_hash_algo and os_hash_value.")
+    if set(validation) != VALIDATION_KEYS:
+        raise Invalid("'validation_data' needs both os_hash_algo and os_hash_value.")
+    return url, HashCheck.of(validation["os_hash_algo"], validation["os_hash_value"])
 
 
 def _canonical_id(value: Any) -> Any:

@@ -23,8 +23,8 @@ from glimpse.api.http import (
     read_body,
 )
 from glimpse.api.v2 import errors
-from glimpse.api.v2.body import load_json, parse_create
-from glimpse.api.v2.images_json import image_json
+from glimpse.api.v2.body import load_json, parse_create, parse_location
+from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
 from glimpse.api.v2.query import page_links, parse_list_query
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
@@ -82,7 +82,7 @@ class V2Handlers:
     # -- images -------------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        data = parse_create(load_json(await read_body(call.request)), call.principal)
+        data = parse_create(await _json_body(call), call.principal)
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
@@ -175,6 +175,76 @@ class V2Handlers:
         ))
         return empty_response(204)
 
+    # -- members ------------------------------------------------------------------------------
+
+    async def list_members(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(functools.partial(
+            self.members.list_members, call.principal, call.params["image_id"],
+            shared_only=True))
+        return json_response({"members": [member_json(m) for m in found],
+                              "schema": MEMBERS_SCHEMA})
+
+    async def show_member(self, call: Call) -> Response:
+        call.refuse_body()
+        member = await in_thread(functools.partial(
+            self.members.get, call.principal, call.params["image_id"], call.params["member"],
+            shared_only=True))
+        return json_response(member_json(member))
+
+    async def add_member(self, call: Call) -> Response:
+        body = await _json_body(call)
+        member_id = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member_id, str) or not member_id:
+            raise Invalid('The request body must be a JSON object with a "member": the id of '
+                          "the project to share the image with.")
+        member = await in_thread(self.members.invite, call.principal, call.params["image_id"],
+                                 member_id)
+        return json_response(member_json(member))
+
+    async def update_member(self, call: Call) -> Response:
+        body = await _json_body(call)
+        # Other keys are ignored: the SDK and OSC send the member id along.
+        if not isinstance(body, dict) or "status" not in body:
+            raise Invalid('The request body must be a JSON object with a "status": pending, '
+                          "accepted or rejected.")
+        member = await in_thread(self.members.set_status, call.principal,
+                                 call.params["image_id"], call.params["member"], body["status"])
+        return json_response(member_json(member))
+
+    async def remove_member(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.members.uninvite, call.principal, call.params["image_id"],
+                        call.params["member"])
+        return empty_response(204)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def deactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.deactivate, call.principal, call.params["image_id"])
+        return empty_response(204)
+
+    async def reactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.reactivate, call.principal, call.params["image_id"])
+        return empty_response(204)
+
+    # -- locations (2.17) ---------------------------------------------------------------------
+
+    async def add_location(self, call: Call) -> Response:
+        url, expected = parse_location(await _json_body(call))
+        await in_thread(self.images.add_location, call.principal, call.params["image_id"],
+                        url, expected)
+        # Accepted: the data behind the URL is verified in the background (importing ->
+        # active, or back to queued).
+        return empty_response(202)
+
+    async def locations(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(self.images.locations, call.principal, call.params["image_id"])
+        return json_response([location_json(location) for location in found])
+
     # -- info ---------------------------------------------------------------------------------
 
     async def usage(self, call: Call) -> Response:
@@ -182,6 +252,12 @@ class V2Handlers:
         # Per-project limits come with unified limits (Keystone); without them Glance too
         # answers an empty document.
         return json_response({"usage": {}})
+
+
+async def _json_body(call: Call) -> Any:
+    """The request's JSON document, strictly parsed (``body.load_json``); None without one."""
+    raw = await read_body(call.request)
+    return load_json(raw) if raw.strip() else None
 
 
 def _declared_size(text: str | None) -> int | None:

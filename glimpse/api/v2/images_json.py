@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from glimpse.domain.model import Image, Member
+from glimpse.domain.data import EXTERNAL_STORE
+from glimpse.domain.model import Image, Location, Member
+from glimpse.redaction import redact_url
 
 IMAGE_SCHEMA = "/v2/schemas/image"
 MEMBER_SCHEMA = "/v2/schemas/member"
+MEMBERS_SCHEMA = "/v2/schemas/members"
 # Properties the import machinery keeps for itself (which host staged the data, which host
 # hashes it): never shown.
 HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host", "os_glance_hash_op_host"})
@@ -62,3 +65,11 @@ def member_json(member: Member) -> dict[str, Any]:
         "updated_at": timestamp(member.updated_at),
         "schema": MEMBER_SCHEMA,
     }
+
+
+def location_json(location: Location) -> dict[str, Any]:
+    """A location for the service callers that may read them. An external URL is shown
+    without any credentials it holds; data in one of glimpse's stores is shown by its key there,
+    with the store's name in the metadata."""
+    url = redact_url(location.url) if location.store == EXTERNAL_STORE else location.url
+    return {"url": url, "metadata": {**location.metadata, "store": location.store}}
