@@ -428,6 +428,55 @@ def test_refusals_quote_nothing_raw_in_any_form(hs: GlimpseServer, accept: str) 
         assert json.loads(resp.body)["code"] == "403 Forbidden"
 
 
+# --- PATCH (the v2-codec piece) ---------------------------------------------------------------
+
+PATCH_21 = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+
+
+def patch_raw(hc: httpx.Client, image_id: str, body: bytes, *allowed: int
+              ) -> httpx.Response | RawResponse:
+    return timed_4xx(lambda: hc.patch(f"/v2/images/{image_id}", content=body,
+                                      headers={**OWNER, **PATCH_21}), *allowed)
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000,
+    b'[{"op": "add", "path": "/x", "value": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]",
+    b'[{"op": "add", "op": "remove", "path": "/name", "value": "x"}]',
+    b'[{"op": "add", "path": "/name", "value": "\xff"}]',
+    b'[{"op": "add", "path": "/name", "value": "a\\u0000b"}]',
+    b'[{"op": "add", "path": "/name", "value": "\\ud800"}]',
+    b'[{"op": "add", "path": "/min_ram", "value": 1e400}]',
+    b'[{"op": "add", "path": "/min_ram", "value": NaN}]',
+    b'[{"op": "add", "path": "/' + b"a" * 100_000 + b'", "value": "x"}]',
+    b'[{"op": "add", "path": "/hw", "value": 5}]',
+    b'{"op": "add", "path": "/name", "value": "x"}',
+    b'[["add", "/name", "x"]]',
+], ids=["deep", "deep-value", "duplicate-op", "not-utf8", "nul", "surrogate", "1e400", "NaN",
+        "long-pointer", "number-value", "object-not-array", "array-op"])
+def test_hostile_patch_bodies_are_400(hc: httpx.Client, body: bytes) -> None:
+    image_id = create(hc, name="patched")
+    patch_raw(hc, image_id, body, 400)
+    shown = hc.get(f"/v2/images/{image_id}", headers=OWNER).json()
+    assert shown["name"] == "patched" and "hw" not in shown and "x" not in shown
+
+
+def test_a_huge_patch_is_refused_or_applied_in_bounded_time(hc: httpx.Client) -> None:
+    image_id = create(hc, name="many-ops")
+    distinct = json.dumps([{"op": "add", "path": f"/k{i}", "value": "v"}
+                           for i in range(20_000)]).encode()
+    patch_raw(hc, image_id, distinct, 400, 413)  # over the property quota, or too many ops
+    assert "k0" not in hc.get(f"/v2/images/{image_id}", headers=OWNER).json()
+    same = json.dumps([{"op": "add", "path": "/name", "value": str(i)}
+                       for i in range(20_000)]).encode()
+    assert len(same) < 1 << 20
+    start = time.monotonic()
+    resp = hc.patch(f"/v2/images/{image_id}", content=same, headers={**OWNER, **PATCH_21})
+    assert time.monotonic() - start < BOUND
+    assert resp.status_code in (200, 400, 413), resp.text[:300]
+    assert b"Traceback" not in resp.content
+
+
 def test_memory_stays_bounded(hs: GlimpseServer) -> None:
     """Runs last in the module: the peak resident size over every request above."""
     status = open(f"/proc/{hs.process.pid}/status").read()  # noqa: SIM115
