@@ -710,6 +710,10 @@ def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
 
 def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
     of_image = image_tags.c.image_id == image_id
+    if changes.replace_tags is not None:
+        conn.execute(image_tags.delete().where(of_image))
+        _add_tags(conn, image_id, changes.replace_tags)
+        return
     gone = changes.remove_tags | set(changes.add_tags)
     if gone:
         conn.execute(image_tags.delete().where(of_image, image_tags.c.value.in_(list(gone))))

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from glimpse.domain import ids, lifecycle, policy
-from glimpse.domain.data import EXTERNAL_STORE, Download, HashCheck, ImageData, Upload
+from glimpse.domain.data import (
+    EXTERNAL_STORE,
+    Download,
+    HashCheck,
+    ImageData,
+    RangeChooser,
+    Upload,
+    data_size,
+)
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
@@ -21,12 +29,14 @@ from glimpse.domain.model import (
     ImageInput,
     ListQuery,
     Location,
+    Presence,
     Principal,
     RemoveOtherProperties,
     RemoveProperties,
     RemoveTag,
     SetFields,
     SetProperties,
+    SetTags,
     Status,
     Visibility,
     now,
@@ -46,6 +56,8 @@ __all__ = ["Download", "ImageService", "Upload"]
 NO_SOURCE = DataSource()
 # Statuses whose data is complete: facts about it (size, checksum) no longer change.
 _DATA_FIXED = (Status.ACTIVE, Status.DEACTIVATED)
+# Statuses in which the formats may still change (v2): no data yet, or data being imported.
+_FORMATS_OPEN = (Status.QUEUED, Status.IMPORTING)
 
 
 class ImageService:
@@ -84,7 +96,16 @@ class ImageService:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
         return self._repo.list_images(query)
 
-    def open_data(self, principal: Principal, image_id: str) -> Download:
+    def open_data(self, principal: Principal, image_id: str, offset: int = 0,
+                  length: int | None = None, choose: RangeChooser | None = None) -> Download:
+        """The image's data, ``length`` bytes from ``offset`` (to the end when None), read
+        from its store at that offset.
+
+        ``choose``, when given, picks the (offset, length) instead once the image is known
+        to be readable by the caller, from the size of its data; it may raise (an API's
+        range parser raises RangeNotSatisfiable). It is not called when that size is unknown
+        (an external location whose remote did not say): the whole data is read.
+        """
         image = self.get(principal, image_id)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
@@ -92,7 +113,9 @@ class ImageService:
                             "forbidden.")
         if image.status not in _DATA_FIXED:
             raise NotFound(f"Image {image_id} is not active")
-        return self.data.open(image)
+        if choose is not None and (size := data_size(image)) is not None:
+            offset, length = choose(size)
+        return self.data.open(image, offset, length)
 
     # -- creating and changing ---------------------------------------------------------------
 
@@ -314,10 +337,14 @@ class ImageService:
         tags = list(image.tags)
         for command in commands:
             if isinstance(command, SetFields):
-                changes.fields.update(self._client_fields(principal, dict(command.values), image))
+                values = self._client_fields(principal, dict(command.values), image)
+                if command.formats_need_no_data:
+                    _check_formats_open(image, values)
+                changes.fields.update(values)
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
                 validate_property_values(command.values)
+                _check_presence(command, properties)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
                 changes.remove_properties -= set(command.values)
@@ -336,22 +363,8 @@ class ImageService:
                               if k in keep or k.startswith(RESERVED_PROPERTY_PREFIX)}
                 changes.keep_properties = frozenset(keep)
                 changes.keep_namespace = RESERVED_PROPERTY_PREFIX
-            elif isinstance(command, AddTag):
-                validate_tags([command.tag])
-                changes.remove_tags.discard(command.tag)
-                if command.tag not in tags:
-                    tags.append(command.tag)
-                    changes.add_tags.append(command.tag)
-            elif isinstance(command, RemoveTag):
-                if command.tag not in tags:
-                    if not command.missing_ok:
-                        raise NotFound(f"Tag {command.tag} not found.")
-                    continue
-                tags.remove(command.tag)
-                if command.tag in changes.add_tags:
-                    changes.add_tags.remove(command.tag)
-                else:
-                    changes.remove_tags.add(command.tag)
+            else:
+                tags = _fold_tag_command(command, tags, changes)
         self._limits.check_counts(len(properties), len(tags))
         return changes
 
@@ -395,6 +408,61 @@ class ImageService:
         if source.copy_from is not None:
             self.data.copy_in_background(image.id, source.copy_from, store, on_failure)
         return image
+
+
+def _fold_tag_command(command: AddTag | RemoveTag | SetTags, tags: list[str],
+                      changes: Changes) -> list[str]:
+    """One tag command folded into ``changes``; returns the tag list it leaves."""
+    replacing = changes.replace_tags
+    if isinstance(command, SetTags):
+        validate_tags(command.tags)
+        tags = list(dict.fromkeys(command.tags))
+        # The stored list is replaced as a whole, whatever a concurrent writer added.
+        changes.replace_tags = list(tags)
+        changes.add_tags.clear()
+        changes.remove_tags.clear()
+    elif isinstance(command, AddTag):
+        validate_tags([command.tag])
+        if command.tag not in tags:
+            tags.append(command.tag)
+            if replacing is not None:
+                replacing.append(command.tag)
+            else:
+                changes.remove_tags.discard(command.tag)
+                changes.add_tags.append(command.tag)
+    elif command.tag not in tags:
+        if not command.missing_ok:
+            raise NotFound(f"Tag {command.tag} not found.")
+    else:
+        tags.remove(command.tag)
+        if replacing is not None:
+            replacing.remove(command.tag)
+        elif command.tag in changes.add_tags:
+            changes.add_tags.remove(command.tag)
+        else:
+            changes.remove_tags.add(command.tag)
+    return tags
+
+
+def _check_presence(command: SetProperties, properties: dict[str, str | None]) -> None:
+    if command.presence is Presence.PRESENT:
+        for name in command.values:
+            if name not in properties:
+                raise Conflict(f"Property {name} does not exist.")
+    elif command.presence is Presence.ABSENT:
+        for name in command.values:
+            if name in properties:
+                raise Conflict(f"Property {name} already present.")
+
+
+def _check_formats_open(image: Image, values: dict[str, Any]) -> None:
+    """Formats describe the data: once data is on its way or complete, they stay."""
+    if image.status in _FORMATS_OPEN:
+        return
+    for name in ("disk_format", "container_format"):
+        if name in values and values[name] != getattr(image, name):
+            raise Forbidden(f"Attribute {name} can be only replaced for a queued image.",
+                            code="formats_fixed")
 
 
 def _normalized(spec: Field, value: Any) -> Any:

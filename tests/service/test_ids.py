@@ -92,10 +92,14 @@ def test_resending_the_id_in_another_spelling_is_no_change(svc: Services) -> Non
                           on_failure=KILL)
 
 
+# Fixed, not random: parametrized ids must be the same in every xdist worker.
+SOME_ID = "8d4294a9-142a-4e76-aa11-a83f9c5ba17f"
+
+
 @pytest.mark.parametrize("bad", [
-    "", "x", "not-a-uuid", str(uuid.uuid4()) + "\n", "\n" + str(uuid.uuid4()),
-    str(uuid.uuid4()) + "0", "{" + str(uuid.uuid4()) + "}", "urn:uuid:" + str(uuid.uuid4()),
-    str(uuid.uuid4()).replace("a", "g", 1).replace("0", "g", 1) + "",
+    "", "x", "not-a-uuid", SOME_ID + "\n", "\n" + SOME_ID,
+    SOME_ID + "0", "{" + SOME_ID + "}", "urn:uuid:" + SOME_ID,
+    SOME_ID.replace("a", "g", 1).replace("0", "g", 1) + "",
     "\uff10" * 32, 7, None, ["x"],
 ])
 def test_ids_that_are_not_uuids_are_invalid(svc: Services, bad: Any) -> None:
@@ -105,7 +109,7 @@ def test_ids_that_are_not_uuids_are_invalid(svc: Services, bad: Any) -> None:
 
 
 @pytest.mark.parametrize("lookup", [
-    "", "nope", "x" * 37, "x" * 100_000, str(uuid.uuid4()) + "\n", "\x00", "\udcff" * 36,
+    "", "nope", "x" * 37, "x" * 100_000, SOME_ID + "\n", "\x00", "\udcff" * 36,
 ])
 def test_strings_that_name_no_image_are_not_found(svc: Services, lookup: str) -> None:
     svc.create()

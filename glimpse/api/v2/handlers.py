@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,25 +12,27 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from glimpse.api.http import (
-    FileResponse,
     Header,
     RequestContext,
-    StreamResponse,
+    data_response,
     empty_response,
     in_thread,
     json_response,
-    read_body,
+    read_json,
 )
-from glimpse.api.v2 import errors
-from glimpse.api.v2.body import load_json, parse_create, parse_location
+from glimpse.api.ranges import RequestedRange
+from glimpse.api.v2.body import parse_create, parse_location
 from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
+from glimpse.api.v2.json_input import load_json
+from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import page_links, parse_list_query
+from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import AddTag, Command, RemoveTag, Status
-from glimpse.errors import Invalid
+from glimpse.domain.model import AddTag, Command, Image, RemoveTag, Status
+from glimpse.errors import Invalid, NotFound, UnsupportedMediaType
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 IMAGES_SCHEMA = "/v2/schemas/images"
@@ -50,6 +51,10 @@ class Call(RequestContext):
         length = headers.get("content-length", "")
         if "transfer-encoding" in headers or (length.strip() not in ("", "0")):
             raise Invalid("A body is not expected with this request.")
+
+    async def json(self) -> Any:
+        """The body as JSON, strictly (duplicate keys, NaN, deep nesting, non-UTF-8: 400)."""
+        return await read_json(self.request, load_json)
 
     def query(self) -> list[tuple[str, str]]:
         raw = self.request.scope.get("query_string", b"").decode("latin-1")
@@ -70,6 +75,8 @@ class V2Handlers:
         default_limit: int,
         max_limit: int,
         inline_reads: bool = False,
+        *,
+        schemas: ImageSchemas,
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode)."""
@@ -78,15 +85,16 @@ class V2Handlers:
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.inline_reads = inline_reads
+        self.schemas = schemas
 
     # -- images -------------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        data = parse_create(await _json_body(call), call.principal)
+        data = parse_create(await call.json(), call.principal, self.schemas)
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
-        return json_response(image_json(image), 201, [(b"location", location.encode())])
+        return json_response(self._render(image), 201, [(b"location", location.encode())])
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
@@ -94,7 +102,7 @@ class V2Handlers:
             image = self.images.get(call.principal, call.params["image_id"])
         else:
             image = await in_thread(self.images.get, call.principal, call.params["image_id"])
-        return json_response(image_json(image))
+        return json_response(self._render(image))
 
     async def list_images(self, call: Call) -> Response:
         call.refuse_body()
@@ -104,13 +112,23 @@ class V2Handlers:
                                request.marker)
         first, following = page_links(params, page, request.query.limit)
         document: dict[str, Any] = {
-            "images": [image_json(image) for image in page],
+            "images": [self._render(image) for image in page],
             "first": first,
             "schema": IMAGES_SCHEMA,
         }
         if following is not None:
             document["next"] = following
         return json_response(document)
+
+    async def update(self, call: Call) -> Response:
+        content_type = call.header("content-type")
+        patch_draft(content_type)  # 415 whatever the body holds
+        commands = parse_patch(await call.json(), content_type, call.principal, self.schemas)
+        image = await in_thread(functools.partial(
+            self.images.update, call.principal, call.params["image_id"], commands,
+            on_failure=FailureRule.REQUEUE,
+        ))
+        return json_response(self._render(image))
 
     async def delete(self, call: Call) -> Response:
         call.refuse_body()
@@ -121,8 +139,8 @@ class V2Handlers:
 
     async def upload(self, call: Call) -> Response:
         if not call.body_type_ok():
-            return errors.refusal(415, "The Content-Type of image data must be "
-                                  "application/octet-stream.", call.request)
+            raise UnsupportedMediaType("The Content-Type of image data must be "
+                                       "application/octet-stream.")
         declared = _declared_size(call.header("x-openstack-image-size"))
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         if declared is not None:
@@ -145,19 +163,17 @@ class V2Handlers:
         image = await in_thread(self.images.get, call.principal, image_id)
         if image.status in NO_DATA:
             return empty_response(204)
-        download = await in_thread(self.images.open_data, call.principal, image_id)
+        # A range is parsed once the size of the data is known (spec §2.6); without data the
+        # answer above is 204 whatever range was asked for (Glance: 500, spec §7.3).
+        wanted = RequestedRange(call.header("range"), call.header("content-range"))
+        download = await in_thread(
+            self.images.open_data, call.principal, image_id, 0, None, wanted)
         headers: list[Header] = []
         if download.image.checksum:
             # Hex, as Glance sends it (the header's standard form is base64; clients read hex).
+            # data_response leaves it off a 206: it is the hash of the whole image.
             headers.append((b"content-md5", download.image.checksum.encode()))
-        if download.file is not None:
-            return FileResponse(headers, download.file, download.image.size or 0)
-        source = download.chunks or iter(())
-        # Pull the first block before answering, so a source that fails at once (an
-        # unreachable store) still gets a proper error status.
-        first = await in_thread(next, source, None)
-        chunks = itertools.chain([first] if first is not None else [], source)
-        return StreamResponse(headers, chunks, download.length)
+        return await data_response(download, headers, wanted.byte_range)
 
     # -- tags ---------------------------------------------------------------------------------
 
@@ -193,7 +209,7 @@ class V2Handlers:
         return json_response(member_json(member))
 
     async def add_member(self, call: Call) -> Response:
-        body = await _json_body(call)
+        body = await call.json()
         member_id = body.get("member") if isinstance(body, dict) else None
         if not isinstance(member_id, str) or not member_id:
             raise Invalid('The request body must be a JSON object with a "member": the id of '
@@ -203,7 +219,7 @@ class V2Handlers:
         return json_response(member_json(member))
 
     async def update_member(self, call: Call) -> Response:
-        body = await _json_body(call)
+        body = await call.json()
         # Other keys are ignored: the SDK and OSC send the member id along.
         if not isinstance(body, dict) or "status" not in body:
             raise Invalid('The request body must be a JSON object with a "status": pending, '
@@ -233,7 +249,7 @@ class V2Handlers:
     # -- locations (2.17) ---------------------------------------------------------------------
 
     async def add_location(self, call: Call) -> Response:
-        url, expected = parse_location(await _json_body(call))
+        url, expected = parse_location(await call.json())
         await in_thread(self.images.add_location, call.principal, call.params["image_id"],
                         url, expected)
         # Accepted: the data behind the URL is verified in the background (importing ->
@@ -245,6 +261,15 @@ class V2Handlers:
         found = await in_thread(self.images.locations, call.principal, call.params["image_id"])
         return json_response([location_json(location) for location in found])
 
+    # -- schemas ------------------------------------------------------------------------------
+
+    async def schema(self, call: Call) -> Response:
+        call.refuse_body()
+        document = self.schemas.document(call.params["name"])
+        if document is None:
+            raise NotFound(f"Unknown schema {call.params['name']}.")
+        return json_response(document)
+
     # -- info ---------------------------------------------------------------------------------
 
     async def usage(self, call: Call) -> Response:
@@ -254,10 +279,8 @@ class V2Handlers:
         return json_response({"usage": {}})
 
 
-async def _json_body(call: Call) -> Any:
-    """The request's JSON document, strictly parsed (``body.load_json``); None without one."""
-    raw = await read_body(call.request)
-    return load_json(raw) if raw.strip() else None
+    def _render(self, image: Image) -> dict[str, Any]:
+        return image_json(image, self.schemas.null_properties)
 
 
 def _declared_size(text: str | None) -> int | None:
