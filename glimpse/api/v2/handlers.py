@@ -6,7 +6,6 @@ import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -25,7 +24,7 @@ from glimpse.api.v2.body import parse_create, parse_location
 from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
 from glimpse.api.v2.json_input import load_json
 from glimpse.api.v2.patch import parse_patch, patch_draft
-from glimpse.api.v2.query import page_links, parse_list_query
+from glimpse.api.v2.query import decode_query, page_links, parse_list_query
 from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
@@ -38,7 +37,6 @@ Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 IMAGES_SCHEMA = "/v2/schemas/images"
 # Statuses in which an image has no data to send: its download is an empty 204.
 NO_DATA = frozenset({Status.QUEUED, Status.SAVING, Status.UPLOADING, Status.IMPORTING})
-BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 @dataclasses.dataclass
@@ -57,14 +55,7 @@ class Call(RequestContext):
         return await read_json(self.request, load_json)
 
     def query(self) -> list[tuple[str, str]]:
-        raw = self.request.scope.get("query_string", b"").decode("latin-1")
-        try:
-            params = parse_qsl(raw, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError as exc:
-            raise Invalid("Query parameters must be UTF-8 text.") from exc
-        if any("\x00" in k or "\x00" in v for k, v in params):
-            raise Invalid("Query parameters may not contain NUL characters.")
-        return params
+        return decode_query(self.request.scope.get("query_string", b""))
 
 
 class V2Handlers:
