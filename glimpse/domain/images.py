@@ -46,6 +46,7 @@ from glimpse.domain.validation import (
     require_formats,
     validate_fields,
     validate_properties,
+    validate_property_values,
     validate_tags,
 )
 from glimpse.errors import Conflict, Forbidden, Invalid, NotFound
@@ -134,6 +135,7 @@ class ImageService:
         fields = self._client_fields(principal, data.fields, None)
         self._check_input(principal, fields, source, upload)
         validate_properties(data.properties)
+        validate_property_values(data.properties)
         validate_tags(data.tags)
         if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
@@ -349,6 +351,7 @@ class ImageService:
                 changes.fields.update(values)
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
+                validate_property_values(command.values)
                 _check_presence(command, properties)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
