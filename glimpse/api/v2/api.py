@@ -26,6 +26,7 @@ MINOR_FEATURES: dict[int, str] = {
     4: "location rules",
     5: "community and shared visibilities, shared by default",
     7: "os_hidden, multihash",
+    17: "the locations API (POST and GET /v2/images/{id}/locations)",
 }
 # Those of the later minors (import, multi-store, the cache, the new locations API) come with
 # their features; see docs/v2-choices.md.
