@@ -205,6 +205,10 @@ class ImageService:
         if remote_size is not None and "size" not in fields and not image.size:
             fields["size"] = remote_size
         store = self.data.writable_store(source.store, upload)
+        if upload is not None and not commands:
+            # Data alone (v2's PUT /file): the claim that receiving starts with is the only
+            # write needed before the data; it checks the image is still queued.
+            return self.data.receive(image, upload.chunks, store, on_failure)
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
