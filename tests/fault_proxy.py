@@ -4,7 +4,9 @@ Modes: ``pass`` forwards; ``refuse`` closes every connection at once (the store 
 ``503`` answers every new connection with an HTTP 503 and cuts the open ones; ``cut`` forwards
 but cuts each connection once ``cut_after`` bytes have come back from the service; ``hold``
 forwards one read of what a client sends (a request's head) and holds the rest (its body hangs
-in flight, the connection counted in ``held``) until the mode changes or ``break_open()`` cuts it.
+in flight, the connection counted in ``held``) until the mode changes or ``break_open()`` cuts it;
+``stall`` accepts new connections and never answers on them (a service too slow to answer) until
+the mode changes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class FaultProxy:
     def set_mode(self, mode: str, cut_after: int = 0) -> None:
         """Switch mode; leaving ``pass`` also breaks the connections that are open."""
         self.mode, self.cut_after = mode, cut_after
-        if mode in ("refuse", "503"):
+        if mode in ("refuse", "503", "stall"):
             self._loop.call_soon_threadsafe(self._drop_all)
 
     def break_open(self) -> None:
@@ -71,6 +73,11 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "refuse":
+            writer.transport.abort()
+            return
+        if self.mode == "stall":
+            while self.mode == "stall" and not writer.transport.is_closing():
+                await asyncio.sleep(0.01)
             writer.transport.abort()
             return
         if self.mode == "503":
