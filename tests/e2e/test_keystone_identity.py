@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -425,3 +426,34 @@ def test_wrong_service_credentials_do_not_start(accounts: Accounts) -> None:
     assert done.returncode == 2, done.stderr
     assert "refuses glimpse's service credentials" in done.stderr
     assert wrong not in done.stdout + done.stderr
+
+
+# --- the real client ---------------------------------------------------------------------------
+
+def test_glanceclient_with_password_and_application_credential_sessions(
+        server: GlimpseServer, accounts: Accounts) -> None:
+    glanceclient = pytest.importorskip("glanceclient", reason="python-glanceclient is missing")
+    alice = accounts.alice
+    password = alice.session()
+    # A token revoked before its first use: glimpse's 401 makes the session log in again and
+    # retry, as keystoneauth does (so the status must be exactly 401).
+    keystone.revoke(str(password.get_token()))
+    base = f"{keystone.AUTH_URL}/users/{alice.user_id}/application_credentials"
+    cred = password.post(base, json={"application_credential": {
+        "name": f"glimpse-e2e-{uuid.uuid4().hex[:8]}"}}).json()["application_credential"]
+    credential = ks_session.Session(auth=v3.ApplicationCredential(
+        auth_url=keystone.AUTH_URL, application_credential_id=cred["id"],
+        application_credential_secret=cred["secret"]))
+    try:
+        for session in (password, credential):
+            client = glanceclient.Client("1", session=session, endpoint_override=server.url)
+            # First a request without a body: a streamed body is spent by the refused try.
+            list(client.images.list())
+            image = client.images.create(name=f"ks-{uuid.uuid4().hex[:8]}", disk_format="raw",
+                                         container_format="bare", data=io.BytesIO(b"abc"))
+            assert image.owner == alice.project_id and image.status == "active"
+            assert b"".join(client.images.data(image.id)) == b"abc"
+            assert image.id in {i.id for i in client.images.list()}
+            client.images.delete(image.id)
+    finally:
+        password.delete(f"{base}/{cred['id']}")
