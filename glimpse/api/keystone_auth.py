@@ -96,12 +96,18 @@ class KeystoneTokens:
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def principal(self, request: Request) -> Principal:
+        try:
+            return await self._principal(request)
+        except KeystoneDown:
+            raise Refusal(self._unavailable()) from None
+
+    async def _principal(self, request: Request) -> Principal:
         headers = request.headers
         service_token = headers.get("x-service-token")
         user_token = headers.get("x-auth-token") or headers.get("x-storage-token")
         service: ValidToken | None = None
         allow_expired = False
-        if service_token is not None:
+        if service_token:
             service = await self._validated(service_token.strip(), allow_expired=False)
             if service is None:
                 raise self._unauthorized("invalid service token")
@@ -153,7 +159,7 @@ class KeystoneTokens:
                 self._server.validate, token, allow_expired, limiter=self._limiter)
         except KeystoneDown as exc:
             log.error("cannot validate token %s: %s", key[:8], exc)
-            raise Refusal(self._unavailable()) from None
+            raise
         if data is None:
             log.info("Keystone does not accept token %s", key[:8])
             return None

@@ -271,6 +271,11 @@ class TestServiceTokens:
             assert_401(refusal(auth(keystone, service_token_roles_required=required),
                                {"X-Auth-Token": "user", "X-Service-Token": "bogus"}))
 
+    def test_an_empty_service_token_header_is_no_service_token(self) -> None:
+        keystone = self.keystone()
+        found = principal(auth(keystone), {"X-Auth-Token": "user", "X-Service-Token": ""})
+        assert found.service_roles == ()
+
     def test_an_expired_token_validated_for_a_service_is_not_cached(self) -> None:
         keystone = self.keystone()
         authn = auth(keystone)
