@@ -19,6 +19,8 @@ from glimpse.api.auth import Authenticator, TrustedHeaders
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
+from glimpse.api.v2.api import V2Api
+from glimpse.api.v2.handlers import V2Handlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.audit import StoreAudit
@@ -81,10 +83,13 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
     images = ImageService(repo, data, limits)
     members = MemberService(repo, limits)
+    inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
-        inline_reads=engine.dialect.name == "sqlite",
+        inline_reads=inline_reads,
     )
+    v2 = V2Handlers(images, members, settings.limit_param_default, settings.api_limit_max,
+                    inline_reads=inline_reads)
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:
@@ -92,7 +97,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
-        routers=[V1Api(handlers)],
+        routers=[V1Api(handlers), V2Api(v2)],
         auth=build_authenticator(settings),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,

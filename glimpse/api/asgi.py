@@ -100,7 +100,7 @@ class GlimpseApp:
             try:
                 return await self._dispatch(router, request, path)
             except GlimpseError as exc:
-                return _error(router, exc)
+                return _error(router, exc, request)
         except Exception:
             log.exception("%s failed", request_id)
             return text_response(500, "Internal error; see the server log for " + request_id)
@@ -123,9 +123,11 @@ class GlimpseApp:
         method = request.method
         found = router.match(method, path) if "\x00" not in path else None
         if found is None:
-            return router.not_found() if method in KNOWN_METHODS else router.not_implemented()
+            if method in KNOWN_METHODS:
+                return router.not_found(request)
+            return router.not_implemented(request)
         if found.handler is None:
-            return router.method_not_allowed(found.allow)
+            return router.method_not_allowed(found.allow, request)
         try:
             principal = await self.auth.principal(request)
         except Refusal as refusal:
@@ -199,8 +201,8 @@ def _version_entries(routers: Sequence[Router]) -> list[VersionEntry]:
     ]
 
 
-def _error(router: Router, exc: GlimpseError) -> Response:
-    response = router.error(exc)
+def _error(router: Router, exc: GlimpseError, request: Request) -> Response:
+    response = router.error(exc, request)
     if response.status_code >= 500:
         log.warning("answering %d: %s", response.status_code, exc.message)
     return response

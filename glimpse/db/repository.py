@@ -211,7 +211,8 @@ class SqlImageRepository:
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
         stmt = sa.select(*_SELECT_IMAGE).where(
-            images.c.status == str(Status.SAVING), images.c.updated_at < before
+            images.c.status.in_([str(Status.SAVING), str(Status.IMPORTING)]),
+            images.c.updated_at < before
         )
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from glimpse.domain import lifecycle
 from glimpse.domain.lifecycle import FailureRule
@@ -49,6 +50,29 @@ class StoreNames:
 
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     read_only: tuple[str, ...] = (EXTERNAL_STORE,)
+
+
+@dataclasses.dataclass(frozen=True)
+class HashCheck:
+    """A hash the data must have: an algorithm hashlib knows, and the lower-case hex value."""
+
+    algorithm: str
+    value: str
+
+    # The algorithms a client may name, with their digest sizes in hex digits.
+    HEX_LENGTHS: ClassVar[dict[str, int]] = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+    @classmethod
+    def of(cls, algorithm: Any, value: Any) -> HashCheck:
+        """A check from client input; Invalid naming what is wrong with it."""
+        if not isinstance(algorithm, str) or algorithm not in cls.HEX_LENGTHS:
+            raise Invalid(f"Unsupported hash algorithm {algorithm!r}: use one of "
+                          f"{', '.join(cls.HEX_LENGTHS)}.")
+        length = cls.HEX_LENGTHS[algorithm]
+        if (not isinstance(value, str) or len(value) != length
+                or any(c not in "0123456789abcdefABCDEF" for c in value)):
+            raise Invalid(f"A {algorithm} hash value is {length} hexadecimal digits.")
+        return cls(algorithm, value.lower())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +260,75 @@ class ImageData:
             )
         return finished
 
+    # -- verifying an external location (v2's locations API) ----------------------------------
+
+    def import_location(self, image: Image, url: str, expected: HashCheck | None) -> Image:
+        """Claim a queued image for an external location (queued -> importing), then verify
+        the data behind ``url`` in the background: hashed and inspected as an upload is, and
+        held to ``expected`` when given. It ends active with the location and the data's
+        facts, or back in queued with no location; an import whose server dies is ended the
+        same way by ``recover_stale_uploads``."""
+        lifecycle.check_transition(image.status, Status.IMPORTING)
+        claimed = self._repo.update(
+            image.id, Changes(fields={"status": Status.IMPORTING, "updated_at": now(),
+                                      "failure_status": Status.QUEUED}),
+            expected_status=Status.QUEUED,
+        )
+        if claimed is None:
+            raise Conflict("A location can only be added to a queued image.")
+        self._background.submit(self._verify_location, claimed, url, expected)
+        return claimed
+
+    def _verify_location(self, image: Image, url: str, expected: HashCheck | None) -> None:
+        try:
+            facts = self._hash_external(image, url, expected)
+        except BaseException as exc:
+            if self._move(image.id, Status.IMPORTING, Status.QUEUED, failure_status=None):
+                reason = exc.message if isinstance(exc, GlimpseError) else type(exc).__name__
+                log.warning("image %s: the location did not verify (%s); back to queued",
+                            image.id, reason)
+            if not isinstance(exc, GlimpseError):
+                log.exception("verifying the location of image %s failed", image.id)
+            return
+        lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
+        done = self._repo.update(
+            image.id, Changes(fields={**facts, "status": Status.ACTIVE, "updated_at": now(),
+                                      "failure_status": None}),
+            expected_status=Status.IMPORTING, add_locations=[Location(EXTERNAL_STORE, url)],
+        )
+        if done is None:
+            log.info("image %s changed while its location was verified; left as it is", image.id)
+
+    def _hash_external(
+        self, image: Image, url: str, expected: HashCheck | None
+    ) -> dict[str, Any]:
+        limit, limit_error = self.upload_limit(image)
+        stream = UploadStream(
+            self.uploads.watch(image.id, self.external.open(url), Status.IMPORTING),
+            limit=limit, limit_error=limit_error, hash_algo=self._limits.multihash_algorithm,
+        )
+        extra = None
+        if expected is not None and expected.algorithm not in ("md5", stream.hash_algo):
+            extra = hashlib.new(expected.algorithm)
+        inspection = None if self._inspector is None else self._inspector.stage(
+            stream, image.disk_format, image.container_format
+        )
+        for chunk in stream if inspection is None else inspection:
+            if extra is not None:
+                extra.update(chunk)
+        found = {"md5": stream.checksum, stream.hash_algo: stream.multihash}
+        if expected is not None:
+            actual = extra.hexdigest() if extra is not None else found[expected.algorithm]
+            if actual != expected.value:
+                raise Invalid(f"The data at the location does not match the given "
+                              f"{expected.algorithm} ({actual} != {expected.value}).")
+        facts: dict[str, Any] = {"size": stream.size, "checksum": stream.checksum,
+                                 "os_hash_algo": stream.hash_algo,
+                                 "os_hash_value": stream.multihash}
+        if inspection is not None and inspection.virtual_size is not None:
+            facts["virtual_size"] = inspection.virtual_size
+        return facts
+
     def upload_limit(self, image: Image) -> tuple[int, OverLimit]:
         cap = self._limits.image_size_cap
         error = OverLimit(f"Denying attempt to upload image larger than {cap} bytes.")
@@ -281,7 +374,7 @@ class ImageData:
         recovered = []
         for image in self._repo.find_stale_uploads(before):
             target = image.failure_status or Status.KILLED
-            if not self._move(image.id, Status.SAVING, target, failure_status=None):
+            if not self._move(image.id, image.status, target, failure_status=None):
                 continue  # it finished, or another process got there first
             self.release_all(image)
             log.warning("image %s: upload abandoned (no heartbeat since %s); now %s",

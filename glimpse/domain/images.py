@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from glimpse.domain import lifecycle, policy
-from glimpse.domain.data import EXTERNAL_STORE, Download, ImageData, Upload
+from glimpse.domain.data import EXTERNAL_STORE, Download, HashCheck, ImageData, Upload
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
@@ -20,6 +20,7 @@ from glimpse.domain.model import (
     Image,
     ImageInput,
     ListQuery,
+    Location,
     Principal,
     RemoveOtherProperties,
     RemoveProperties,
@@ -200,6 +201,29 @@ class ImageService:
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
         raise Conflict("The image kept changing while it was being deleted; try again.")
+
+    # -- locations (v2's locations API) -------------------------------------------------------
+
+    def add_location(self, principal: Principal, image_id: str, url: str,
+                     expected: HashCheck | None) -> Image:
+        """Point a queued image at data behind an external URL, checked by the same network
+        rules as every external source; the data is verified in the background (see
+        ImageData.import_location). Service callers (nova, cinder) and the owner may."""
+        image = self.get(principal, image_id)
+        if not (policy.can_modify(principal, image) or policy.is_service(principal)):
+            raise Forbidden("You are not permitted to add a location to this image.")
+        if image.status is not Status.QUEUED:
+            raise Conflict("A location can only be added to a queued image.")
+        require_formats(image.disk_format, image.container_format)
+        self.data.check_external(url, None)
+        return self.data.import_location(image, url, expected)
+
+    def locations(self, principal: Principal, image_id: str) -> list[Location]:
+        """Where the image's data is: for service callers and admins only."""
+        image = self.get(principal, image_id)
+        if not policy.is_service(principal):
+            raise Forbidden("Only services and administrators may read image locations.")
+        return list(image.locations)
 
     # -- helpers ------------------------------------------------------------------------------
 

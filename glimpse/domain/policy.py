@@ -34,6 +34,12 @@ def can_modify(principal: Principal, image: Image) -> bool:
     return principal.is_admin or owns(principal, image)
 
 
+def is_service(principal: Principal) -> bool:
+    """Another cloud service (nova, cinder) acting with its service role, or an admin: who may
+    read an image's locations (Glance's ``service_api`` rule)."""
+    return principal.is_admin or "service" in principal.roles
+
+
 def may_set_visibility(principal: Principal, visibility: Visibility) -> bool:
     """Only admins publicize images."""
     return visibility is not Visibility.PUBLIC or principal.is_admin

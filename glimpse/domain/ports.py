@@ -62,7 +62,8 @@ class ImageRepository(Protocol):
         given."""
 
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
-        """Images still ``saving`` whose ``updated_at`` (the upload heartbeat) is older."""
+        """Images still ``saving`` or ``importing`` (an external location being verified) whose
+        ``updated_at`` (the heartbeat) is older."""
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""

@@ -26,8 +26,11 @@ class UploadGuard:
         self._stopping = False
         self._idle = threading.Condition()
 
-    def watch(self, image_id: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        """Pass the chunks on, beating the heart of the upload and honouring shutdown."""
+    def watch(
+        self, image_id: str, chunks: Iterable[bytes], status: Status = Status.SAVING
+    ) -> Iterator[bytes]:
+        """Pass the chunks on, beating the heart of the upload (an image in ``status``: saving,
+        or importing while an external location is verified) and honouring shutdown."""
         with self._idle:
             if self._stopping:
                 raise Unavailable("The server is shutting down; retry the upload elsewhere.")
@@ -42,7 +45,7 @@ class UploadGuard:
                 if moment - last >= self._interval:
                     last = moment
                     alive = self._repo.set_fields(
-                        image_id, {"updated_at": now()}, expected_status=Status.SAVING
+                        image_id, {"updated_at": now()}, expected_status=status
                     )
                     if not alive:
                         raise PreconditionFailed(

@@ -42,9 +42,15 @@ def assert_versions_document(resp: httpx.Response, base: str) -> None:
     assert v1_ids == ["v1.1", "v1.0"], ids
     # v1 entries come last (v2 entries, if any, come before them)
     assert ids[-2:] == ["v1.1", "v1.0"]
+    v2_ids = [i for i in ids if i.startswith("v2")]
+    # v2's minors, highest first, the highest the one CURRENT entry of the whole document.
+    assert v2_ids and ids[: len(v2_ids)] == v2_ids, ids
+    assert sorted(v2_ids, key=lambda i: int(i.split(".")[1]), reverse=True) == v2_ids
+    assert [v["id"] for v in versions if v["status"] == "CURRENT"] == [v2_ids[0]]
     for entry in versions:
         if not entry["id"].startswith("v1"):
             assert entry["id"].startswith("v2")
+            assert entry["links"] == [{"rel": "self", "href": f"{base}/v2/"}]
             continue
         assert entry["status"] in ("DEPRECATED", "CURRENT", "SUPPORTED")
         assert entry["links"] == [{"rel": "self", "href": f"{base}/v1/"}]
@@ -76,7 +82,8 @@ def test_root_returns_300(client: httpx.Client, server: GlimpseServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/images", "/v3/images", "/v1.2/images", "/va.1/images", "/v10", "/foo", "/v2"]
+    "path", ["/images", "/v3/images", "/v1.2/images", "/va.1/images", "/v10", "/foo", "/v2.6",
+             "/v2.99/images"]
 )
 def test_unknown_version_paths_return_300(
     client: httpx.Client, server: GlimpseServer, path: str

@@ -229,6 +229,25 @@ def test_stale_uploads_are_killed_and_their_data_deleted(build: ServiceFactory) 
     assert svc.data.recover_stale_uploads() == []
 
 
+def test_stale_location_imports_go_back_to_queued(build: ServiceFactory) -> None:
+    """An external location being verified (v2's locations API) whose server died: importing,
+    with the failure rule the claim recorded, and no location yet."""
+    svc = build(stale_upload_timeout=60.0)
+    stale, fresh = svc.create(data=None), svc.create(data=None)
+    for image, age in ((stale, 61), (fresh, 1)):
+        claimed = svc.repo.update(
+            image.id, Changes(fields={"status": Status.IMPORTING,
+                                      "failure_status": Status.QUEUED,
+                                      "updated_at": now() - dt.timedelta(seconds=age)}),
+            expected_status=Status.QUEUED)
+        assert claimed is not None
+    assert svc.data.recover_stale_uploads() == [stale.id]
+    requeued = svc.images.get(OWNER, stale.id)
+    assert (requeued.status, requeued.locations, requeued.failure_status) == (
+        Status.QUEUED, [], None)
+    assert svc.images.get(OWNER, fresh.id).status is Status.IMPORTING
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "corrupt-same-size"])
 def test_audit_repair_kills_active_images_with_broken_data(svc: Services, damage: str) -> None:
     broken, sound = svc.create(data=b"abcdef"), svc.create(data=b"sound")

@@ -105,16 +105,16 @@ class V9Api:
             {"size": size, "length": upload.length, "content_type_ok": ctx.body_type_ok()}
         )
 
-    def error(self, error: GlimpseError) -> Response:
+    def error(self, error: GlimpseError, request: Request) -> Response:
         return json_response({"v9 error": error.message}, V9_STATUS.get(type(error), 500))
 
-    def not_found(self) -> Response:
+    def not_found(self, request: Request) -> Response:
         return json_response({"v9 error": "no such path"}, 404)
 
-    def method_not_allowed(self, allow: str) -> Response:
+    def method_not_allowed(self, allow: str, request: Request) -> Response:
         return json_response({"v9 error": "no such method"}, 405, [(b"allow", allow.encode())])
 
-    def not_implemented(self) -> Response:
+    def not_implemented(self, request: Request) -> Response:
         return json_response({"v9 error": "unknown method"}, 501)
 
 

@@ -35,14 +35,14 @@ class V1Api:
     ) -> Call:
         return Call(request, principal, params, base_url_of)
 
-    def error(self, error: GlimpseError) -> Response:
+    def error(self, error: GlimpseError, request: Request) -> Response:
         return errors.error_response(error)
 
-    def not_found(self) -> Response:
+    def not_found(self, request: Request) -> Response:
         return errors.not_found()
 
-    def method_not_allowed(self, allow: str) -> Response:
+    def method_not_allowed(self, allow: str, request: Request) -> Response:
         return errors.method_not_allowed(allow)
 
-    def not_implemented(self) -> Response:
+    def not_implemented(self, request: Request) -> Response:
         return errors.not_implemented()

@@ -1,0 +1,74 @@
+"""v2 as one of the core's API routers: how a request reaches it (spec §1) and what it answers
+with when it refuses one (spec §2.11)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from urllib.parse import unquote_to_bytes
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from glimpse.api.routing import CURRENT, SUPPORTED, Match, VersionEntry
+from glimpse.api.v2 import errors
+from glimpse.api.v2.handlers import Call, Handler, V2Handlers
+from glimpse.api.v2.routes import build_routes, match
+from glimpse.domain.model import Principal
+from glimpse.errors import GlimpseError, Invalid
+
+# The minor versions and what each brought (spec §1). A minor is listed exactly when glimpse
+# implements its feature: clients gate calls on this list.
+MINOR_FEATURES: dict[int, str] = {
+    0: "images, image data, tags, schemas, the v2.0 JSON-patch",
+    1: "members with pending/accepted/rejected, the v2.1 JSON-patch",
+    2: "property protections (none configured) and multiple locations (not shown)",
+    3: "deactivate and reactivate",
+    4: "location rules",
+    5: "community and shared visibilities, shared by default",
+    7: "os_hidden, multihash",
+    17: "the locations API (POST and GET /v2/images/{id}/locations)",
+}
+# Those of the later minors (import, multi-store, the cache, the new locations API) come with
+# their features; see docs/v2-choices.md.
+LISTED_MINORS: tuple[int, ...] = tuple(sorted(MINOR_FEATURES))
+
+
+class V2Api:
+    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS) -> None:
+        listed = sorted(set(minors))
+        self.prefixes = frozenset(["v2", *(f"v2.{n}" for n in listed)])
+        self.media_types = frozenset(
+            f"application/vnd.openstack.images-{p}" for p in self.prefixes
+        )
+        self.versions = tuple(
+            VersionEntry(f"v2.{n}", CURRENT if n == listed[-1] else SUPPORTED, "/v2/")
+            for n in listed
+        )
+        self._routes = build_routes(handlers)
+
+    def match(self, method: str, path: str) -> Match[Handler] | None:
+        return match(self._routes, method, path)
+
+    def context(
+        self, request: Request, principal: Principal, params: dict[str, str],
+        base_url_of: Callable[[Request], str],
+    ) -> Call:
+        raw_path = request.scope.get("raw_path")
+        if raw_path:
+            try:
+                unquote_to_bytes(raw_path.split(b"?", 1)[0]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise Invalid("The request path must be UTF-8 text.") from None
+        return Call(request, principal, params, base_url_of)
+
+    def error(self, error: GlimpseError, request: Request) -> Response:
+        return errors.error_response(error, request)
+
+    def not_found(self, request: Request) -> Response:
+        return errors.not_found(request)
+
+    def method_not_allowed(self, allow: str, request: Request) -> Response:
+        return errors.method_not_allowed(allow, request)
+
+    def not_implemented(self, request: Request) -> Response:
+        return errors.not_implemented(request)

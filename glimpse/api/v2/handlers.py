@@ -1,0 +1,217 @@
+"""The v2 handlers: parse the wire form, call one service method, render."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from glimpse.api.http import (
+    FileResponse,
+    Header,
+    RequestContext,
+    StreamResponse,
+    empty_response,
+    in_thread,
+    json_response,
+    read_json,
+)
+from glimpse.api.v2 import errors
+from glimpse.api.v2.body import parse_create, parse_location
+from glimpse.api.v2.images_json import image_json, location_json
+from glimpse.api.v2.query import page_links, parse_list_query
+from glimpse.domain.data import Upload
+from glimpse.domain.images import ImageService
+from glimpse.domain.lifecycle import FailureRule
+from glimpse.domain.members import MemberService
+from glimpse.domain.model import AddTag, Command, RemoveTag, Status
+from glimpse.errors import Invalid
+
+Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
+IMAGES_SCHEMA = "/v2/schemas/images"
+# Statuses in which an image has no data to send: its download is an empty 204.
+NO_DATA = frozenset({Status.QUEUED, Status.SAVING, Status.UPLOADING, Status.IMPORTING})
+BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+@dataclasses.dataclass
+class Call(RequestContext):
+    """One v2 request, as the handlers see it."""
+
+    def refuse_body(self) -> None:
+        """GET, DELETE, tag and action requests carry no body (spec §2.11)."""
+        headers = self.request.headers
+        length = headers.get("content-length", "")
+        if "transfer-encoding" in headers or (length.strip() not in ("", "0")):
+            raise Invalid("A body is not expected with this request.")
+
+    def query(self) -> list[tuple[str, str]]:
+        raw = self.request.scope.get("query_string", b"").decode("latin-1")
+        try:
+            params = parse_qsl(raw, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise Invalid("Query parameters must be UTF-8 text.") from exc
+        if any("\x00" in k or "\x00" in v for k, v in params):
+            raise Invalid("Query parameters may not contain NUL characters.")
+        return params
+
+
+class V2Handlers:
+    def __init__(
+        self,
+        images: ImageService,
+        members: MemberService,
+        default_limit: int,
+        max_limit: int,
+        inline_reads: bool = False,
+    ) -> None:
+        """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
+        database cannot stall (SQLite in WAL mode)."""
+        self.images = images
+        self.members = members
+        self.default_limit = default_limit
+        self.max_limit = max_limit
+        self.inline_reads = inline_reads
+
+    # -- images -------------------------------------------------------------------------------
+
+    async def create(self, call: Call) -> Response:
+        data = parse_create(await read_json(call.request), call.principal)
+        image = await in_thread(self.images.create, call.principal, data, None,
+                                FailureRule.REQUEUE)
+        location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
+        return json_response(image_json(image), 201, [(b"location", location.encode())])
+
+    async def show(self, call: Call) -> Response:
+        call.refuse_body()
+        if self.inline_reads:
+            image = self.images.get(call.principal, call.params["image_id"])
+        else:
+            image = await in_thread(self.images.get, call.principal, call.params["image_id"])
+        return json_response(image_json(image))
+
+    async def list_images(self, call: Call) -> Response:
+        call.refuse_body()
+        params = call.query()
+        request = parse_list_query(params, self.default_limit, self.max_limit)
+        page = await in_thread(self.images.list_images, call.principal, request.query,
+                               request.marker)
+        first, following = page_links(params, page, request.query.limit)
+        document: dict[str, Any] = {
+            "images": [image_json(image) for image in page],
+            "first": first,
+            "schema": IMAGES_SCHEMA,
+        }
+        if following is not None:
+            document["next"] = following
+        return json_response(document)
+
+    async def delete(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.delete, call.principal, call.params["image_id"])
+        return empty_response(204)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    async def upload(self, call: Call) -> Response:
+        if not call.body_type_ok():
+            return errors.refusal(415, "The Content-Type of image data must be "
+                                  "application/octet-stream.", call.request)
+        declared = _declared_size(call.header("x-openstack-image-size"))
+        upload = call.upload() or Upload(chunks=iter(()), length=0)
+        if declared is not None:
+            upload = Upload(_exactly(upload.chunks, declared), upload.length)
+        await call.run(functools.partial(
+            self.images.update, call.principal, call.params["image_id"], [],
+            upload=upload, on_failure=FailureRule.REQUEUE,
+        ))
+        return empty_response(204)
+
+    async def download(self, call: Call) -> Response | ASGIApp:
+        call.refuse_body()
+        image_id = call.params["image_id"]
+        image = await in_thread(self.images.get, call.principal, image_id)
+        if image.status in NO_DATA:
+            return empty_response(204)
+        download = await in_thread(self.images.open_data, call.principal, image_id)
+        headers: list[Header] = []
+        if download.image.checksum:
+            # Hex, as Glance sends it (the header's standard form is base64; clients read hex).
+            headers.append((b"content-md5", download.image.checksum.encode()))
+        if download.file is not None:
+            return FileResponse(headers, download.file, download.image.size or 0)
+        source = download.chunks or iter(())
+        # Pull the first block before answering, so a source that fails at once (an
+        # unreachable store) still gets a proper error status.
+        first = await in_thread(next, source, None)
+        chunks = itertools.chain([first] if first is not None else [], source)
+        return StreamResponse(headers, chunks, download.length)
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    async def add_tag(self, call: Call) -> Response:
+        return await self._change_tag(call, AddTag(call.params["tag"]))
+
+    async def remove_tag(self, call: Call) -> Response:
+        return await self._change_tag(call, RemoveTag(call.params["tag"]))
+
+    async def _change_tag(self, call: Call, command: Command) -> Response:
+        call.refuse_body()
+        await in_thread(functools.partial(
+            self.images.update, call.principal, call.params["image_id"], [command],
+            on_failure=FailureRule.REQUEUE,
+        ))
+        return empty_response(204)
+
+    # -- locations (2.17) ---------------------------------------------------------------------
+
+    async def add_location(self, call: Call) -> Response:
+        url, expected = parse_location(await read_json(call.request))
+        await in_thread(self.images.add_location, call.principal, call.params["image_id"],
+                        url, expected)
+        # Accepted: the data behind the URL is verified in the background (importing ->
+        # active, or back to queued).
+        return empty_response(202)
+
+    async def locations(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(self.images.locations, call.principal, call.params["image_id"])
+        return json_response([location_json(location) for location in found])
+
+    # -- info ---------------------------------------------------------------------------------
+
+    async def usage(self, call: Call) -> Response:
+        call.refuse_body()
+        # Per-project limits come with unified limits (Keystone); without them Glance too
+        # answers an empty document.
+        return json_response({"usage": {}})
+
+
+def _declared_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        raise Invalid("x-openstack-image-size must be a non-negative integer.")
+    return int(text)
+
+
+def _exactly(chunks: Iterable[bytes], declared: int) -> Iterator[bytes]:
+    """The chunks, failing the upload (so nothing is kept) unless they add up to exactly the
+    size the client declared in x-openstack-image-size."""
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > declared:
+            raise Invalid(f"The image data is larger than the declared size {declared} "
+                          "(x-openstack-image-size).")
+        yield chunk
+    if received != declared:
+        raise Invalid(f"The image data ({received} bytes) does not match the declared size "
+                      f"{declared} (x-openstack-image-size).")

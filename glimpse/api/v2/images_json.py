@@ -1,0 +1,74 @@
+"""An image as v2 renders it (spec §2.1): the 22 base keys always, null when unset, then the
+custom properties, always strings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from glimpse.domain.data import EXTERNAL_STORE
+from glimpse.domain.model import Image, Location, Member
+from glimpse.redaction import redact_url
+
+IMAGE_SCHEMA = "/v2/schemas/image"
+MEMBER_SCHEMA = "/v2/schemas/member"
+# Properties the import machinery keeps for itself (which host staged the data, which host
+# hashes it): never shown.
+HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host", "os_glance_hash_op_host"})
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_json(image: Image) -> dict[str, Any]:
+    # Spelled out rather than looped over the field table: a list page renders a thousand.
+    document: dict[str, Any] = {
+        "id": image.id,
+        "name": image.name,
+        "status": str(image.status),
+        "visibility": str(image.visibility),
+        "protected": image.protected,
+        "os_hidden": image.os_hidden,
+        "checksum": image.checksum,
+        "os_hash_algo": image.os_hash_algo,
+        "os_hash_value": image.os_hash_value,
+        "owner": image.owner,
+        "size": image.size,
+        "virtual_size": image.virtual_size,
+        "container_format": image.container_format,
+        "disk_format": image.disk_format,
+        "min_ram": image.min_ram,
+        "min_disk": image.min_disk,
+        "tags": list(image.tags),
+        "created_at": timestamp(image.created_at),
+        "updated_at": timestamp(image.updated_at),
+        "self": f"/v2/images/{image.id}",
+        "file": f"/v2/images/{image.id}/file",
+        "schema": IMAGE_SCHEMA,
+    }
+    for name, value in image.properties.items():
+        # A base key wins over a property of the same name (v1 may have stored one), and a
+        # null property (v1 allows it) is shown as an empty string: v2 values are strings.
+        if name not in document and name not in HIDDEN_PROPERTIES:
+            document[name] = "" if value is None else value
+    return document
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    return {
+        "member_id": member.member_id,
+        "image_id": member.image_id,
+        "status": str(member.status),
+        "created_at": timestamp(member.created_at),
+        "updated_at": timestamp(member.updated_at),
+        "schema": MEMBER_SCHEMA,
+    }
+
+
+def location_json(location: Location) -> dict[str, Any]:
+    """A location for the service callers that may read them. An external URL is shown
+    without any credentials it holds; data in one of glimpse's stores is shown by its key there,
+    with the store's name in the metadata."""
+    url = redact_url(location.url) if location.store == EXTERNAL_STORE else location.url
+    return {"url": url, "metadata": {**location.metadata, "store": location.store}}

@@ -1,0 +1,26 @@
+"""The v2 route table (spec §2.11)."""
+
+from __future__ import annotations
+
+from glimpse.api import routing
+from glimpse.api.routing import Match, Route, route
+from glimpse.api.v2.handlers import Handler, V2Handlers
+
+SEG = "[^/]+"
+IMAGE = f"/images/(?P<image_id>{SEG})"
+
+
+def build_routes(h: V2Handlers) -> list[Route[Handler]]:
+    return [
+        route("/images", "GET, POST", GET=h.list_images, POST=h.create),
+        route(IMAGE, "GET, DELETE", GET=h.show, DELETE=h.delete),
+        route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
+        route(f"{IMAGE}/tags/(?P<tag>{SEG})", "PUT, DELETE", PUT=h.add_tag,
+              DELETE=h.remove_tag),
+        route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
+        route("/info/usage", "GET", GET=h.usage),
+    ]
+
+
+def match(routes: list[Route[Handler]], method: str, path: str) -> Match[Handler] | None:
+    return routing.match(routes, method, path)
