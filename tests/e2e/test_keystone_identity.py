@@ -236,7 +236,8 @@ def test_domain_system_and_unscoped_tokens_are_403(
         auth_url=keystone.AUTH_URL, username=alice.name, password=alice.password,
         user_domain_id="default", unscoped=True)).get_token()
     for token in (domain, system, unscoped):
-        for method, path in (("GET", "/v1/images"), ("POST", "/v1/images")):
+        for method, path in (("GET", "/v1/images"), ("POST", "/v1/images"),
+                             ("GET", "/v2/images")):
             answer = call(server, method, path, str(token), **{"x-image-meta-name": "x"})
             assert answer.status_code == 403, (method, answer.text)
 
@@ -457,3 +458,22 @@ def test_glanceclient_with_password_and_application_credential_sessions(
             client.images.delete(image.id)
     finally:
         password.delete(f"{base}/{cred['id']}")
+
+
+# --- v2 ----------------------------------------------------------------------------------------
+
+def test_v2_owner_and_answers(server: GlimpseServer, accounts: Accounts) -> None:
+    alice, bob = accounts.alice.token(), accounts.bob.token()
+    made = httpx.post(server.url + "/v2/images", json={"name": "ks-v2"}, timeout=30,
+                      headers={"X-Auth-Token": alice, **FORGED,
+                               "X-Project-Id": accounts.bob.project_id})
+    assert made.status_code == 201, made.text
+    image = made.json()
+    assert image["owner"] == accounts.alice.project_id
+    path = f"/v2/images/{image['id']}"
+    assert call(server, "GET", path, alice).status_code == 200
+    assert call(server, "GET", path, bob, **FORGED).status_code == 404
+    # keystonemiddleware's 401, whatever the API version.
+    assert_401(call(server, "GET", path))
+    assert_401(call(server, "GET", "/v2/images", "garbage", Accept="text/html"))
+    assert call(server, "DELETE", path, alice).status_code == 204
