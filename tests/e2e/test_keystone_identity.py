@@ -523,3 +523,12 @@ def test_a_flood_of_invalid_tokens_evicts_no_valid_one(
         answer = httpx.get(server.url + "/v1/images", timeout=30,
                            headers=[(b"X-Auth-Token", token.encode())])
         assert_401(answer)  # refused without Keystone (which would make it a 503 now)
+
+
+def test_several_workers(servers: Servers, accounts: Accounts) -> None:
+    """Worker processes get the Keystone settings (the password included) from the parent."""
+    server = servers.start(workers=2)
+    token = accounts.alice.token()
+    for _ in range(6):
+        assert call(server, "GET", "/v1/images", token).status_code == 200
+    assert_401(call(server, "GET", "/v1/images", "garbage"))
