@@ -21,6 +21,7 @@ from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.api.v2.api import V2Api
 from glimpse.api.v2.handlers import V2Handlers
+from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.audit import StoreAudit
@@ -88,8 +89,12 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=inline_reads,
     )
-    v2 = V2Handlers(images, members, settings.limit_param_default, settings.api_limit_max,
-                    inline_reads=inline_reads)
+    # v2 lets admins download deactivated images; v1 refuses everyone (docs/v2-choices.md).
+    v2_images = ImageService(repo, data, limits, admins_read_deactivated=True)
+    schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
+                           load_operator_schema(settings.image_schema_file))
+    v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
+                    inline_reads=inline_reads, schemas=schemas)
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:

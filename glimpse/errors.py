@@ -9,6 +9,7 @@
     ├── Gone               the target store is read-only                      (410)
     ├── PreconditionFailed the image was deleted while its data arrived       (412)
     ├── OverLimit          a quota or a size cap was exceeded                 (413)
+    ├── UnsupportedMediaType  a body of a type this request does not take     (415)
     └── Unavailable        a backend is temporarily out of reach              (503)
 
 Each API version maps these to HTTP in one table; nothing else raises HTTP errors.
@@ -57,6 +58,10 @@ class PreconditionFailed(GlimpseError):
 
 
 class OverLimit(GlimpseError):
+    pass
+
+
+class UnsupportedMediaType(GlimpseError):
     pass
 
 

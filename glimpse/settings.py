@@ -83,6 +83,8 @@ class Settings:
     inspection_disk_formats: tuple[str, ...] = DEFAULT_INSPECTION_DISK_FORMATS
     inspection_strict_raw: bool = True
     inspection_relax_partition_checks: bool = False
+    # An operator's schema-image.json (custom properties of the v2 image schema); None: none.
+    image_schema_file: Path | None = None
     # auth_strategy = "keystone" (docs/identity.md): glimpse's service user, and how tokens
     # are validated and cached.
     keystone_auth_url: str = ""
@@ -113,6 +115,8 @@ def to_json(settings: Settings) -> str:
         value = getattr(settings, field.name)
         if isinstance(value, Path):
             value = str(value)
+        elif value is None:
+            pass
         elif field.name == "stores":
             value = {c.name: {"driver": c.driver, **c.options} for c in value}
         elif isinstance(value, tuple):
@@ -174,6 +178,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
+    if name == "image_schema_file":
+        return Path(str(raw)) if raw not in (None, "") else None
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",

@@ -13,6 +13,7 @@ from typing import Any
 
 from glimpse import log_format
 from glimpse import settings as settings_mod
+from glimpse.api.v2.schemas import load_operator_schema
 from glimpse.errors import GlimpseError
 from glimpse.stores.registry import check_stores
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_mod.load(args.config, overrides=overrides)
         check_stores(settings)
+        load_operator_schema(settings.image_schema_file)
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2

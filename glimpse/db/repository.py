@@ -264,6 +264,45 @@ class SqlImageRepository:
 
         self._write(work)
 
+    def add_member(
+        self,
+        image_id: str,
+        member_id: str,
+        status: MemberStatus,
+        check_member_count: Callable[[int], None] | None = None,
+    ) -> Member:
+        def work(conn: Connection) -> Member:
+            # Under the image's lock, so that of two concurrent adds of one member one finds
+            # the other's row (Conflict) rather than a duplicate key.
+            self._lock_live_image(conn, image_id)
+            if self._one_member(conn, image_id, member_id) is not None:
+                raise Conflict(f"Member {member_id} already has a membership of image "
+                               f"{image_id}.")
+            self._set_member(conn, image_id, member_id, None, status)
+            if check_member_count is not None:
+                check_member_count(len(self._members(conn, image_id)))
+            added = self._one_member(conn, image_id, member_id)
+            assert added is not None, "inserted in this transaction"
+            return added
+
+        return self._write(work)
+
+    def set_member_status(
+        self, image_id: str, member_id: str, status: MemberStatus
+    ) -> Member | None:
+        def work(conn: Connection) -> Member | None:
+            self._lock_live_image(conn, image_id)
+            result = conn.execute(
+                image_members.update()
+                .where(image_members.c.image_id == image_id, image_members.c.member == member_id)
+                .values(status=str(status), updated_at=now())
+            )
+            if result.rowcount != 1:
+                return None
+            return self._one_member(conn, image_id, member_id)
+
+        return self._write(work)
+
     def remove_member(self, image_id: str, member_id: str) -> bool:
         def work(conn: Connection) -> bool:
             self._lock_live_image(conn, image_id)
@@ -338,6 +377,12 @@ class SqlImageRepository:
             .order_by(image_members.c.position, image_members.c.member)
         )
         return [_member(r) for r in conn.execute(stmt)]
+
+    @staticmethod
+    def _one_member(conn: Connection, image_id: str, member_id: str) -> Member | None:
+        row = conn.execute(sa.select(image_members).where(
+            image_members.c.image_id == image_id, image_members.c.member == member_id)).first()
+        return None if row is None else _member(row)
 
     @staticmethod
     def _set_member(
@@ -665,6 +710,10 @@ def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
 
 def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
     of_image = image_tags.c.image_id == image_id
+    if changes.replace_tags is not None:
+        conn.execute(image_tags.delete().where(of_image))
+        _add_tags(conn, image_id, changes.replace_tags)
+        return
     gone = changes.remove_tags | set(changes.add_tags)
     if gone:
         conn.execute(image_tags.delete().where(of_image, image_tags.c.value.in_(list(gone))))

@@ -210,11 +210,14 @@ class ImageData:
             # Where the data goes is recorded before any byte is written: if the upload fails
             # and the store cannot be cleaned at once, purge_leftovers() finds it there later,
             # and so does the sweep after a server died mid-upload.
+            # A requeued image may still have it, if its store could not delete the data of
+            # the failed try: this upload overwrites that object, under the one location.
             lifecycle.check_transition(image.status, Status.SAVING)
             update = self._repo.update(
                 image.id, Changes(fields={"status": Status.SAVING, "updated_at": now(),
                                           "failure_status": on_failure.status}),
-                expected_status=Status.QUEUED, add_locations=[location],
+                expected_status=Status.QUEUED,
+                add_locations=[] if location in image.locations else [location],
             )
             if update is None:
                 raise Conflict("Cannot upload to an unqueued image")

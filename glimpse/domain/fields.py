@@ -132,4 +132,5 @@ RESERVED_PROPERTY_PREFIX = "os_glance"
 
 
 def is_uuid_like(value: str) -> bool:
-    return bool(_UUID_LIKE.match(value))
+    # fullmatch: ``$`` alone also matches before a final newline.
+    return bool(_UUID_LIKE.fullmatch(value))

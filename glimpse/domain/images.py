@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from glimpse.domain import lifecycle, policy
+from glimpse.domain import ids, lifecycle, policy
 from glimpse.domain.data import EXTERNAL_STORE, Download, HashCheck, ImageData, Upload
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
@@ -21,12 +21,14 @@ from glimpse.domain.model import (
     ImageInput,
     ListQuery,
     Location,
+    Presence,
     Principal,
     RemoveOtherProperties,
     RemoveProperties,
     RemoveTag,
     SetFields,
     SetProperties,
+    SetTags,
     Status,
     Visibility,
     now,
@@ -45,21 +47,31 @@ __all__ = ["Download", "ImageService", "Upload"]
 NO_SOURCE = DataSource()
 # Statuses whose data is complete: facts about it (size, checksum) no longer change.
 _DATA_FIXED = (Status.ACTIVE, Status.DEACTIVATED)
+# Statuses in which the formats may still change (v2): no data yet, or data being imported.
+_FORMATS_OPEN = (Status.QUEUED, Status.IMPORTING)
 
 
 class ImageService:
-    def __init__(self, repo: ImageRepository, data: ImageData, limits: Limits) -> None:
+    def __init__(
+        self, repo: ImageRepository, data: ImageData, limits: Limits, *,
+        admins_read_deactivated: bool = False,
+    ) -> None:
+        """``admins_read_deactivated``: whether admins may download a deactivated image. v2
+        lets them (spec v2-api.md §2.6); v1 refuses everyone, as its reference did (v1-api.md
+        §8.3), so each API gets a service with its own answer."""
         self._repo = repo
         self.data = data
         self._limits = limits
+        self._admins_read_deactivated = admins_read_deactivated
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, principal: Principal, image_id: str) -> Image:
-        """The image if the caller may see it; NotFound otherwise (never Forbidden)."""
-        image = self._repo.get(image_id) if len(image_id) <= 36 else None
+        """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
+        spelling of its UUID finds it (``ids``)."""
+        image = ids.find(self._repo, image_id)
         if image is None or not policy.can_see(
-            principal, image, lambda: self._repo.is_member(image_id, principal.owner or "")
+            principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
         return image
@@ -77,10 +89,11 @@ class ImageService:
 
     def open_data(self, principal: Principal, image_id: str) -> Download:
         image = self.get(principal, image_id)
-        if image.status is Status.DEACTIVATED:
+        if image.status is Status.DEACTIVATED and not (
+                principal.is_admin and self._admins_read_deactivated):
             raise Forbidden("The requested image has been deactivated. Image data download is "
                             "forbidden.")
-        if image.status is not Status.ACTIVE:
+        if image.status not in _DATA_FIXED:
             raise NotFound(f"Image {image_id} is not active")
         return self.data.open(image)
 
@@ -108,6 +121,11 @@ class ImageService:
         empty = declared == 0 and upload is None and source.url is None
         stamp = now()
         image_id = fields.pop("id", None) or _new_id()
+        given = data.fields.get("id")
+        if isinstance(given, str) and given != image_id and ids.find(self._repo, given):
+            # The id as written names an image stored before ids were made canonical: the same
+            # Conflict as any reused id (repository.create finds those of canonical ids).
+            raise Conflict(f"An image with identifier {given} already exists")
         status = Status.SAVING if upload is not None else Status.ACTIVE if empty \
             else Status.QUEUED
         if status is not Status.QUEUED:
@@ -170,7 +188,7 @@ class ImageService:
         return self._attach(updated, source, upload, store, on_failure)
 
     def delete(self, principal: Principal, image_id: str) -> None:
-        raw = self._repo.get(image_id) if len(image_id) <= 36 else None
+        raw = ids.find(self._repo, image_id)
         # A pending_delete image is deleted for reads, but its owner is told why it can't be
         # deleted again rather than that it doesn't exist.
         if raw is not None and raw.status is Status.PENDING_DELETE and policy.can_modify(
@@ -201,6 +219,42 @@ class ImageService:
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
         raise Conflict("The image kept changing while it was being deleted; try again.")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def deactivate(self, principal: Principal, image_id: str) -> Image:
+        """active -> deactivated: its data can no longer be downloaded (but by admins, where
+        the API lets them); its metadata stays editable. Idempotent."""
+        return self._toggle(principal, image_id, Status.ACTIVE, Status.DEACTIVATED, "deactivate")
+
+    def reactivate(self, principal: Principal, image_id: str) -> Image:
+        """deactivated -> active. Idempotent."""
+        return self._toggle(principal, image_id, Status.DEACTIVATED, Status.ACTIVE, "reactivate")
+
+    def _toggle(
+        self, principal: Principal, image_id: str, source: Status, target: Status, verb: str
+    ) -> Image:
+        image = self.get(principal, image_id)
+        for _ in range(5):
+            if image.deleted:
+                raise NotFound(f"Image {image_id} not found.")
+            if not policy.can_modify(principal, image):
+                raise Forbidden(f"You are not permitted to {verb} this image.")
+            if image.status is target:
+                # Already there: nothing is written, updated_at included.
+                return image
+            if image.status is not source:
+                raise Forbidden(f"Not allowed to {verb} image in status '{image.status}'")
+            lifecycle.check_transition(source, target)
+            moved = self._repo.update(
+                image.id, Changes(fields={"status": target, "updated_at": now()}),
+                expected_status=source,
+            )
+            if moved is not None:
+                return moved
+            # The status moved under us (another toggle, a delete): decide again.
+            image = self.get(principal, image_id)
+        raise Conflict(f"The image kept changing while trying to {verb} it; try again.")
 
     # -- locations (v2's locations API) -------------------------------------------------------
 
@@ -245,7 +299,7 @@ class ImageService:
                 continue
             if setter is Setter.SERVER or (setter is Setter.CREATOR and image is not None):
                 current = getattr(image, name) if image is not None else None
-                if image is None or value != current:
+                if image is None or value != _normalized(spec, current):
                     raise Forbidden(f"Forbidden to modify '{name}' of image.")
                 continue
             if (setter is Setter.DECLARED and image is not None and not principal.is_admin
@@ -262,9 +316,13 @@ class ImageService:
         tags = list(image.tags)
         for command in commands:
             if isinstance(command, SetFields):
-                changes.fields.update(self._client_fields(principal, dict(command.values), image))
+                values = self._client_fields(principal, dict(command.values), image)
+                if command.formats_need_no_data:
+                    _check_formats_open(image, values)
+                changes.fields.update(values)
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
+                _check_presence(command, properties)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
                 changes.remove_properties -= set(command.values)
@@ -283,22 +341,8 @@ class ImageService:
                               if k in keep or k.startswith(RESERVED_PROPERTY_PREFIX)}
                 changes.keep_properties = frozenset(keep)
                 changes.keep_namespace = RESERVED_PROPERTY_PREFIX
-            elif isinstance(command, AddTag):
-                validate_tags([command.tag])
-                changes.remove_tags.discard(command.tag)
-                if command.tag not in tags:
-                    tags.append(command.tag)
-                    changes.add_tags.append(command.tag)
-            elif isinstance(command, RemoveTag):
-                if command.tag not in tags:
-                    if not command.missing_ok:
-                        raise NotFound(f"Tag {command.tag} not found.")
-                    continue
-                tags.remove(command.tag)
-                if command.tag in changes.add_tags:
-                    changes.add_tags.remove(command.tag)
-                else:
-                    changes.remove_tags.add(command.tag)
+            else:
+                tags = _fold_tag_command(command, tags, changes)
         self._limits.check_counts(len(properties), len(tags))
         return changes
 
@@ -344,14 +388,71 @@ class ImageService:
         return image
 
 
+def _fold_tag_command(command: AddTag | RemoveTag | SetTags, tags: list[str],
+                      changes: Changes) -> list[str]:
+    """One tag command folded into ``changes``; returns the tag list it leaves."""
+    replacing = changes.replace_tags
+    if isinstance(command, SetTags):
+        validate_tags(command.tags)
+        tags = list(dict.fromkeys(command.tags))
+        # The stored list is replaced as a whole, whatever a concurrent writer added.
+        changes.replace_tags = list(tags)
+        changes.add_tags.clear()
+        changes.remove_tags.clear()
+    elif isinstance(command, AddTag):
+        validate_tags([command.tag])
+        if command.tag not in tags:
+            tags.append(command.tag)
+            if replacing is not None:
+                replacing.append(command.tag)
+            else:
+                changes.remove_tags.discard(command.tag)
+                changes.add_tags.append(command.tag)
+    elif command.tag not in tags:
+        if not command.missing_ok:
+            raise NotFound(f"Tag {command.tag} not found.")
+    else:
+        tags.remove(command.tag)
+        if replacing is not None:
+            replacing.remove(command.tag)
+        elif command.tag in changes.add_tags:
+            changes.add_tags.remove(command.tag)
+        else:
+            changes.remove_tags.add(command.tag)
+    return tags
+
+
+def _check_presence(command: SetProperties, properties: dict[str, str | None]) -> None:
+    if command.presence is Presence.PRESENT:
+        for name in command.values:
+            if name not in properties:
+                raise Conflict(f"Property {name} does not exist.")
+    elif command.presence is Presence.ABSENT:
+        for name in command.values:
+            if name in properties:
+                raise Conflict(f"Property {name} already present.")
+
+
+def _check_formats_open(image: Image, values: dict[str, Any]) -> None:
+    """Formats describe the data: once data is on its way or complete, they stay."""
+    if image.status in _FORMATS_OPEN:
+        return
+    for name in ("disk_format", "container_format"):
+        if name in values and values[name] != getattr(image, name):
+            raise Forbidden(f"Attribute {name} can be only replaced for a queued image.",
+                            code="formats_fixed")
+
+
 def _normalized(spec: Field, value: Any) -> Any:
     """A value as its column holds it, by the field table: a null count is 0 (v1 sends an
-    empty header for it), a visibility the enum. Values of the wrong type are left for
-    validation to refuse."""
+    empty header for it), a visibility the enum, a UUID its canonical spelling. Values of the
+    wrong type are left for validation to refuse."""
     if value is None and spec.kind is Kind.INTEGER and not spec.nullable:
         return 0
     if spec.kind is Kind.VISIBILITY and value in tuple(Visibility):
         return Visibility(value)
+    if spec.kind is Kind.UUID and isinstance(value, str):
+        return ids.canonical(value)
     return value
 
 

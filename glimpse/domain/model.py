@@ -177,11 +177,24 @@ class ImageInput:
 @dataclasses.dataclass(frozen=True)
 class SetFields:
     values: Mapping[str, Any]
+    # v2: the disk and container formats describe the data, so they may change only while the
+    # image has none (queued, importing). v1 never had this rule.
+    formats_need_no_data: bool = False
+
+
+class Presence(enum.Enum):
+    """What a property set expects of the properties it names, checked on the image as read
+    and the commands before it (a failed expectation is a Conflict and changes nothing)."""
+
+    ANY = "any"  # set whether or not present
+    PRESENT = "present"  # replace only: the property must exist (v2 replace)
+    ABSENT = "absent"  # add only: the property must not exist (v2.0's draft-4 add)
 
 
 @dataclasses.dataclass(frozen=True)
 class SetProperties:
     values: Mapping[str, str | None]
+    presence: Presence = Presence.ANY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +221,15 @@ class RemoveTag:
     missing_ok: bool = False
 
 
-Command = SetFields | SetProperties | RemoveProperties | RemoveOtherProperties | AddTag | RemoveTag
+@dataclasses.dataclass(frozen=True)
+class SetTags:
+    """Replace the whole tag list (duplicates collapse, the first occurrence's order kept)."""
+
+    tags: tuple[str, ...]
+
+
+Command = (SetFields | SetProperties | RemoveProperties | RemoveOtherProperties | AddTag
+           | RemoveTag | SetTags)
 
 
 @dataclasses.dataclass
@@ -223,11 +244,14 @@ class Changes:
     keep_namespace: str = ""  # ... but those whose name starts with this (never removed so)
     add_tags: list[str] = dataclasses.field(default_factory=list)
     remove_tags: set[str] = dataclasses.field(default_factory=set)
+    # The whole tag list, replacing the stored one (add_tags and remove_tags are then empty).
+    replace_tags: list[str] | None = None
 
     @property
     def touches_related(self) -> bool:
         return bool(self.set_properties or self.remove_properties or self.add_tags
-                    or self.remove_tags or self.keep_properties is not None)
+                    or self.remove_tags or self.keep_properties is not None
+                    or self.replace_tags is not None)
 
 
 # -- list queries --------------------------------------------------------------------------

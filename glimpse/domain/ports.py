@@ -90,6 +90,23 @@ class ImageRepository(Protocol):
         ``check_member_count`` gets the resulting count and may raise to undo it. NotFound if
         the image is deleted meanwhile; membership changes of one image apply one at a time."""
 
+    def add_member(
+        self,
+        image_id: str,
+        member_id: str,
+        status: MemberStatus,
+        check_member_count: Callable[[int], None] | None = None,
+    ) -> Member:
+        """Create the membership with ``status`` (can_share false) and return it. Conflict if
+        it exists; ``check_member_count`` as for set_member; NotFound if the image is
+        deleted."""
+
+    def set_member_status(
+        self, image_id: str, member_id: str, status: MemberStatus
+    ) -> Member | None:
+        """Set an existing membership's status (and updated_at); the membership then, or None
+        when there is none. NotFound if the image is deleted."""
+
     def remove_member(self, image_id: str, member_id: str) -> bool:
         """False when there was no such membership; NotFound if the image is deleted."""
 

@@ -81,7 +81,7 @@ def require_formats(disk_format: str | None, container_format: str | None) -> No
 
 
 def check_member_id(member_id: str) -> None:
-    if not member_id or len(member_id) > MAX_KEY_LENGTH:
+    if not isinstance(member_id, str) or not member_id or len(member_id) > MAX_KEY_LENGTH:
         raise Invalid("Member id must be 1 to 255 characters long")
 
 

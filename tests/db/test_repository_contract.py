@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import operator
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +35,7 @@ from glimpse.domain.model import (
     Visibility,
     now,
 )
-from glimpse.errors import Conflict, OverLimit
+from glimpse.errors import Conflict, NotFound, OverLimit
 from tests import databases
 
 
@@ -203,6 +204,86 @@ def test_members(repo: SqlImageRepository, tag: str) -> None:
     assert shared.get(image.id) == "o-" + tag
     repo.replace_members(image.id, [], MemberStatus.ACCEPTED)
     assert repo.members(image.id) == []
+
+
+def test_add_member_and_set_member_status(repo: SqlImageRepository, tag: str) -> None:
+    image = new_image(tag, owner="o-" + tag)
+    repo.create(image)
+    added = repo.add_member(image.id, "b", MemberStatus.PENDING)
+    assert (added.image_id, added.member_id, added.status, added.can_share) == (
+        image.id, "b", MemberStatus.PENDING, False)
+    assert added.created_at is not None and added.created_at == added.updated_at
+    assert repo.members(image.id) == [added]
+    # An existing membership is a Conflict that changes nothing, whatever its status.
+    with pytest.raises(Conflict):
+        repo.add_member(image.id, "b", MemberStatus.ACCEPTED)
+    assert repo.members(image.id) == [added]
+    # Member ids compare exactly (MariaDB's default collation would not).
+    other = repo.add_member(image.id, "B", MemberStatus.ACCEPTED)
+    assert [m.member_id for m in repo.members(image.id)] == ["b", "B"]
+    previous = added
+    for status in (MemberStatus.ACCEPTED, MemberStatus.ACCEPTED, MemberStatus.REJECTED,
+                   MemberStatus.PENDING):
+        changed = repo.set_member_status(image.id, "b", status)
+        assert changed is not None
+        assert (changed.member_id, changed.status, changed.created_at) == (
+            "b", status, added.created_at)
+        assert changed.updated_at is not None and previous.updated_at is not None
+        assert changed.updated_at > previous.updated_at
+        previous = changed
+    assert repo.members(image.id) == [previous, other]
+    assert repo.set_member_status(image.id, "nobody", MemberStatus.ACCEPTED) is None
+    assert repo.remove_member(image.id, "b")
+    again = repo.add_member(image.id, "b", MemberStatus.PENDING)
+    assert again.status is MemberStatus.PENDING
+    repo.mark_deleted(image.id, Status.DELETED, now(), expected_status=Status.QUEUED)
+    with pytest.raises(NotFound):
+        repo.add_member(image.id, "c", MemberStatus.PENDING)
+    with pytest.raises(NotFound):
+        repo.set_member_status(image.id, "b", MemberStatus.ACCEPTED)
+
+
+def test_add_member_checks_the_count_it_makes(repo: SqlImageRepository, tag: str) -> None:
+    image = new_image(tag)
+    repo.create(image)
+    seen: list[int] = []
+
+    def at_most_two(count: int) -> None:
+        seen.append(count)
+        if count > 2:
+            raise OverLimit("too many")
+
+    repo.add_member(image.id, "a", MemberStatus.PENDING, at_most_two)
+    repo.add_member(image.id, "b", MemberStatus.PENDING, at_most_two)
+    with pytest.raises(OverLimit):
+        repo.add_member(image.id, "c", MemberStatus.PENDING, at_most_two)
+    assert seen == [1, 2, 3]
+    assert [m.member_id for m in repo.members(image.id)] == ["a", "b"]
+
+
+def test_concurrent_add_member_of_one_member(repo: SqlImageRepository, tag: str) -> None:
+    """Adds of one membership apply one at a time under the image's lock: one succeeds, the
+    others find its row (Conflict, never a duplicate-key error)."""
+    image = new_image(tag)
+    repo.create(image)
+    start = threading.Barrier(6)
+    results: list[str] = []
+
+    def add() -> None:
+        start.wait()
+        try:
+            repo.add_member(image.id, "m", MemberStatus.PENDING)
+            results.append("ok")
+        except Conflict:
+            results.append("409")
+
+    threads = [threading.Thread(target=add) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == ["409"] * 5 + ["ok"]
+    assert [m.member_id for m in repo.members(image.id)] == ["m"]
 
 
 def listing(repo: SqlImageRepository, tag: str, **query: object) -> list[Image]:

@@ -3,9 +3,11 @@ with what each leaves in the store and on the image; and the table's refusals.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +16,13 @@ from glimpse.domain import lifecycle
 from glimpse.domain.data import Upload
 from glimpse.domain.lifecycle import TRANSITIONS, FailureRule
 from glimpse.domain.model import Changes, Image, ImageInput, Location, SetFields, Status, now
+from glimpse.domain.ports import Store
 from glimpse.errors import (
     Conflict,
     Forbidden,
     Invalid,
     NotFound,
+    OverLimit,
     PreconditionFailed,
     Unavailable,
 )
@@ -28,7 +32,9 @@ from tests.service.conftest import (
     OWNER,
     ServiceFactory,
     Services,
+    build_services,
     new_id,
+    read,
     upload,
 )
 
@@ -394,3 +400,114 @@ def test_recovery_follows_the_failure_rule_of_the_upload(
     ended = svc.images.get(OWNER, saving.id)
     assert (ended.status, ended.locations, ended.failure_status) == (rule.status, [], None)
     assert svc.stored() == set()
+
+
+# -- a failed upload under v2's rule leaves the image as it was ------------------------------
+
+
+class RefusingStore:
+    """A store that refuses writes (after reading some of the data, as a full disk does) and,
+    when told, deletes too."""
+
+    writable = True
+
+    def __init__(self, inner: Store, refuse_deletes: bool = False) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.refuse_writes = True
+        self.refuse_deletes = refuse_deletes
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        if self.refuse_writes:
+            next(iter(chunks), None)
+            raise Unavailable("the store is full")
+        return self.inner.put(key, chunks)
+
+    def delete(self, key: str) -> None:
+        if self.refuse_deletes:
+            raise Unavailable("the store is down")
+        self.inner.delete(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+# How each upload fails: the Services and the upload, and the error it ends with.
+REQUEUE_FAILURES: dict[str, tuple[dict[str, Any], Callable[[], Upload], type[BaseException]]] = {
+    "client gone": ({}, lambda: Upload(disconnecting(), None), ClientGone),
+    "over the cap while streaming": ({"image_size_cap": 4}, lambda: upload(b"abcdef"),
+                                     OverLimit),
+    "over the storage quota": ({"user_storage_quota": 4}, lambda: upload(b"abcdef"),
+                               OverLimit),
+    "store refuses": ({"refusing": True}, lambda: upload(b"abcdef"), Unavailable),
+}
+
+
+@pytest.mark.parametrize("via_create", [False, True], ids=["update", "create"])
+@pytest.mark.parametrize("failure", REQUEUE_FAILURES)
+def test_failed_upload_under_requeue_leaves_no_trace(
+    tmp_path: Path, template_db: Path, store: Store, failure: str, via_create: bool
+) -> None:
+    """Spec v2-api.md §7 item 14: Glance left the checksum of a refused upload on the queued
+    image. Here the image is as it was before the upload (as created, for a create with
+    data): no size, checksum, hashes, virtual size or location, and nothing in the store."""
+    limits, data, error = REQUEUE_FAILURES[failure]
+    limits = dict(limits)
+    if limits.pop("refusing", False):
+        store = RefusingStore(store)
+    svc = build_services(tmp_path, template_db, store, **limits)
+    try:
+        image_id = new_id()
+        fields = {**FORMATS, "id": image_id, "name": "n"}
+        before = None
+        if not via_create:
+            before = svc.images.create(OWNER, ImageInput(fields=fields), None, FailureRule.REQUEUE)
+        with pytest.raises(error):
+            if via_create:
+                svc.images.create(OWNER, ImageInput(fields=fields), data(), FailureRule.REQUEUE)
+            else:
+                svc.images.update(OWNER, image_id, [], upload=data(),
+                                  on_failure=FailureRule.REQUEUE)
+        after = svc.images.get(OWNER, image_id)
+        assert after.status is Status.QUEUED and after.failure_status is None
+        assert (after.size, after.checksum, after.os_hash_algo, after.os_hash_value,
+                after.virtual_size, after.locations) == (None, None, None, None, None, [])
+        if before is not None:
+            assert dataclasses.replace(after, updated_at=before.updated_at) == before
+        assert svc.stored() == set()
+    finally:
+        svc.engine.dispose()
+
+
+def test_data_the_store_could_not_delete_stays_recorded_once(
+    tmp_path: Path, template_db: Path, store: Store
+) -> None:
+    """The one trace a requeued image may keep: the location of partial data its store could
+    not delete at the time, so that the data is not lost track of. The next upload writes the
+    same object and keeps that one location; deleting the image removes the data."""
+    refusing = RefusingStore(store, refuse_deletes=True)
+    svc = build_services(tmp_path, template_db, refusing)
+    try:
+        queued = svc.create(data=None)
+
+        def partial() -> Iterator[bytes]:
+            yield b"abc"
+            refusing.inner.put(queued.id, [b"abc"])  # what a store that wrote part leaves
+            raise ClientGone("gone")
+
+        refusing.refuse_writes = False
+        with pytest.raises(ClientGone):
+            svc.images.update(OWNER, queued.id, [], upload=Upload(partial(), None),
+                              on_failure=FailureRule.REQUEUE)
+        requeued = svc.images.get(OWNER, queued.id)
+        assert requeued.status is Status.QUEUED and requeued.checksum is None
+        assert [loc.url for loc in requeued.locations] == [queued.id]
+        refusing.refuse_deletes = False
+        active = svc.images.update(OWNER, queued.id, [], upload=upload(b"whole"),
+                                   on_failure=FailureRule.REQUEUE)
+        assert [loc.url for loc in active.locations] == [queued.id]
+        assert read(svc.images.open_data(OWNER, queued.id)) == b"whole"
+        svc.images.delete(OWNER, queued.id)
+        assert svc.stored() == set()
+    finally:
+        svc.engine.dispose()

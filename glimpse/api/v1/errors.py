@@ -17,6 +17,7 @@ STATUS: dict[type[errors.GlimpseError], int] = {
     errors.Gone: 410,
     errors.PreconditionFailed: 412,
     errors.OverLimit: 413,
+    errors.UnsupportedMediaType: 415,
     errors.Unavailable: 503,
 }
 

@@ -1,53 +1,54 @@
-"""v2 request bodies: a create request's JSON object as domain input (spec §2.2)."""
+"""v2 request bodies: a create request's JSON object as domain input (spec §2.2).
+
+The order of the checks is Glance's where it matters to a client: a key no client may give
+is refused (403) before values are looked at, so a read-only key with a malformed value
+still says "read-only".
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from glimpse.api.v2.schemas import READ_ONLY_ON_CREATE, ImageSchemas, is_reserved
 from glimpse.domain.data import HashCheck
-from glimpse.domain.fields import RESERVED_PROPERTY_PREFIX
+from glimpse.domain.fields import MAX_KEY_LENGTH
 from glimpse.domain.model import ImageInput, Principal
 from glimpse.errors import Forbidden, Invalid
 
-# Base attributes a client may give on create.
-WRITABLE = frozenset({
-    "id", "name", "visibility", "protected", "os_hidden", "owner", "min_ram", "min_disk",
-    "disk_format", "container_format",
-})
-READ_ONLY = frozenset({
-    "status", "checksum", "os_hash_algo", "os_hash_value", "size", "virtual_size",
-    "created_at", "updated_at", "direct_url", "self", "file", "schema", "stores",
-})
-RESERVED = frozenset({"location", "locations", "deleted", "deleted_at"})
-MAX_KEY_LENGTH = 255
 
-
-def parse_create(document: Any, principal: Principal) -> ImageInput:
+def parse_create(document: Any, principal: Principal, schemas: ImageSchemas) -> ImageInput:
+    """The image a ``POST /v2/images`` body asks for: Invalid (400) for a body that is not an
+    object or a value the image schema refuses, Forbidden (403) for read-only and reserved
+    keys and for another project's owner named by a non-admin."""
     if not isinstance(document, dict):
         raise Invalid("The request body must be a JSON object.")
+    for key in document:
+        if key in READ_ONLY_ON_CREATE:
+            raise Forbidden(f"Attribute '{key}' is read-only.")
+        if is_reserved(key) or key == "locations":
+            raise Forbidden(f"Attribute '{shown_key(key)}' is reserved.")
     data = ImageInput()
     for key, value in document.items():
-        if key in READ_ONLY:
-            raise Forbidden(f"Attribute '{key}' is read-only.")
-        if key in RESERVED or key.startswith(RESERVED_PROPERTY_PREFIX):
-            raise Forbidden(f"Attribute '{key}' is reserved.")
+        if not schemas.is_base(key) and len(key) > MAX_KEY_LENGTH:
+            raise Invalid("Custom property should not be greater than 255 characters.")
+        schemas.check_value(key, value)
         if key == "tags":
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise Invalid("'tags' must be an array of strings.")
-            data.tags = value
-        elif key in WRITABLE:
-            data.fields[key] = value
+            data.tags = list(dict.fromkeys(value))
+        elif schemas.is_base(key):
+            data.fields[key] = value.lower() if key == "id" else value
         else:
-            if len(key) > MAX_KEY_LENGTH:
-                raise Invalid(f"Property name too long: it can't exceed {MAX_KEY_LENGTH} "
-                              "characters.")
-            if not isinstance(value, str):
-                raise Invalid(f"Property '{key}' must be a string.")
             data.properties[key] = value
-    owner = data.fields.get("owner")
-    if owner is not None and not principal.is_admin and owner != principal.owner:
-        raise Forbidden(f"You are not permitted to create images owned by '{owner}'.")
+    schemas.check_required(document)
+    if "owner" in data.fields and not principal.is_admin:
+        owner = data.fields["owner"]
+        if owner != principal.owner:
+            raise Forbidden(f"You are not permitted to create images owned by '{owner}'.")
     return data
+
+
+def shown_key(key: str) -> str:
+    """A key as a message quotes it: the start of a hostile one only."""
+    return key if len(key) <= 80 else f"{key[:80]}..."
 
 
 LOCATION_KEYS = frozenset({"url", "validation_data"})

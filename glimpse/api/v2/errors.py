@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from glimpse import errors
 from glimpse.api.http import Header
+from glimpse.api.v2.patch import ACCEPT_PATCH, PATCH_MEDIA_TYPE
 
 STATUS: dict[type[errors.GlimpseError], int] = {
     errors.Invalid: 400,
@@ -29,6 +30,7 @@ STATUS: dict[type[errors.GlimpseError], int] = {
     # The image was deleted while its data arrived (Glance: 410 Gone).
     errors.PreconditionFailed: 410,
     errors.OverLimit: 413,
+    errors.UnsupportedMediaType: 415,
     errors.Unavailable: 503,
 }
 # Failures the domain names with a code that v2 answers with another status than the class's.
@@ -46,8 +48,11 @@ def status_of(error: errors.GlimpseError) -> int:
     return 500
 
 
-def error_response(error: errors.GlimpseError, request: Request,
-                   headers: list[Header] | None = None) -> Response:
+def error_response(error: errors.GlimpseError, request: Request) -> Response:
+    headers: list[Header] = []
+    if error.code == PATCH_MEDIA_TYPE:
+        # A PATCH's 415 names the media types it takes.
+        headers.append((b"accept-patch", ACCEPT_PATCH.encode()))
     return refusal(status_of(error), error.message, request, headers)
 
 

@@ -22,16 +22,18 @@ from glimpse.api.http import (
     json_response,
     read_json,
 )
-from glimpse.api.v2 import errors
 from glimpse.api.v2.body import parse_create, parse_location
-from glimpse.api.v2.images_json import image_json, location_json
+from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
+from glimpse.api.v2.json_input import load_json
+from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import page_links, parse_list_query
+from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import AddTag, Command, RemoveTag, Status
-from glimpse.errors import Invalid
+from glimpse.domain.model import AddTag, Command, Image, RemoveTag, Status
+from glimpse.errors import Invalid, NotFound, UnsupportedMediaType
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
 IMAGES_SCHEMA = "/v2/schemas/images"
@@ -50,6 +52,10 @@ class Call(RequestContext):
         length = headers.get("content-length", "")
         if "transfer-encoding" in headers or (length.strip() not in ("", "0")):
             raise Invalid("A body is not expected with this request.")
+
+    async def json(self) -> Any:
+        """The body as JSON, strictly (duplicate keys, NaN, deep nesting, non-UTF-8: 400)."""
+        return await read_json(self.request, load_json)
 
     def query(self) -> list[tuple[str, str]]:
         raw = self.request.scope.get("query_string", b"").decode("latin-1")
@@ -70,6 +76,8 @@ class V2Handlers:
         default_limit: int,
         max_limit: int,
         inline_reads: bool = False,
+        *,
+        schemas: ImageSchemas,
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode)."""
@@ -78,15 +86,16 @@ class V2Handlers:
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.inline_reads = inline_reads
+        self.schemas = schemas
 
     # -- images -------------------------------------------------------------------------------
 
     async def create(self, call: Call) -> Response:
-        data = parse_create(await read_json(call.request), call.principal)
+        data = parse_create(await call.json(), call.principal, self.schemas)
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
-        return json_response(image_json(image), 201, [(b"location", location.encode())])
+        return json_response(self._render(image), 201, [(b"location", location.encode())])
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
@@ -94,7 +103,7 @@ class V2Handlers:
             image = self.images.get(call.principal, call.params["image_id"])
         else:
             image = await in_thread(self.images.get, call.principal, call.params["image_id"])
-        return json_response(image_json(image))
+        return json_response(self._render(image))
 
     async def list_images(self, call: Call) -> Response:
         call.refuse_body()
@@ -104,13 +113,23 @@ class V2Handlers:
                                request.marker)
         first, following = page_links(params, page, request.query.limit)
         document: dict[str, Any] = {
-            "images": [image_json(image) for image in page],
+            "images": [self._render(image) for image in page],
             "first": first,
             "schema": IMAGES_SCHEMA,
         }
         if following is not None:
             document["next"] = following
         return json_response(document)
+
+    async def update(self, call: Call) -> Response:
+        content_type = call.header("content-type")
+        patch_draft(content_type)  # 415 whatever the body holds
+        commands = parse_patch(await call.json(), content_type, call.principal, self.schemas)
+        image = await in_thread(functools.partial(
+            self.images.update, call.principal, call.params["image_id"], commands,
+            on_failure=FailureRule.REQUEUE,
+        ))
+        return json_response(self._render(image))
 
     async def delete(self, call: Call) -> Response:
         call.refuse_body()
@@ -121,8 +140,8 @@ class V2Handlers:
 
     async def upload(self, call: Call) -> Response:
         if not call.body_type_ok():
-            return errors.refusal(415, "The Content-Type of image data must be "
-                                  "application/octet-stream.", call.request)
+            raise UnsupportedMediaType("The Content-Type of image data must be "
+                                       "application/octet-stream.")
         declared = _declared_size(call.header("x-openstack-image-size"))
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         if declared is not None:
@@ -169,10 +188,65 @@ class V2Handlers:
         ))
         return empty_response(204)
 
+    # -- members ------------------------------------------------------------------------------
+
+    async def list_members(self, call: Call) -> Response:
+        call.refuse_body()
+        found = await in_thread(functools.partial(
+            self.members.list_members, call.principal, call.params["image_id"],
+            shared_only=True))
+        return json_response({"members": [member_json(m) for m in found],
+                              "schema": MEMBERS_SCHEMA})
+
+    async def show_member(self, call: Call) -> Response:
+        call.refuse_body()
+        member = await in_thread(functools.partial(
+            self.members.get, call.principal, call.params["image_id"], call.params["member"],
+            shared_only=True))
+        return json_response(member_json(member))
+
+    async def add_member(self, call: Call) -> Response:
+        body = await call.json()
+        member_id = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member_id, str) or not member_id:
+            raise Invalid('The request body must be a JSON object with a "member": the id of '
+                          "the project to share the image with.")
+        member = await in_thread(self.members.invite, call.principal, call.params["image_id"],
+                                 member_id)
+        return json_response(member_json(member))
+
+    async def update_member(self, call: Call) -> Response:
+        body = await call.json()
+        # Other keys are ignored: the SDK and OSC send the member id along.
+        if not isinstance(body, dict) or "status" not in body:
+            raise Invalid('The request body must be a JSON object with a "status": pending, '
+                          "accepted or rejected.")
+        member = await in_thread(self.members.set_status, call.principal,
+                                 call.params["image_id"], call.params["member"], body["status"])
+        return json_response(member_json(member))
+
+    async def remove_member(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.members.uninvite, call.principal, call.params["image_id"],
+                        call.params["member"])
+        return empty_response(204)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def deactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.deactivate, call.principal, call.params["image_id"])
+        return empty_response(204)
+
+    async def reactivate(self, call: Call) -> Response:
+        call.refuse_body()
+        await in_thread(self.images.reactivate, call.principal, call.params["image_id"])
+        return empty_response(204)
+
     # -- locations (2.17) ---------------------------------------------------------------------
 
     async def add_location(self, call: Call) -> Response:
-        url, expected = parse_location(await read_json(call.request))
+        url, expected = parse_location(await call.json())
         await in_thread(self.images.add_location, call.principal, call.params["image_id"],
                         url, expected)
         # Accepted: the data behind the URL is verified in the background (importing ->
@@ -184,6 +258,15 @@ class V2Handlers:
         found = await in_thread(self.images.locations, call.principal, call.params["image_id"])
         return json_response([location_json(location) for location in found])
 
+    # -- schemas ------------------------------------------------------------------------------
+
+    async def schema(self, call: Call) -> Response:
+        call.refuse_body()
+        document = self.schemas.document(call.params["name"])
+        if document is None:
+            raise NotFound(f"Unknown schema {call.params['name']}.")
+        return json_response(document)
+
     # -- info ---------------------------------------------------------------------------------
 
     async def usage(self, call: Call) -> Response:
@@ -191,6 +274,10 @@ class V2Handlers:
         # Per-project limits come with unified limits (Keystone); without them Glance too
         # answers an empty document.
         return json_response({"usage": {}})
+
+
+    def _render(self, image: Image) -> dict[str, Any]:
+        return image_json(image, self.schemas.null_properties)
 
 
 def _declared_size(text: str | None) -> int | None:

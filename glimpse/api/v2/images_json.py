@@ -12,6 +12,7 @@ from glimpse.redaction import redact_url
 
 IMAGE_SCHEMA = "/v2/schemas/image"
 MEMBER_SCHEMA = "/v2/schemas/member"
+MEMBERS_SCHEMA = "/v2/schemas/members"
 # Properties the import machinery keeps for itself (which host staged the data, which host
 # hashes it): never shown.
 HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host", "os_glance_hash_op_host"})
@@ -21,7 +22,9 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image_json(image: Image) -> dict[str, Any]:
+def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``null_properties``: the operator's schema properties that may be null, shown as null
+    (any other null property, which only v1 can store, is shown as "")."""
     # Spelled out rather than looped over the field table: a list page renders a thousand.
     document: dict[str, Any] = {
         "id": image.id,
@@ -51,7 +54,7 @@ def image_json(image: Image) -> dict[str, Any]:
         # A base key wins over a property of the same name (v1 may have stored one), and a
         # null property (v1 allows it) is shown as an empty string: v2 values are strings.
         if name not in document and name not in HIDDEN_PROPERTIES:
-            document[name] = "" if value is None else value
+            document[name] = value if value is not None or name in null_properties else ""
     return document
 
 

@@ -13,12 +13,18 @@ IMAGE = f"/images/(?P<image_id>{SEG})"
 def build_routes(h: V2Handlers) -> list[Route[Handler]]:
     return [
         route("/images", "GET, POST", GET=h.list_images, POST=h.create),
-        route(IMAGE, "GET, DELETE", GET=h.show, DELETE=h.delete),
+        route(IMAGE, "GET, PATCH, DELETE", GET=h.show, PATCH=h.update, DELETE=h.delete),
         route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
         route(f"{IMAGE}/tags/(?P<tag>{SEG})", "PUT, DELETE", PUT=h.add_tag,
               DELETE=h.remove_tag),
+        route(f"{IMAGE}/members", "GET, POST", GET=h.list_members, POST=h.add_member),
+        route(f"{IMAGE}/members/(?P<member>{SEG})", "GET, PUT, DELETE", GET=h.show_member,
+              PUT=h.update_member, DELETE=h.remove_member),
+        route(f"{IMAGE}/actions/deactivate", "POST", POST=h.deactivate),
+        route(f"{IMAGE}/actions/reactivate", "POST", POST=h.reactivate),
         route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
         route("/info/usage", "GET", GET=h.usage),
+        route(f"/schemas/(?P<name>{SEG})", "GET", GET=h.schema),
     ]
 
 
