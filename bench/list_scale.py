@@ -1,6 +1,11 @@
 """List-page latency at scale: bulk-load N images, then time list pages through the repository.
 
     .venv/bin/python bench/list_scale.py --sizes 10000 1000000 --engines sqlite postgresql mariadb
+    .venv/bin/python bench/list_scale.py --api v2 --sizes 100000 --engines postgresql --explain
+
+``--api v2`` loads a v2 mix (community, private and hidden images, memberships in every
+status, tags) and times v2 queries as the v2 handler parses them (glimpse.api.v2.query);
+``--explain`` prints each scenario's page statement plan instead of timing only.
 
 Each (engine, size) gets a fresh database migrated to head (SQLite: a temporary file;
 PostgreSQL/MariaDB: a throw-away database on the loopback server, see tests/databases.py), bulk
@@ -25,102 +30,153 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from glimpse.api.v2.query import decode_query, parse_list_query
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
-from glimpse.db.tables import image_properties, images
-from glimpse.domain.model import Filter, Image, ListQuery, Op, Scope, SortKey, Status
+from glimpse.db.tables import image_members, image_properties, image_tags, images
+from glimpse.domain import policy
+from glimpse.domain.model import (
+    Filter,
+    Image,
+    ListQuery,
+    MemberStatus,
+    Op,
+    Principal,
+    Scope,
+    SortKey,
+    Status,
+)
 from tests import databases
 
 TENANTS = 1000
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "iso", "vhd")
 DISTROS = ("ubuntu", "debian", "fedora", "centos", "alpine", "arch", "suse", "rhel", "bsd", "win")
 COLUMNS = ("id", "name", "size", "status", "disk_format", "container_format", "min_disk",
-           "min_ram", "visibility", "protected", "owner", "created_at", "updated_at", "deleted")
+           "min_ram", "visibility", "protected", "owner", "created_at", "updated_at", "deleted",
+           "os_hidden")
+MEMBER_COLUMNS = ("image_id", "member", "can_share", "position", "status", "created_at",
+                  "updated_at")
 BASE = dt.datetime(2024, 1, 1)
+MEMBER_STATUSES = tuple(str(s) for s in MemberStatus)
 
 
-def rows(count: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[str, str, str]]]:
+class Record(NamedTuple):
+    image: tuple[Any, ...]
+    prop: tuple[str, str, str]
+    members: list[tuple[Any, ...]]
+    tags: list[tuple[str, str]]
+
+
+def rows(count: int, seed: int = 7, v2: bool = False) -> Iterator[Record]:
     """Image rows and one property each: 10% public, owners spread over 1,000 tenants, one in
-    ten names null, timestamps a millisecond apart."""
+    ten names null, timestamps a millisecond apart.
+
+    The v2 mix also has 10% community and 10% private images, one in fifty hidden, one image
+    in twenty shared with another tenant (accepted, pending, rejected in turn), and tags: one
+    of two common ones on a quarter of the images, a rare one on one in a thousand."""
     rng = random.Random(seed)
     for i in range(count):
         image_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         stamp = BASE + dt.timedelta(milliseconds=i)
         name = None if i % 10 == 3 else f"image-{rng.randrange(count * 10):08d}"
-        image = (image_id, name, rng.randrange(1, 1 << 34), "active",
-                 DISK_FORMATS[i % len(DISK_FORMATS)], "bare", 0, 0,
-                 "public" if i % 10 == 0 else "shared", False,
-                 f"tenant-{i % TENANTS}", stamp, stamp, False)
-        yield image, (image_id, "distro", DISTROS[i % len(DISTROS)])
+        size = rng.randrange(1, 1 << 34)
+        visibility = "public" if i % 10 == 0 else "shared"
+        members: list[tuple[Any, ...]] = []
+        tags: list[tuple[str, str]] = []
+        if v2:
+            visibility = {0: "public", 5: "community", 7: "private"}.get(i % 10, "shared")
+            if i % 20 == 1:
+                status = MEMBER_STATUSES[i // 20 % 3]
+                members.append((image_id, f"tenant-{i * 7 % TENANTS}", False, 1, status,
+                                stamp, stamp))
+            if i % 4 == 0:
+                tags.append((image_id, f"t{i % 8}"))
+            if i % 1000 == 0:
+                tags.append((image_id, "rare"))
+        image = (image_id, name, size, "active",
+                 DISK_FORMATS[i % len(DISK_FORMATS)], "bare", 0, 0, visibility, False,
+                 f"tenant-{i % TENANTS}", stamp, stamp, False, v2 and i % 50 == 9)
+        yield Record(image, (image_id, "distro", DISTROS[i % len(DISTROS)]), members, tags)
 
 
-def load(engine: sa.Engine, count: int) -> None:
+class _Table(NamedTuple):
+    table: sa.Table
+    columns: tuple[str, ...]
+    rows: Callable[[], Iterator[tuple[Any, ...]]]  # made again for each pass
+
+
+def _tables(count: int, v2: bool) -> list[_Table]:
+    def of(part: Callable[[Record], list[tuple[Any, ...]]]) -> Callable[[], Iterator[Any]]:
+        return lambda: (row for record in rows(count, v2=v2) for row in part(record))
+
+    return [
+        _Table(images, COLUMNS, of(lambda r: [r.image])),
+        _Table(image_properties, ("image_id", "name", "value"), of(lambda r: [r.prop])),
+        _Table(image_members, MEMBER_COLUMNS, of(lambda r: r.members)),
+        _Table(image_tags, ("image_id", "value"), of(lambda r: r.tags)),
+    ]
+
+
+def load(engine: sa.Engine, count: int, v2: bool = False) -> None:
+    tables = _tables(count, v2)
     if engine.dialect.name == "postgresql":
-        _copy_postgresql(engine, count)
+        _copy_postgresql(engine, tables)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
         return
     if engine.dialect.name in ("mysql", "mariadb"):
-        _load_data_mariadb(engine, count)
+        _load_data_mariadb(engine, tables)
     else:
-        _insert_batches(engine, count)
+        _insert_batches(engine, tables)
     with engine.begin() as conn:  # SQLite: ANALYZE's statistics are kept only if committed
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("ANALYZE")
         else:
-            conn.exec_driver_sql("ANALYZE TABLE images, image_properties, image_members")
+            conn.exec_driver_sql(
+                "ANALYZE TABLE images, image_properties, image_members, image_tags")
 
 
-def _copy_postgresql(engine: sa.Engine, count: int) -> None:
+def _copy_postgresql(engine: sa.Engine, tables: list[_Table]) -> None:
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        with cur.copy(f"COPY images ({', '.join(COLUMNS)}) FROM STDIN") as copy_images:  # type: ignore[attr-defined]
-            props = []
-            for image, prop in rows(count):
-                copy_images.write_row(image)
-                props.append(prop)
-        with cur.copy("COPY image_properties (image_id, name, value) FROM STDIN") as copy_props:  # type: ignore[attr-defined]
-            for prop in props:
-                copy_props.write_row(prop)
+        for table in tables:
+            sql = f"COPY {table.table.name} ({', '.join(table.columns)}) FROM STDIN"
+            with cur.copy(sql) as copy:
+                for row in table.rows():
+                    copy.write_row(row)
         raw.commit()
     finally:
         raw.close()
 
 
-def _load_data_mariadb(engine: sa.Engine, count: int) -> None:
+def _load_data_mariadb(engine: sa.Engine, tables: list[_Table]) -> None:
     """LOAD DATA LOCAL INFILE of rows sorted by primary key, secondary indexes dropped first and
     built once at the end: InnoDB then appends to its clustered index instead of splitting pages
     at random (ids are random UUIDs), and sorts each secondary index in one pass. Batched
     INSERTs took about ten minutes for a million images; this takes a fraction of that."""
-    image_lines: list[str] = []
-    prop_lines: list[str] = []
-    for image, prop in rows(count):
-        image_lines.append("\t".join(map(_tsv_field, image)))
-        prop_lines.append("\t".join(map(_tsv_field, prop)))
-    image_lines.sort()  # each line starts with the image id
-    prop_lines.sort()
-    indexes = [*images.indexes, *image_properties.indexes]
+    indexes = [index for table in tables for index in table.table.indexes]
     local = sa.create_engine(engine.url, connect_args={"local_infile": True})
     try:
         with tempfile.TemporaryDirectory(prefix="glimpse-bench-") as tmp, local.begin() as conn:
             for index in indexes:
                 conn.execute(sa.schema.DropIndex(index))
-            for table, columns, lines in (
-                ("images", COLUMNS, image_lines),
-                ("image_properties", ("image_id", "name", "value"), prop_lines),
-            ):
-                path = Path(tmp) / f"{table}.tsv"
+            for table in tables:
+                # Each line starts with the image id, the primary key's first column.
+                lines = sorted("\t".join(map(_tsv_field, row)) for row in table.rows())
+                if not lines:
+                    continue
+                path = Path(tmp) / f"{table.table.name}.tsv"
                 path.write_text("\n".join(lines) + "\n", encoding="utf-8")
                 conn.exec_driver_sql(
-                    f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} "
-                    f"CHARACTER SET utf8mb4 ({', '.join(columns)})")
+                    f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table.table.name} "
+                    f"CHARACTER SET utf8mb4 ({', '.join(table.columns)})")
             for index in indexes:
                 conn.execute(sa.schema.CreateIndex(index))
     finally:
@@ -139,20 +195,17 @@ def _tsv_field(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def _insert_batches(engine: sa.Engine, count: int) -> None:
-    batch_images: list[dict[str, Any]] = []
-    batch_props: list[dict[str, Any]] = []
+def _insert_batches(engine: sa.Engine, tables: list[_Table]) -> None:
     with engine.begin() as conn:
-        for image, (image_id, key, value) in rows(count):
-            batch_images.append(dict(zip(COLUMNS, image, strict=True)))
-            batch_props.append({"image_id": image_id, "name": key, "value": value})
-            if len(batch_images) == 10_000:
-                conn.execute(images.insert(), batch_images)
-                conn.execute(image_properties.insert(), batch_props)
-                batch_images, batch_props = [], []
-        if batch_images:
-            conn.execute(images.insert(), batch_images)
-            conn.execute(image_properties.insert(), batch_props)
+        for table in tables:
+            batch: list[dict[str, Any]] = []
+            for row in table.rows():
+                batch.append(dict(zip(table.columns, row, strict=True)))
+                if len(batch) == 10_000:
+                    conn.execute(table.table.insert(), batch)
+                    batch = []
+            if batch:
+                conn.execute(table.table.insert(), batch)
 
 
 def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], list[Image]]]:
@@ -193,18 +246,100 @@ def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], li
     }
 
 
-def measure(kind: str, count: int, limit: int, repeat: int) -> dict[str, Any]:
+# v2 callers: an admin with a project of its own, and one of the 1,000 tenants.
+V2_ADMIN = Principal(tenant="admin", user="a", roles=("admin",), is_admin=True, owner="admin")
+V2_TENANT = Principal(tenant="tenant-7", user="t", roles=("member",), is_admin=False,
+                      owner="tenant-7")
+
+
+def v2_scenarios(repo: SqlImageRepository,
+                 limit: int) -> dict[str, Callable[[], list[Image]]]:
+    """v2 queries as the handler parses them, scoped as ImageService.list_images scopes them
+    (without its marker lookup: the marker Image is found once, here)."""
+
+    def query(principal: Principal, text: str) -> ListQuery:
+        parsed = parse_list_query(decode_query(text.encode()), limit, max(limit, 1000)).query
+        parsed.scope = policy.list_scope(principal, parsed.scope)
+        parsed.owner = principal.owner
+        parsed.limit = limit
+        return parsed
+
+    def marker_at_end(principal: Principal, text: str) -> Image:
+        """The image one page before the end of that list."""
+        reverse = query(principal, text)
+        reverse.sort = [SortKey(key.field, not key.descending) for key in reverse.sort]
+        reverse.limit = limit + 1
+        return repo.list_images(reverse)[-1]
+
+    def run(principal: Principal, text: str, last: bool = False) -> Callable[[], list[Image]]:
+        marker = marker_at_end(principal, text) if last else None
+
+        def call() -> list[Image]:
+            page = query(principal, text)
+            page.marker = marker
+            return repo.list_images(page)
+
+        return call
+
+    return {
+        "v2_admin_first_page": run(V2_ADMIN, ""),
+        "v2_admin_last_page": run(V2_ADMIN, "", last=True),
+        "v2_admin_by_name_last_page": run(V2_ADMIN, "sort=name:asc", last=True),
+        "v2_tenant_first_page": run(V2_TENANT, ""),
+        "v2_tenant_last_page": run(V2_TENANT, "", last=True),
+        "v2_tenant_visibility_all_first_page": run(V2_TENANT, "visibility=all"),
+        "v2_tenant_visibility_all_last_page": run(V2_TENANT, "visibility=all", last=True),
+        "v2_tenant_community_last_page": run(V2_TENANT, "visibility=community", last=True),
+        "v2_tenant_member_status_all_last_page": run(V2_TENANT, "member_status=all",
+                                                      last=True),
+        "v2_tenant_by_name_last_page": run(V2_TENANT, "sort_key=name&sort_dir=asc",
+                                           last=True),
+        "v2_admin_tag_common": run(V2_ADMIN, "tag=t0"),
+        "v2_admin_tag_rare": run(V2_ADMIN, "tag=rare"),
+        "v2_admin_hidden": run(V2_ADMIN, "os_hidden=true"),
+        "v2_admin_disk_format_in": run(V2_ADMIN, "disk_format=in:qcow2,iso"),
+        "v2_tenant_created_at_range": run(
+            V2_TENANT, "created_at=gte:2024-01-01T00:00:10Z&created_at=lt:2024-01-01T00:01"),
+    }
+
+
+def explain(engine: sa.Engine, call: Callable[[], list[Image]]) -> str:
+    """The plan of the page statement a call runs (the one with ORDER BY and LIMIT)."""
+    captured: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not captured and "ORDER BY" in statement and "LIMIT" in statement:
+            captured.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", grab)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", grab)
+    statement, parameters = captured[0]
+    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(prefix + statement, parameters).all()
+    return "\n".join(" | ".join(str(c) for c in row) for row in plan)
+
+
+def measure(kind: str, count: int, limit: int, repeat: int, api: str = "v1",
+            show_plans: bool = False) -> dict[str, Any]:
     with databases.database(kind) as url:
         engine = db_engine.create_engine(url)
         try:
             db_engine.upgrade(engine)
             started = time.perf_counter()
-            load(engine, count)
+            load(engine, count, v2=api == "v2")
             load_s = time.perf_counter() - started
             repo = SqlImageRepository(engine)
             result: dict[str, Any] = {"engine": kind, "images": count, "page": limit,
-                                      "load_seconds": round(load_s, 1), "median_ms": {}}
-            for name, call in scenarios(repo, limit).items():
+                                      "api": api, "load_seconds": round(load_s, 1),
+                                      "median_ms": {}}
+            calls = (v2_scenarios if api == "v2" else scenarios)(repo, limit)
+            for name, call in calls.items():
+                if show_plans:
+                    print(f"-- {kind} {count} {name}\n{explain(engine, call)}", file=sys.stderr)
                 call()  # warm-up: caches, connection
                 times = []
                 for _ in range(repeat):
@@ -226,11 +361,15 @@ def main() -> int:
                         choices=databases.ENGINES)
     parser.add_argument("--limit", type=int, default=1000, help="page size (API maximum 1000)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--api", choices=("v1", "v2"), default="v1",
+                        help="v1: the repository scenarios; v2: v2 queries on a v2 mix")
+    parser.add_argument("--explain", action="store_true",
+                        help="print each scenario's page statement plan (stderr)")
     args = parser.parse_args()
     results = []
     for kind in args.engines:
         for size in args.sizes:
-            results.append(measure(kind, size, args.limit, args.repeat))
+            results.append(measure(kind, size, args.limit, args.repeat, args.api, args.explain))
             print(json.dumps(results[-1]), file=sys.stderr)
     growth = {}
     small, large = min(args.sizes), max(args.sizes)

@@ -89,8 +89,10 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
         inline_reads=inline_reads,
     )
-    # v2 lets admins download deactivated images; v1 refuses everyone (docs/v2-choices.md).
-    v2_images = ImageService(repo, data, limits, admins_read_deactivated=True)
+    # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
+    # everyone the first and shows admins the second (docs/v2-choices.md).
+    v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
+                             hide_deleted=True)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,

@@ -1,16 +1,17 @@
 """Domain errors: every failure the service reports to a caller.
 
     GlimpseError
-    ├── Invalid            the request is malformed or names a bad value       (400)
-    ├── Unauthenticated    the caller has no identity where one is needed     (401)
-    ├── Forbidden          the caller may see the image but not do this       (403)
-    ├── NotFound           unknown, or invisible to the caller                (404)
-    ├── Conflict           the image is not in a state that allows this       (409)
-    ├── Gone               the target store is read-only                      (410)
-    ├── PreconditionFailed the image was deleted while its data arrived       (412)
-    ├── OverLimit          a quota or a size cap was exceeded                 (413)
-    ├── UnsupportedMediaType  a body of a type this request does not take     (415)
-    └── Unavailable        a backend is temporarily out of reach              (503)
+    ├── Invalid              the request is malformed or names a bad value       (400)
+    ├── Unauthenticated      the caller has no identity where one is needed     (401)
+    ├── Forbidden            the caller may see the image but not do this       (403)
+    ├── NotFound             unknown, or invisible to the caller                (404)
+    ├── Conflict             the image is not in a state that allows this       (409)
+    ├── Gone                 the target store is read-only                      (410)
+    ├── PreconditionFailed   the image was deleted while its data arrived       (412)
+    ├── OverLimit            a quota or a size cap was exceeded                 (413)
+    ├── UnsupportedMediaType a body of a type this request does not take        (415)
+    ├── RangeNotSatisfiable  a byte range selects none of the image's data      (416)
+    └── Unavailable          a backend is temporarily out of reach              (503)
 
 Each API version maps these to HTTP in one table; nothing else raises HTTP errors.
 """
@@ -67,3 +68,12 @@ class UnsupportedMediaType(GlimpseError):
 
 class Unavailable(GlimpseError):
     pass
+
+
+class RangeNotSatisfiable(GlimpseError):
+    """A byte range that selects nothing of the data; ``size`` is the data's size, which the
+    answer states (``Content-Range: bytes */size``) so a client can ask again."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size

@@ -6,15 +6,22 @@ but cuts each connection once ``cut_after`` bytes have come back from the servic
 forwards one read of what a client sends (a request's head) and holds the rest (its body hangs
 in flight, the connection counted in ``held``) until the mode changes or ``break_open()`` cuts it;
 ``stall`` accepts new connections and never answers on them (a service too slow to answer) until
-the mode changes.
+the mode changes; ``strip-range`` forwards but takes the Range header out of every request (a
+service that ignores ranges).
+
+Whatever the mode, ``delivered`` counts the bytes that came back from the service, and
+``heads`` keeps the start of every GET request sent to it, so a test can tell what a client
+asked for and how much it was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 
+_RANGE_LINE = re.compile(rb"^range:[^\r\n]*\r\n", re.IGNORECASE | re.MULTILINE)
 _UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                 b"Connection: close\r\n\r\n")
 
@@ -25,6 +32,8 @@ class FaultProxy:
         self.mode = "pass"
         self.cut_after = 0
         self.held = 0
+        self.delivered = 0
+        self.heads: list[bytes] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -108,6 +117,12 @@ class FaultProxy:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 reads += 1
+                if downstream:
+                    self.delivered += len(data)
+                elif data.startswith(b"GET "):
+                    if self.mode == "strip-range":
+                        data = _RANGE_LINE.sub(b"", data)
+                    self.heads.append(data[:8192])
                 if not downstream and self.mode == "hold" and reads > 1:
                     self.held += 1
                     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
@@ -16,10 +17,11 @@ import anyio.lowlevel
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpse.api.protocol import SENDFILE, joined
-from glimpse.domain.data import Upload
+from glimpse.api.ranges import ByteRange
+from glimpse.domain.data import Download, Upload
 from glimpse.domain.model import Principal
 from glimpse.errors import Invalid
 
@@ -200,25 +202,61 @@ async def read_json(request: Request,
         raise Invalid("Malformed JSON in request body.") from exc
 
 
-class FileResponse:
-    """Sends an open file of exactly ``length`` bytes: zero-copy where the server offers the
-    glimpse.sendfile extension, read in blocks otherwise."""
+ACCEPT_RANGES: Header = (b"accept-ranges", b"bytes")
 
-    def __init__(self, headers: list[Header], file: BinaryIO, length: int) -> None:
+
+async def data_response(download: Download, headers: list[Header],
+                        byte_range: ByteRange | None = None,
+                        accept_ranges: bool = True) -> ASGIApp:
+    """The answer carrying a download: 200 with all of the data, or 206 with ``byte_range``
+    of it (Content-Range, the range's Content-Length, and no Content-MD5 from ``headers``:
+    that hash is of the whole image, which a client would check the range against). Both
+    say ``Accept-Ranges: bytes`` unless ``accept_ranges`` is false (v1 has no ranges).
+
+    A local file goes out zero-copy either way. A stream's first block is pulled before
+    answering, so a source that fails at once (a remote 404, an unreachable store) still
+    gets a proper error status; a source that then ends early or runs long aborts the
+    connection (StreamResponse).
+    """
+    status = 200
+    if byte_range is not None:
+        if (download.offset, download.length) != (byte_range.start, byte_range.length):
+            raise RuntimeError(f"download of {download.length} bytes at {download.offset} "
+                               f"does not hold the range {byte_range.content_range()}")
+        status = 206
+        headers = [h for h in headers if h[0].lower() != b"content-md5"]
+        headers.append((b"content-range", byte_range.content_range().encode()))
+    if accept_ranges:
+        headers = [*headers, ACCEPT_RANGES]
+    if download.file is not None:
+        return FileResponse(headers, download.file, download.length or 0, download.offset,
+                            status)
+    source = download.chunks or iter(())
+    first = await in_thread(next, source, None)
+    chunks = itertools.chain([first] if first is not None else [], source)
+    return StreamResponse(headers, chunks, download.length, status)
+
+
+class FileResponse:
+    """Sends ``length`` bytes of an open file from ``offset``: zero-copy where the server
+    offers the glimpse.sendfile extension, read in blocks otherwise."""
+
+    def __init__(self, headers: list[Header], file: BinaryIO, length: int, offset: int = 0,
+                 status: int = 200) -> None:
         self.headers = headers
         self.file = file
         self.length = length
+        self.offset = offset
+        self.status = status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if SENDFILE not in scope.get("extensions", {}):
-            blocks = iter(lambda: self.file.read(BODY_BLOCK), b"")
-            await StreamResponse(self.headers, _closing(blocks, self.file), self.length)(
-                scope, receive, send
-            )
+            await StreamResponse(self.headers, _file_blocks(self.file, self.offset, self.length),
+                                 self.length, self.status)(scope, receive, send)
             return
         try:
-            await send(_data_start(200, self.headers, self.length))
-            await send({"type": SENDFILE, "file": self.file})
+            await send(_data_start(self.status, self.headers, self.length))
+            await send({"type": SENDFILE, "file": self.file, "offset": self.offset})
         finally:
             self.file.close()
 
@@ -231,9 +269,15 @@ def _data_start(status: int, headers: list[Header], length: int | None) -> Messa
     return {"type": "http.response.start", "status": status, "headers": head}
 
 
-def _closing(blocks: Iterator[bytes], file: BinaryIO) -> Iterator[bytes]:
+def _file_blocks(file: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of the file from ``offset`` (fewer if it is shorter), in blocks; the
+    file is closed at the end."""
     with file:
-        yield from blocks
+        file.seek(offset)
+        left = length
+        while left > 0 and (block := file.read(min(left, BODY_BLOCK))):
+            left -= len(block)
+            yield block
 
 
 class StreamResponse:

@@ -9,7 +9,8 @@ zero-copy file sending.
 * uvicorn has no ASGI extension for sending a file, so every downloaded byte would be copied
   through Python. Responses may instead send ``{"type": "glimpse.sendfile", "file": <open
   binary file>}`` after ``http.response.start`` with a Content-Length: the file goes out with
-  ``loop.sendfile`` (the sendfile system call on plain sockets). An open file rather than a path,
+  ``loop.sendfile`` (the sendfile system call on plain sockets), from the message's ``"offset"``
+  (0 when absent; the file's own position is ignored). An open file rather than a path,
   so an image deleted meanwhile is still sent whole or not at all.
 """
 
@@ -74,7 +75,8 @@ class SendfileCycle(RequestResponseCycle):
             if self.disconnected:
                 return
             loop = asyncio.get_running_loop()
-            sent = await loop.sendfile(self.transport, message["file"], 0, count)
+            offset = message.get("offset", 0)
+            sent = await loop.sendfile(self.transport, message["file"], offset, count)
             if sent != count:
                 # A short file must never complete as a success: drop the connection.
                 self.transport.close()

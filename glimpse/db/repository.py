@@ -175,7 +175,7 @@ class SqlImageRepository:
         keys = self._sort_columns(query.sort)
         after = ([] if query.marker is None else
                  [self._after(keys, query.marker, self._engine.dialect.name)])
-        branches = (self._visible_branches(query.owner) if query.scope is Scope.VISIBLE
+        branches = (self._visible_branches(query) if query.scope is Scope.VISIBLE
                     else [(images, [])])
         extra = [key.column for key in keys if key.column.name not in _IMAGE_COLUMNS]
 
@@ -188,12 +188,12 @@ class SqlImageRepository:
         if len(branches) == 1:
             stmt = page(*branches[0])
         else:
-            # Visible images are public, owned or shared: an OR of the three is a filter over
-            # the sort index, which reads every row in that order until a page is found (all of
-            # them for a tenant whose images are old, when few are public). Each branch on its
-            # own is an index range (visibility, owner, member) bounded by the page size; the
-            # branches are disjoint, so their union needs no duplicate removal, only a merge of
-            # at most three pages.
+            # Visible images are public, owned or shared (or others' community images): an OR
+            # of these is a filter over the sort index, which reads every row in that order
+            # until a page is found (all of them for a tenant whose images are old, when few
+            # are public). Each branch on its own is an index range (visibility, owner, member)
+            # bounded by the page size; the branches are disjoint, so their union needs no
+            # duplicate removal, only a merge of at most four pages.
             parts = [page(source, where).subquery() for source, where in branches]
             union = sa.union_all(*(sa.select(*part.c) for part in parts)).subquery()
             stmt = (sa.select(*(union.c[name] for name in _IMAGE_COLUMNS))
@@ -468,27 +468,36 @@ class SqlImageRepository:
 
     @staticmethod
     def _visible_branches(
-        owner: str | None,
+        query: ListQuery,
     ) -> list[tuple[sa.FromClause, list[sa.ColumnElement[bool]]]]:
         """Scope.VISIBLE as disjoint parts: public; else owned; else shared with the owner (a
-        join on image_members, whose key makes it one row per image). The index bounds are
-        equalities, never ``IS``, which not every engine bounds a range with; "else" is an
-        inequality, which none does, so that SQLite without statistics (glimpse never runs
-        ANALYZE) does not take the visibility index for a range of nine images in ten."""
+        join on image_members, whose key makes it one row per image); else, when asked for,
+        community images of other owners. The index bounds are equalities, never ``IS``, which
+        not every engine bounds a range with; "else" is an inequality, which none does, so
+        that SQLite without statistics (glimpse never runs ANALYZE) does not take the
+        visibility index for a range of nine images in ten."""
+        owner = query.owner
         public: tuple[sa.FromClause, list[sa.ColumnElement[bool]]] = (
             images, [images.c.visibility == str(Visibility.PUBLIC)])
+        is_community = images.c.visibility == str(Visibility.COMMUNITY)
         if owner is None:
-            return [public]
+            return [public, (images, [is_community])] if query.others_community else [public]
+        community: list[tuple[sa.FromClause, list[sa.ColumnElement[bool]]]] = [
+            (images, [is_community, images.c.owner.is_distinct_from(owner)])
+        ] if query.others_community else []
         not_public = images.c.visibility != str(Visibility.PUBLIC)
-        # Memberships count only while the image is shared, and lists show accepted ones.
-        shared = images.join(image_members, sa.and_(
-            image_members.c.image_id == images.c.id, image_members.c.member == owner,
-            image_members.c.status == str(MemberStatus.ACCEPTED)))
+        # Memberships count only while the image is shared, and lists show those in the
+        # query's member status (v1: accepted ones).
+        membership = [image_members.c.image_id == images.c.id, image_members.c.member == owner]
+        if query.member_status is not None:
+            membership.append(image_members.c.status == str(query.member_status))
+        shared = images.join(image_members, sa.and_(*membership))
         return [
             public,
             (images, [not_public, images.c.owner == owner]),
             (shared, [images.c.visibility == str(Visibility.SHARED),
                       images.c.owner.is_distinct_from(owner)]),
+            *community,
         ]
 
     @staticmethod
@@ -505,6 +514,11 @@ class SqlImageRepository:
         conds: list[sa.ColumnElement[bool]] = []
         if query.scope is Scope.NON_PUBLIC:
             conds.append(images.c.visibility != str(Visibility.PUBLIC))
+        if query.scope is not Scope.VISIBLE and query.others_community is False:
+            # Community images only of the caller's own (VISIBLE's branches say this).
+            not_community = images.c.visibility != str(Visibility.COMMUNITY)
+            conds.append(not_community if query.owner is None else
+                         sa.or_(not_community, images.c.owner == query.owner))
         if query.changes_since is not None:
             conds.append(images.c.updated_at > query.changes_since)
         else:
@@ -520,6 +534,10 @@ class SqlImageRepository:
                     image_properties.c.value == value,
                 )
             )
+        for tag in dict.fromkeys(query.tags):
+            # A probe of image_tags' primary key (image_id, value) per image read.
+            conds.append(sa.exists().where(image_tags.c.image_id == images.c.id,
+                                           image_tags.c.value == tag))
         return conds
 
     @staticmethod
@@ -776,6 +794,10 @@ def _condition(column: sa.Column[Any], op: Op, value: Any) -> sa.ColumnElement[b
     if op is Op.IN:
         matched = column.in_([v for v in value if v is not None])
         return sa.or_(matched, column.is_(None)) if None in value else matched
+    if op is Op.OUTSIDE:
+        low, high = (sa.literal(v, column.type) for v in value)
+        outside = sa.or_(column < low, column >= high)
+        return sa.or_(outside, column.is_(None)) if column.nullable else outside
     if value is None:
         return column.is_(None) if op is Op.EQ else column.is_not(None)
     if op is Op.NEQ and column.nullable:

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import Any, BinaryIO, ClassVar
 
@@ -31,6 +31,7 @@ from glimpse.errors import (
     Invalid,
     OverLimit,
     PreconditionFailed,
+    RangeNotSatisfiable,
     Unavailable,
 )
 from glimpse.streams.inspection import Inspector
@@ -85,20 +86,44 @@ class Upload:
 
 @dataclasses.dataclass(frozen=True)
 class Download:
-    """Image data to send: an open local file (zero-copy capable) or a stream of chunks."""
+    """Image data to send: an open local file (zero-copy capable) or a stream of chunks.
+
+    ``offset`` and ``length`` say which bytes: the file is sent from ``offset`` (its position
+    means nothing), the chunks already start there. ``length`` is the byte count to promise
+    the client; None only for an external location of unknown size (the remote did not say).
+    """
 
     image: Image
     chunks: Iterator[bytes] | None = None
     file: BinaryIO | None = None
+    offset: int = 0
+    length: int | None = 0
 
-    @property
-    def length(self) -> int | None:
-        """The byte count to promise the client; None for an external location of unknown
-        size (the remote did not say)."""
-        location = self.image.data_location
-        if location is not None and location.store == EXTERNAL_STORE and not self.image.size:
-            return None
-        return self.image.size or 0
+
+# Given an image's data size, the (offset, length) to read of it; length None: to the end.
+RangeChooser = Callable[[int], tuple[int, int | None]]
+
+
+def data_size(image: Image) -> int | None:
+    """The size of an image's data; None for an external location of unknown size."""
+    location = image.data_location
+    if location is not None and location.store == EXTERNAL_STORE and not image.size:
+        return None
+    return image.size or 0
+
+
+def data_window(size: int | None, offset: int, length: int | None) -> tuple[int, int | None]:
+    """Check a read of ``length`` bytes at ``offset`` against data of ``size`` bytes (None:
+    unknown); the length it reads (clamped to the end; None: to an unknown end)."""
+    if offset < 0 or (length is not None and length <= 0):
+        raise Invalid("A read of image data needs an offset of 0 or more and a positive length")
+    if size is None:
+        return offset, length
+    if offset and offset >= size:
+        raise RangeNotSatisfiable(f"The image data has {size} bytes: none at offset {offset}",
+                                  size)
+    rest = size - offset
+    return offset, rest if length is None else min(length, rest)
 
 
 class ImageData:
@@ -125,12 +150,21 @@ class ImageData:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def open(self, image: Image) -> Download:
+    def open(self, image: Image, offset: int = 0, length: int | None = None) -> Download:
+        """The image's data from ``offset``, ``length`` bytes of it (to the end when None),
+        read from the store at that offset. RangeNotSatisfiable for an offset past the data,
+        Invalid for a negative offset or a length below 1."""
+        size = data_size(image)
+        offset, length = data_window(size, offset, length)
         location = image.data_location
-        if location is None:
-            return Download(image, chunks=iter(()))
+        if location is None or length == 0:
+            return Download(image, chunks=iter(()), offset=offset, length=length)
+        # A read that reaches the end asks for no length: all of the data stays a plain GET
+        # (which a remote that ignores ranges serves too), and the rest a "bytes=o-".
+        bound = length if size is None or length is None or offset + length < size else None
         if location.store == EXTERNAL_STORE:
-            return Download(image, chunks=self.external.open(location.url))
+            chunks = self.external.open(location.url, offset, bound)
+            return Download(image, chunks=chunks, offset=offset, length=length)
         store = self._stores.get(location.store)
         if store is None:
             # Data written through a store this deployment no longer configures.
@@ -138,8 +172,9 @@ class ImageData:
                               "which is not configured here.")
         local = store.open_file(location.url)
         if local is not None:
-            return Download(image, file=local)
-        return Download(image, chunks=store.open(location.url))
+            return Download(image, file=local, offset=offset, length=length)
+        chunks = store.open(location.url, offset, bound)
+        return Download(image, chunks=chunks, offset=offset, length=length)
 
     # -- choosing where data goes -----------------------------------------------------------
 

@@ -102,7 +102,7 @@ FIELDS: tuple[Field, ...] = (
     Field("protected", B, Setter.OWNER, nullable=False, filterable=True),
     Field("os_hidden", B, Setter.OWNER, nullable=False, filterable=True),
     Field("checksum", S, Setter.DECLARED, max_length=32, filterable=True),
-    Field("os_hash_algo", S, Setter.SERVER, max_length=64),
+    Field("os_hash_algo", S, Setter.SERVER, max_length=64, filterable=True),
     Field("os_hash_value", S, Setter.SERVER, max_length=128, filterable=True),
     Field("owner", S, Setter.ADMIN, max_length=MAX_KEY_LENGTH, filterable=True),
     Field("container_format", Kind.CONTAINER_FORMAT, Setter.OWNER, max_length=20,

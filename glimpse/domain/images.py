@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from glimpse.domain import ids, lifecycle, policy
-from glimpse.domain.data import EXTERNAL_STORE, Download, HashCheck, ImageData, Upload
+from glimpse.domain.data import (
+    EXTERNAL_STORE,
+    Download,
+    HashCheck,
+    ImageData,
+    RangeChooser,
+    Upload,
+    data_size,
+)
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
@@ -55,14 +63,22 @@ class ImageService:
     def __init__(
         self, repo: ImageRepository, data: ImageData, limits: Limits, *,
         admins_read_deactivated: bool = False,
+        hide_deleted: bool = False,
     ) -> None:
-        """``admins_read_deactivated``: whether admins may download a deactivated image. v2
+        """Where the two APIs' rules differ, each gets a service with its own answer:
+
+        ``admins_read_deactivated``: whether admins may download a deactivated image. v2
         lets them (spec v2-api.md §2.6); v1 refuses everyone, as its reference did (v1-api.md
-        §8.3), so each API gets a service with its own answer."""
+        §8.3).
+
+        ``hide_deleted``: whether a deleted image is unknown to everyone, admins included (v2:
+        GET, /file, PATCH and DELETE are 404 after a delete, §2.5, and the clients check
+        their deletes so); v1 shows admins a deleted image's metadata."""
         self._repo = repo
         self.data = data
         self._limits = limits
         self._admins_read_deactivated = admins_read_deactivated
+        self._hide_deleted = hide_deleted
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -70,7 +86,7 @@ class ImageService:
         """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
         spelling of its UUID finds it (``ids``)."""
         image = ids.find(self._repo, image_id)
-        if image is None or not policy.can_see(
+        if image is None or (image.deleted and self._hide_deleted) or not policy.can_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
@@ -87,7 +103,16 @@ class ImageService:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
         return self._repo.list_images(query)
 
-    def open_data(self, principal: Principal, image_id: str) -> Download:
+    def open_data(self, principal: Principal, image_id: str, offset: int = 0,
+                  length: int | None = None, choose: RangeChooser | None = None) -> Download:
+        """The image's data, ``length`` bytes from ``offset`` (to the end when None), read
+        from its store at that offset.
+
+        ``choose``, when given, picks the (offset, length) instead once the image is known
+        to be readable by the caller, from the size of its data; it may raise (an API's
+        range parser raises RangeNotSatisfiable). It is not called when that size is unknown
+        (an external location whose remote did not say): the whole data is read.
+        """
         image = self.get(principal, image_id)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
@@ -95,7 +120,9 @@ class ImageService:
                             "forbidden.")
         if image.status not in _DATA_FIXED:
             raise NotFound(f"Image {image_id} is not active")
-        return self.data.open(image)
+        if choose is not None and (size := data_size(image)) is not None:
+            offset, length = choose(size)
+        return self.data.open(image, offset, length)
 
     # -- creating and changing ---------------------------------------------------------------
 

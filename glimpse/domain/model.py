@@ -273,15 +273,18 @@ class Op(enum.StrEnum):
     LT = "lt"
     LTE = "lte"
     IN = "in"
+    # Outside the half-open range (low, high): below low or at/above high. v2 compares a
+    # timestamp given to the second with the whole second it names (``neq``).
+    OUTSIDE = "outside"
 
 
 @dataclasses.dataclass(frozen=True)
 class Filter:
     """One condition on a core image field.
 
-    Null (an unset field) is a value of its own: ``EQ None`` matches it, ``NEQ v`` includes it
-    (an unset name is not "x"), ``IN`` matches it when the tuple holds None, and the orderings
-    never match it. The orderings take no None value.
+    Null (an unset field) is a value of its own: ``EQ None`` matches it, ``NEQ v`` and
+    ``OUTSIDE`` include it (an unset name is not "x"), ``IN`` matches it when the tuple holds
+    None, and the orderings never match it. The orderings take no None value.
     """
 
     field: str
@@ -297,6 +300,9 @@ class Filter:
             raise ValueError(f"not a filterable field: {self.field}")
         if self.op is Op.IN and not isinstance(self.value, tuple):
             raise TypeError("Op.IN takes a tuple of values")
+        if self.op is Op.OUTSIDE and not (isinstance(self.value, tuple) and len(self.value) == 2
+                                          and None not in self.value):
+            raise TypeError("Op.OUTSIDE takes a (low, high) tuple")
         if self.value is None and self.op not in (Op.EQ, Op.NEQ):
             raise ValueError(f"{self.op} takes no None value")
 
@@ -317,6 +323,12 @@ class SortKey:
 class ListQuery:
     """One page of a list: which images (scope, filters), in which order, from where.
 
+    Within Scope.VISIBLE a shared image is listed for a member whose membership has
+    ``member_status`` (None: any status). Other owners' community images are listed when
+    ``others_community`` is True and left out when it is False; None leaves them to the scope
+    (VISIBLE leaves them out, ALL and NON_PUBLIC list them: v1's rules). v2 asks for them only
+    with visibility=community or all.
+
     ``sort`` is the order asked for. The repository makes it total by appending created_at
     and id where missing, in the sort's direction when all its keys share one and descending
     when they are mixed (the v2 rule; the repository's ``_sort_columns`` says why). ``marker``
@@ -327,6 +339,9 @@ class ListQuery:
     owner: str | None = None  # the caller's owner identity, for Scope.VISIBLE
     filters: list[Filter] = dataclasses.field(default_factory=list)  # ANDed
     properties: dict[str, str] = dataclasses.field(default_factory=dict)  # equality, ANDed
+    tags: list[str] = dataclasses.field(default_factory=list)  # the image has each, ANDed
+    member_status: MemberStatus | None = MemberStatus.ACCEPTED
+    others_community: bool | None = None
     changes_since: dt.datetime | None = None
     sort: list[SortKey] = dataclasses.field(default_factory=lambda: [SortKey("created_at")])
     limit: int = 25

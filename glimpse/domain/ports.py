@@ -131,7 +131,13 @@ class Store(Protocol):
         """Write all chunks under key and return the byte count. If the iterable or the write
         fails, nothing remains under key (the exception propagates)."""
 
-    def open(self, key: str, offset: int = 0) -> Iterator[bytes]: ...
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The object's bytes from ``offset`` on, ``length`` of them (to the end when None;
+        a length past the end stops there), in chunks of bounded size. The store reads from
+        that offset (a seek, a ranged request): never by reading and dropping the bytes
+        before it. Callers keep ``offset`` below the object's size (0 for an empty object)
+        and ``length`` None or positive. Errors the store reports at once are raised here,
+        errors while reading (a connection cut mid-object) by the iterator."""
 
     def object_keys(self) -> Iterator[str]:
         """Every object key in the store (for audits); not partial writes in progress."""
@@ -153,4 +159,6 @@ class ExternalSource(Protocol):
 
     def size(self, url: str) -> int | None: ...
 
-    def open(self, url: str, offset: int = 0) -> Iterator[bytes]: ...
+    def open(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """As Store.open: a remote that does not honour the range is an error, never taken
+        for the bytes asked for."""

@@ -79,8 +79,8 @@ class FilesystemStore:
             raise
         return written
 
-    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
-        return self._read(self.open_file(key), offset)
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return self._read(self.open_file(key), offset, length)
 
     def object_keys(self) -> Iterator[str]:
         for entry in self.directory.iterdir():
@@ -94,11 +94,17 @@ class FilesystemStore:
             raise NotFound(f"Image data {key} not found in store {self.name}") from exc
 
     @staticmethod
-    def _read(fh: BinaryIO, offset: int) -> Iterator[bytes]:
+    def _read(fh: BinaryIO, offset: int, length: int | None) -> Iterator[bytes]:
         with fh:
             if offset:
                 fh.seek(offset)
-            while chunk := fh.read(_READ_CHUNK):
+            left = length
+            while left is None or left > 0:
+                chunk = fh.read(_READ_CHUNK if left is None else min(left, _READ_CHUNK))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
 
     def delete(self, key: str) -> None:

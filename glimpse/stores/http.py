@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 from glimpse.errors import GlimpseError, Invalid, NotFound, Unavailable
 from glimpse.redaction import redact_url
+from glimpse.stores.ranged import answers_range, range_header
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,7 +39,6 @@ USER_AGENT = "glimpse/0.1"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _HOSTNAME_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_.])?")
-_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _MAX_LOCATION = 8192  # longest redirect target followed
 
 # Embedded-IPv4 ranges of IPv6 that ipaddress (3.11) does not unwrap itself.
@@ -293,15 +293,18 @@ class HttpSource:
         finally:
             conn.close()
 
-    def open(self, url: str, offset: int = 0) -> Iterator[bytes]:
-        """GET the URL and stream its body (from ``offset``) in chunks of bounded size.
+    def open(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """GET the URL and stream its body (``length`` bytes from ``offset``; to the end when
+        None) in chunks of bounded size. A range is asked for with a Range header; a remote
+        that does not answer it with those bytes (a 200 with the whole object) is an error.
 
         Errors before the body starts are raised here; errors while reading (including a
         body shorter than its Content-Length) are raised as Unavailable by the iterator.
         """
-        if offset < 0:
-            raise Invalid("Offset must not be negative")
-        headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
+        if offset < 0 or (length is not None and length <= 0):
+            raise Invalid("Offset must not be negative, nor the length below 1")
+        wanted = range_header(offset, length)
+        headers = {"Range": wanted} if wanted else {}
         try:
             conn, response = self._request("GET", url, headers)
         except _Unreachable as exc:
@@ -310,15 +313,12 @@ class HttpSource:
             status = response.status
             if status == 404:
                 raise NotFound("External source not found (remote returned 404)")
-            if offset > 0:
+            if wanted:
                 if status != 206:
                     raise Unavailable(
                         f"External source did not honour the range request (status {status})"
                     )
-                match = _CONTENT_RANGE_RE.fullmatch(
-                    (response.getheader("Content-Range") or "").strip()
-                )
-                if match is None or int(match.group(1)) != offset:
+                if not answers_range(response.getheader("Content-Range"), offset, length):
                     raise Unavailable("External source returned an unexpected Content-Range")
             elif status not in (200, 203):
                 raise Unavailable(f"External source returned an unexpected status {status}")

@@ -46,19 +46,23 @@ class MemoryStore:
             self._objects[key] = data
         return sum(len(chunk) for chunk in data)
 
-    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
-        return self._read(self._get(key), offset)
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return self._read(self._get(key), offset, length)
 
     @staticmethod
-    def _read(data: tuple[bytes, ...], offset: int) -> Iterator[bytes]:
+    def _read(data: tuple[bytes, ...], offset: int, length: int | None) -> Iterator[bytes]:
+        left = sum(len(chunk) for chunk in data) - offset if length is None else length
         for chunk in data:
             if offset >= len(chunk):
                 offset -= len(chunk)
                 continue
-            view = memoryview(chunk)[offset:]
+            view = memoryview(chunk)[offset:offset + left]
             offset = 0
+            left -= len(view)
             for start in range(0, len(view), _READ_CHUNK):
                 yield bytes(view[start:start + _READ_CHUNK])
+            if left <= 0:
+                return
 
     def object_keys(self) -> Iterator[str]:
         with self._lock:

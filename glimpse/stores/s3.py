@@ -31,6 +31,7 @@ import botocore.exceptions
 
 from glimpse.errors import Invalid, NotFound, Unavailable
 from glimpse.stores.driver import StoreDriver
+from glimpse.stores.ranged import answers_range, range_header
 from glimpse.stores.segments import PieceFile, Pieces
 
 if TYPE_CHECKING:
@@ -170,12 +171,16 @@ class S3Store:
             Body=cast("IO[bytes]", body)))
         return str(answer["ETag"])
 
-    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
-        extra: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        wanted = range_header(offset, length)
+        extra: dict[str, Any] = {"Range": wanted} if wanted else {}
         answer = self._call(
             lambda: self._client.get_object(Bucket=self.options.bucket, Key=key, **extra),
             missing=f"Image data {key} not found in store {self.name}",
         )
+        if wanted and not answers_range(answer.get("ContentRange"), offset, length):
+            answer["Body"].close()
+            raise Unavailable(f"Store {self.name} did not answer the range {wanted}")
         return self._read(answer["Body"])
 
     def _read(self, body: Any) -> Iterator[bytes]:

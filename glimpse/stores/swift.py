@@ -24,6 +24,7 @@ from swiftclient.exceptions import ClientException
 
 from glimpse.errors import GlimpseError, NotFound, Unavailable
 from glimpse.stores.driver import StoreDriver
+from glimpse.stores.ranged import answers_range, range_header
 from glimpse.stores.readahead import read_ahead
 from glimpse.stores.segments import Pieces
 
@@ -134,11 +135,16 @@ class SwiftStore:
             raise
         return written
 
-    def open(self, key: str, offset: int = 0) -> Iterator[bytes]:
-        headers = {"Range": f"bytes={offset}-"} if offset else None
-        _, body = self._call(lambda c: c.get_object(
-            self._container(key), key, resp_chunk_size=_READ_CHUNK, headers=headers),
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        wanted = range_header(offset, length)
+        # Swift answers a range of a static large object from the segments that hold it.
+        answer, body = self._call(lambda c: c.get_object(
+            self._container(key), key, resp_chunk_size=_READ_CHUNK,
+            headers={"Range": wanted} if wanted else None),
             missing=f"Image data {key} not found in store {self.name}")
+        if wanted and not answers_range(answer.get("content-range"), offset, length):
+            _close(body)
+            raise Unavailable(f"Store {self.name} did not answer the range {wanted}")
         return self._read(body)
 
     def _read(self, body: Any) -> Iterator[bytes]:
@@ -150,9 +156,7 @@ class SwiftStore:
             # The connection broke mid-object: the caller must not take this as the end.
             raise Unavailable(f"Store {self.name} broke off while sending image data") from exc
         finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
+            _close(body)
 
     def delete(self, key: str) -> None:
         container = self._container(key)
@@ -281,6 +285,12 @@ class _Counted:
         for chunk in self._chunks:
             self.size += len(chunk)
             yield chunk
+
+
+def _close(body: Any) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
 
 
 def _raise_unavailable(store: str, exc: ClientException) -> NoReturn:

@@ -431,17 +431,26 @@ class Corpus:
     tag: str
     me: str
     images: list[Image]  # every image made, deleted and killed ones too
-    shared_with_me: set[str]
+    memberships: dict[str, MemberStatus]  # me's, by image id (some on images not shared)
 
     @property
     def listed(self) -> list[Image]:
         """What a list without changes-since may return: live images, never killed ones."""
         return [i for i in self.images if not i.deleted and i.status is not Status.KILLED]
 
-    def visible(self) -> list[Image]:
+    def visible(self, member_status: MemberStatus | None = MemberStatus.ACCEPTED,
+                others_community: bool = False) -> list[Image]:
+        """Scope.VISIBLE for me: public, mine, shared with me in that member status (any
+        for None), and others' community images when asked for."""
         return [i for i in self.listed
                 if i.visibility is Visibility.PUBLIC or i.owner == self.me
-                or i.id in self.shared_with_me]
+                or (i.visibility is Visibility.SHARED and i.id in self.memberships
+                    and member_status in (None, self.memberships[i.id]))
+                or (others_community and i.visibility is Visibility.COMMUNITY)]
+
+    def all_but_others_community(self) -> list[Image]:
+        return [i for i in self.listed
+                if i.visibility is not Visibility.COMMUNITY or i.owner == self.me]
 
 
 @pytest.fixture(scope="module")
@@ -449,7 +458,7 @@ def corpus(repo: SqlImageRepository) -> Corpus:
     tag = uuid.uuid4().hex
     me, other = "me-" + tag, "other-" + tag
     base = dt.datetime(2021, 3, 4, 5, 6, 7)
-    made = Corpus(tag, me, [], set())
+    made = Corpus(tag, me, [], {})
     statuses = [Status.QUEUED, Status.ACTIVE, Status.SAVING, Status.DEACTIVATED, Status.ACTIVE,
                 Status.KILLED, Status.ACTIVE]
     for n in range(240):
@@ -464,16 +473,21 @@ def corpus(repo: SqlImageRepository) -> Corpus:
             container_format=[None, "bare", "ovf"][n % 3 if n % 2 else 2 - n % 3],
             min_ram=n % 4 * 512, min_disk=n % 3, protected=n % 4 == 1, os_hidden=n % 6 == 5,
             owner=[me, other, None][n % 3],
-            visibility=Visibility.PUBLIC if n % 5 == 2 else Visibility.SHARED,
+            visibility=(Visibility.PUBLIC if n % 5 == 2 else Visibility.COMMUNITY if n % 7 == 3
+                        else Visibility.PRIVATE if n % 11 == 6 else Visibility.SHARED),
+            tags=[["a"], ["a", "b"], [], ["b"]][n % 4],
             checksum=[None, "a" * 32, "b" * 32][n % 3],
+            os_hash_algo=[None, "sha512", "sha256"][n % 3],
             os_hash_value=[None, "c" * 128, "d" * 128][n % 2 + n % 7 // 6],
             created_at=base + dt.timedelta(milliseconds=n // 4),  # ties of four
             updated_at=base + dt.timedelta(seconds=n * 7 % 60),  # ties across the range
         )
         repo.create(image)
-        if n % 6 == 5 and image.owner != me and not image.deleted:
-            repo.set_member(image.id, me, None)
-            made.shared_with_me.add(image.id)
+        status = (MemberStatus.ACCEPTED if n % 6 == 5 else MemberStatus.PENDING if n % 6 == 1
+                  else MemberStatus.REJECTED if n % 12 == 8 else None)
+        if status is not None and image.owner != me and not image.deleted:
+            repo.set_member(image.id, me, None, status=status)
+            made.memberships[image.id] = status
         made.images.append(image)
     return made
 
@@ -586,6 +600,9 @@ def matches(value: object, op: Op, operand: Any) -> bool:
     """Filter semantics in Python: null is a value of its own, never ordered."""
     if op is Op.IN:
         return value in operand
+    if op is Op.OUTSIDE:  # null is outside every range, as it is not equal to any value
+        low, high = operand
+        return value is None or bool(value < low or value >= high)
     if operand is None:
         return (value is None) == (op is Op.EQ)
     if op is Op.NEQ:
@@ -603,8 +620,9 @@ def test_every_operator_on_every_filterable_field(
     values = sorted({getattr(i, field) for i in corpus.listed} - {None})
     assert len(values) >= 2, "the corpus must vary every field"
     pivot = values[len(values) // 2]
-    cases: list[tuple[Op, Any]] = [(op, pivot) for op in Op if op is not Op.IN]
+    cases: list[tuple[Op, Any]] = [(op, pivot) for op in Op if op not in (Op.IN, Op.OUTSIDE)]
     cases += [(Op.IN, (values[0], pivot)), (Op.IN, ()), (Op.IN, (pivot,))]
+    cases += [(Op.OUTSIDE, (values[0], pivot)), (Op.OUTSIDE, (pivot, values[-1]))]
     if any(getattr(i, field) is None for i in corpus.listed):  # a nullable field
         cases += [(Op.EQ, None), (Op.NEQ, None), (Op.IN, (values[-1], None))]
     for op, operand in cases:
@@ -626,3 +644,99 @@ def test_filters_are_anded_and_never_list_killed_or_deleted(
     assert listing(repo, corpus.tag, filters=[Filter("status", Op.EQ, "deleted")]) == []
     since = {i.id for i in listing(repo, corpus.tag, changes_since=dt.datetime(2000, 1, 1))}
     assert since == {i.id for i in corpus.images}  # changes-since: deleted and killed too
+
+
+# -- v2's parts of a list: member status, community images, tags ------------------------------
+
+VISIBLE_SHAPES = [SORT_SHAPES[i] for i in (0, 3, 6, 11)]  # one key, created_at, mixed, none
+
+
+@pytest.mark.parametrize(("sort", "order"), VISIBLE_SHAPES,
+                         ids=[SHAPE_IDS[i] for i in (0, 3, 6, 11)])
+@pytest.mark.parametrize("member_status", [*MemberStatus, None], ids=str)
+@pytest.mark.parametrize("others_community", [False, True], ids=["own-community", "community"])
+def test_visible_pages_by_member_status_and_community(
+    repo: SqlImageRepository, corpus: Corpus, sort: list[SortKey], order: list[SortKey],
+    member_status: MemberStatus | None, others_community: bool,
+) -> None:
+    """A tenant's pages with shared images in one member status (or any) and with or without
+    other owners' community images: each image once, in order, across the branches."""
+    query = ListQuery(scope=Scope.VISIBLE, owner=corpus.me, properties={"tag": corpus.tag},
+                      sort=sort, member_status=member_status, others_community=others_community)
+    expected = in_order(corpus.visible(member_status, others_community), order)
+    assert walk(repo, query, page_size=11) == expected
+    kinds = {(i.visibility, i.owner == corpus.me) for i in corpus.visible(member_status,
+                                                                           others_community)}
+    assert ((Visibility.COMMUNITY, False) in kinds) is others_community
+    assert (Visibility.PRIVATE, False) not in kinds  # memberships of private images: none
+
+
+def test_the_corpus_has_every_kind_of_membership(corpus: Corpus) -> None:
+    by_id = {i.id: i for i in corpus.listed}
+    kinds = {(by_id[i].visibility, status) for i, status in corpus.memberships.items()
+             if i in by_id}
+    for status in MemberStatus:
+        assert (Visibility.SHARED, status) in kinds
+    assert (Visibility.PRIVATE, MemberStatus.ACCEPTED) in kinds
+
+
+@pytest.mark.parametrize("scope", [Scope.ALL, Scope.NON_PUBLIC])
+def test_others_community_images_in_the_admin_scopes(
+    repo: SqlImageRepository, corpus: Corpus, scope: Scope
+) -> None:
+    """None: the scope's own rule (v1: every image); False: community images only of the
+    caller's own; True: all of them."""
+    def ids(others_community: bool | None, owner: str | None = corpus.me) -> set[str]:
+        return {i.id for i in repo.list_images(ListQuery(
+            scope=scope, owner=owner, properties={"tag": corpus.tag}, limit=1000,
+            others_community=others_community))}
+
+    public_out = {i.id for i in corpus.listed
+                  if scope is Scope.NON_PUBLIC and i.visibility is Visibility.PUBLIC}
+    everything = {i.id for i in corpus.listed} - public_out
+    assert ids(None) == ids(True) == everything
+    assert ids(False) == {i.id for i in corpus.all_but_others_community()} - public_out
+    assert ids(False, owner=None) == {i.id for i in corpus.listed
+                                      if i.visibility is not Visibility.COMMUNITY} - public_out
+
+
+def test_others_community_images_for_an_anonymous_caller(
+    repo: SqlImageRepository, corpus: Corpus
+) -> None:
+    def ids(others_community: bool | None) -> list[str]:
+        return [i.id for i in repo.list_images(ListQuery(
+            scope=Scope.VISIBLE, owner=None, properties={"tag": corpus.tag}, limit=1000,
+            others_community=others_community))]
+
+    def of(*visibilities: Visibility) -> list[str]:
+        return in_order([i for i in corpus.listed if i.visibility in visibilities],
+                        [desc("created_at"), desc("id")])
+
+    assert ids(None) == ids(False) == of(Visibility.PUBLIC)
+    assert ids(True) == of(Visibility.PUBLIC, Visibility.COMMUNITY)
+
+
+@pytest.mark.parametrize(("tags", "scope"), [
+    (["a"], Scope.ALL), (["b"], Scope.VISIBLE), (["a", "b"], Scope.ALL),
+    (["a", "b", "a"], Scope.VISIBLE), (["c"], Scope.ALL), ([], Scope.ALL),
+])
+def test_tags_are_anded(repo: SqlImageRepository, corpus: Corpus, tags: list[str],
+                        scope: Scope) -> None:
+    query = ListQuery(scope=scope, owner=corpus.me, properties={"tag": corpus.tag}, tags=tags,
+                      sort=[asc("name")])
+    candidates = corpus.visible() if scope is Scope.VISIBLE else corpus.listed
+    expected = in_order([i for i in candidates if set(tags) <= set(i.tags)],
+                        [asc("name"), asc("created_at"), asc("id")])
+    assert walk(repo, query, page_size=7) == expected
+    assert expected or tags == ["c"]
+
+
+def test_outside_bounds_timestamps(repo: SqlImageRepository, corpus: Corpus) -> None:
+    """v2's neq on a timestamp given to the second: every image but those in that second."""
+    stamps = sorted({i.updated_at for i in corpus.listed})
+    low = stamps[len(stamps) // 2]
+    high = low + dt.timedelta(seconds=1)
+    got = {i.id for i in listing(repo, corpus.tag,
+                                 filters=[Filter("updated_at", Op.OUTSIDE, (low, high))])}
+    assert got == {i.id for i in corpus.listed if not low <= i.updated_at < high}
+    assert len(got) < len(corpus.listed)

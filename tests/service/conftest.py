@@ -152,10 +152,12 @@ def upload(data: bytes, chunk: int = 3, length: int | None = None) -> Upload:
 
 
 def read(download: Download) -> bytes:
-    """All the data of a download, from whichever form the store gave."""
+    """All the data of a download, from whichever form the store gave (a file from the
+    download's offset, as the response sends it)."""
     if download.file is not None:
         with download.file as fh:
-            return fh.read()
+            fh.seek(download.offset)
+            return fh.read(-1 if download.length is None else download.length)
     return b"".join(download.chunks or ())
 
 

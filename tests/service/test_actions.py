@@ -320,3 +320,27 @@ def test_a_protected_deactivated_image_is_not_deleted(svc: Services) -> None:
 def _same_but_status(a: Image, b: Image) -> bool:
     ignore = {"status", "updated_at"}
     return all(getattr(a, f) == getattr(b, f) for f in a.__dataclass_fields__ if f not in ignore)
+
+
+# A deleted image: v1 still shows admins its metadata; v2 shows it to nobody (spec §2.5), so
+# every v2 operation on it is a 404, admins' included.
+#                      get    update  delete
+AFTER_DELETE = {
+    "v1":             ("ok",  "403",  "404"),
+    "v2":             ("404", "404",  "404"),
+}
+
+
+@pytest.mark.parametrize("api", AFTER_DELETE)
+def test_what_admins_see_of_a_deleted_image(svc: Services, api: str) -> None:
+    images = svc.images if api == "v1" else ImageService(
+        svc.repo, svc.data, svc.limits, admins_read_deactivated=True, hide_deleted=True)
+    image = svc.shared(Visibility.SHARED, None)
+    images.delete(OWNER, image.id)
+    cells = (
+        outcome(lambda: images.get(ADMIN, image.id)),
+        outcome(lambda: images.update(ADMIN, image.id, [SetFields({"name": "x"})],
+                                      on_failure=FailureRule.REQUEUE)),
+        outcome(lambda: images.delete(ADMIN, image.id)),
+    )
+    assert cells == AFTER_DELETE[api]

@@ -127,6 +127,41 @@ def test_open_at_an_offset(store: Store, key: str, offset: int) -> None:
     assert b"".join(store.open(key, offset)) == data[offset:]
 
 
+RANGED = 2 * PART + 3  # eleven Swift segments, three S3 parts
+
+
+@pytest.mark.parametrize(("offset", "length"), [
+    (0, 1),  # the first byte
+    (0, None),  # all of it
+    (0, RANGED),
+    (1, 10),
+    (SEGMENT - 3, 6),  # across the first segment boundary
+    (SEGMENT, SEGMENT),  # exactly the second segment
+    (PART - 3, 6),  # across the first part boundary
+    (2 * PART - 1, 2),  # across the second part boundary (and a segment boundary)
+    (PART + 7, 3 * SEGMENT),  # in the middle, over several segments
+    (5, None),  # to the end
+    (RANGED - 10, 10),  # reaching the end
+    (RANGED - 10, 1000),  # a length past the end stops at the end
+    (RANGED - 1, 1),  # the last byte
+    (RANGED - 1, None),
+])
+def test_open_a_range(store: Store, key: str, offset: int, length: int | None) -> None:
+    data = os.urandom(RANGED)
+    store.put(key, chunks_of(data))
+    end = None if length is None else offset + length
+    read = list(store.open(key, offset, length))
+    assert b"".join(read) == data[offset:end]
+    assert max(len(chunk) for chunk in read) <= MiB
+
+
+def test_open_a_range_of_one_small_object(store: Store, key: str) -> None:
+    store.put(key, [b"0123456789"])
+    assert b"".join(store.open(key, 3, 4)) == b"3456"
+    assert b"".join(store.open(key, 9, 1)) == b"9"
+    assert b"".join(store.open(key, 0, 100)) == b"0123456789"
+
+
 def test_reading_streams_in_bounded_chunks(store: Store, key: str) -> None:
     store.put(key, chunks_of(os.urandom(4 * MiB)))
     sizes = [len(c) for c in store.open(key)]

@@ -61,13 +61,17 @@ class _Handler(BaseHTTPRequestHandler):
         port = self._port()
         if path == "/file":
             rng = self.headers.get("Range")
-            if rng and rng.startswith("bytes=") and rng.endswith("-"):
-                start = int(rng[len("bytes=") : -1])
-                body = DATA[start:]
-                cr = f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"
+            if rng and rng.startswith("bytes="):
+                first, _, last = rng[len("bytes="):].partition("-")
+                start = int(first)
+                end = min(int(last), len(DATA) - 1) if last else len(DATA) - 1
+                body = DATA[start:end + 1]
+                cr = f"bytes {start}-{end}/{len(DATA)}"
                 self._send(206, body, len(body), Content_Range=cr)
             else:
                 self._send(200, DATA, len(DATA))
+        elif path == "/wrongrange":  # answers every range with the first 10 bytes
+            self._send(206, DATA[:10], 10, Content_Range=f"bytes 0-9/{len(DATA)}")
         elif path == "/norange":
             self._send(200, DATA, len(DATA))
         elif path == "/missing":
@@ -448,11 +452,30 @@ def test_range(src: HttpSource, base: str) -> None:
     assert b"".join(src.open(f"{base}/file", offset=0)) == DATA
 
 
+def test_range_with_a_length(src: HttpSource, base: str) -> None:
+    """A bounded range is asked for as such: the remote sends those bytes only."""
+    assert b"".join(src.open(f"{base}/file", offset=100, length=50)) == DATA[100:150]
+    assert b"".join(src.open(f"{base}/file", offset=0, length=1)) == DATA[:1]
+    last = len(DATA) - 1
+    assert b"".join(src.open(f"{base}/file", offset=last, length=1)) == DATA[last:]
+    # A remote clamps a range past the end of the object: the bytes up to it are the answer.
+    assert b"".join(src.open(f"{base}/file", offset=100, length=len(DATA))) == DATA[100:]
+
+
 def test_range_not_honoured(src: HttpSource, base: str) -> None:
-    with pytest.raises(Unavailable):
-        src.open(f"{base}/norange", offset=100)
+    """A remote that ignores the range (200, the whole object) or answers another one is an
+    error: its bytes are never taken for the range."""
+    for offset, length in ((100, None), (0, 10), (100, 10)):
+        with pytest.raises(Unavailable):
+            src.open(f"{base}/norange", offset=offset, length=length)
+    for offset, length in ((100, None), (5, 10), (0, 5)):
+        with pytest.raises(Unavailable):
+            src.open(f"{base}/wrongrange", offset=offset, length=length)
+    assert b"".join(src.open(f"{base}/wrongrange", offset=0, length=10)) == DATA[:10]
     with pytest.raises(Invalid):
         src.open(f"{base}/file", offset=-1)
+    with pytest.raises(Invalid):
+        src.open(f"{base}/file", offset=0, length=0)
 
 
 def test_server_errors(src: HttpSource, base: str) -> None:

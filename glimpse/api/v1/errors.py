@@ -18,6 +18,7 @@ STATUS: dict[type[errors.GlimpseError], int] = {
     errors.PreconditionFailed: 412,
     errors.OverLimit: 413,
     errors.UnsupportedMediaType: 415,
+    errors.RangeNotSatisfiable: 416,
     errors.Unavailable: 503,
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,9 +12,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from glimpse.api.http import (
-    FileResponse,
     RequestContext,
-    StreamResponse,
+    data_response,
     empty_response,
     in_thread,
     json_response,
@@ -133,15 +131,9 @@ class V1Handlers:
         download = await in_thread(
             self.images.open_data, call.principal, call.params["image_id"]
         )
-        headers = codec.image_headers(download.image)
-        if download.file is not None:
-            return FileResponse(headers, download.file, download.image.size or 0)
-        source = download.chunks or iter(())
-        # Pull the first block before answering, so a source that fails at once (a remote
-        # 404, an unreachable store) still gets a proper error status.
-        first = await in_thread(next, source, None)
-        chunks = itertools.chain([first] if first is not None else [], source)
-        return StreamResponse(headers, chunks, download.length)
+        # v1 has no ranges: all of the data, and no Accept-Ranges promising them.
+        return await data_response(download, codec.image_headers(download.image),
+                                   accept_ranges=False)
 
     async def update(self, call: Call) -> Response:
         data = call.image_input()

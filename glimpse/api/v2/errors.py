@@ -31,6 +31,7 @@ STATUS: dict[type[errors.GlimpseError], int] = {
     errors.PreconditionFailed: 410,
     errors.OverLimit: 413,
     errors.UnsupportedMediaType: 415,
+    errors.RangeNotSatisfiable: 416,
     errors.Unavailable: 503,
 }
 # Failures the domain names with a code that v2 answers with another status than the class's.
@@ -53,6 +54,9 @@ def error_response(error: errors.GlimpseError, request: Request) -> Response:
     if error.code == PATCH_MEDIA_TYPE:
         # A PATCH's 415 names the media types it takes.
         headers.append((b"accept-patch", ACCEPT_PATCH.encode()))
+    if isinstance(error, errors.RangeNotSatisfiable):
+        # The data's size, so the client can ask again for a range it holds (RFC 9110).
+        headers.append((b"content-range", f"bytes */{error.size}".encode()))
     return refusal(status_of(error), error.message, request, headers)
 
 
