@@ -8,13 +8,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from glimpse import heap
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
-from glimpse.api.auth import TrustedHeaders
+from glimpse.api.auth import Authenticator, TrustedHeaders
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
@@ -34,6 +35,9 @@ from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
 from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
+
+if TYPE_CHECKING:
+    from glimpse.api.keystone_tokens import IdentityServer
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
@@ -101,12 +105,42 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(v2)],
-        auth=TrustedHeaders(owner_is_tenant=settings.owner_is_tenant),
+        auth=build_authenticator(settings),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
     )
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    if settings.auth_strategy != "keystone":
+        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant)
+    # Imported here: a noauth server never loads keystoneauth1 (and requests).
+    from glimpse.api.keystone_auth import KeystoneTokens
+    from glimpse.api.token_cache import TokenCache
+
+    return KeystoneTokens(
+        identity_server(settings),
+        TokenCache(settings.token_cache_time, settings.token_cache_size),
+        www_authenticate_uri=settings.keystone_www_authenticate_uri or settings.keystone_auth_url,
+        service_type=settings.keystone_service_type,
+        service_token_roles=settings.service_token_roles,
+        service_token_roles_required=settings.service_token_roles_required,
+    )
+
+
+def identity_server(settings: Settings) -> IdentityServer:
+    """Keystone as glimpse's service user sees it (auth_strategy keystone)."""
+    from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
+
+    return IdentityServer(ServiceCredentials(
+        auth_url=settings.keystone_auth_url, username=settings.keystone_username,
+        password=settings.keystone_password,
+        user_domain_name=settings.keystone_user_domain_name,
+        project_name=settings.keystone_project_name,
+        project_domain_name=settings.keystone_project_domain_name,
+    ), timeout=settings.keystone_timeout)
 
 
 class Sweeper:

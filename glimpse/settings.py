@@ -85,6 +85,21 @@ class Settings:
     inspection_relax_partition_checks: bool = False
     # An operator's schema-image.json (custom properties of the v2 image schema); None: none.
     image_schema_file: Path | None = None
+    # auth_strategy = "keystone" (docs/identity.md): glimpse's service user, and how tokens
+    # are validated and cached.
+    keystone_auth_url: str = ""
+    keystone_username: str = "glimpse"
+    keystone_password: str = dataclasses.field(default="", repr=False)
+    keystone_user_domain_name: str = "Default"
+    keystone_project_name: str = "service"
+    keystone_project_domain_name: str = "Default"
+    keystone_www_authenticate_uri: str = ""  # empty: keystone_auth_url
+    keystone_timeout: float = 5.0
+    keystone_service_type: str = "image"
+    token_cache_time: int = 300
+    token_cache_size: int = 10000
+    service_token_roles: tuple[str, ...] = ("service",)
+    service_token_roles_required: bool = True
 
     @property
     def effective_database_url(self) -> str:
@@ -167,7 +182,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return Path(str(raw)) if raw not in (None, "") else None
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
-    if name in ("disk_formats", "container_formats", "inspection_disk_formats"):
+    if name in ("disk_formats", "container_formats", "inspection_disk_formats",
+                "service_token_roles"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):
@@ -218,8 +234,11 @@ def load(
 
 
 def _validate(settings: Settings) -> None:
-    if settings.auth_strategy not in ("noauth",):
-        raise Invalid(f"Unknown auth_strategy {settings.auth_strategy!r} (supported: noauth)")
+    if settings.auth_strategy not in ("noauth", "keystone"):
+        raise Invalid(f"Unknown auth_strategy {settings.auth_strategy!r} "
+                      f"(supported: noauth, keystone)")
+    if settings.auth_strategy == "keystone":
+        _validate_keystone(settings)
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
@@ -235,3 +254,23 @@ def _validate(settings: Settings) -> None:
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
                       f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
+
+
+def _validate_keystone(settings: Settings) -> None:
+    missing = [name for name in ("keystone_auth_url", "keystone_username", "keystone_password",
+                                 "keystone_project_name") if not getattr(settings, name)]
+    if missing:
+        raise Invalid(f"auth_strategy keystone needs {', '.join(missing)}")
+    if not settings.keystone_auth_url.startswith(("http://", "https://")):
+        raise Invalid("keystone_auth_url must be an http:// or https:// URL")
+    if not settings.owner_is_tenant:
+        # A token's project owns what it creates: Glance's policy rules compare owners with
+        # the token's project id.
+        raise Invalid("auth_strategy keystone requires owner_is_tenant = true")
+    if settings.keystone_timeout <= 0:
+        raise Invalid("keystone_timeout must be positive")
+    if settings.token_cache_size < 0:
+        raise Invalid("token_cache_size must be >= 0")
+    if settings.service_token_roles_required and not settings.service_token_roles:
+        raise Invalid("service_token_roles is empty, so no service token could be accepted "
+                      "while service_token_roles_required is true")

@@ -5,8 +5,9 @@ Modes: ``pass`` forwards; ``refuse`` closes every connection at once (the store 
 but cuts each connection once ``cut_after`` bytes have come back from the service; ``hold``
 forwards one read of what a client sends (a request's head) and holds the rest (its body hangs
 in flight, the connection counted in ``held``) until the mode changes or ``break_open()`` cuts it;
-``strip-range`` forwards but takes the Range header out of every request (a service that
-ignores ranges).
+``stall`` accepts new connections and never answers on them (a service too slow to answer) until
+the mode changes; ``strip-range`` forwards but takes the Range header out of every request (a
+service that ignores ranges).
 
 Whatever the mode, ``delivered`` counts the bytes that came back from the service, and
 ``heads`` keeps the start of every GET request sent to it, so a test can tell what a client
@@ -44,7 +45,7 @@ class FaultProxy:
     def set_mode(self, mode: str, cut_after: int = 0) -> None:
         """Switch mode; leaving ``pass`` also breaks the connections that are open."""
         self.mode, self.cut_after = mode, cut_after
-        if mode in ("refuse", "503"):
+        if mode in ("refuse", "503", "stall"):
             self._loop.call_soon_threadsafe(self._drop_all)
 
     def break_open(self) -> None:
@@ -81,6 +82,11 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "refuse":
+            writer.transport.abort()
+            return
+        if self.mode == "stall":
+            while self.mode == "stall" and not writer.transport.is_closing():
+                await asyncio.sleep(0.01)
             writer.transport.abort()
             return
         if self.mode == "503":

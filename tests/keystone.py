@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import httpx
 import pytest
@@ -101,3 +102,84 @@ def revoke(token: str) -> None:
     check = admin.get(f"{AUTH_URL}/auth/tokens", headers={"X-Subject-Token": token},
                       raise_exc=False)
     assert check.status_code == 404, check.status_code
+
+
+# --- auth_strategy keystone: glimpse validates tokens as its service user -------------------
+
+def _identity_missing() -> str | None:
+    """Why keystone-mode tests cannot run here (they need Keystone only, not Swift)."""
+    try:
+        httpx.get(AUTH_URL, timeout=2.0).raise_for_status()
+    except httpx.HTTPError:
+        return f"no Keystone on {AUTH_URL}: run scripts/keystone start"
+    user = password_session(USER, PASSWORD, PROJECT)
+    try:
+        roles = set(user.auth.get_access(user).role_names or ())
+    except ks_exceptions.ClientException as exc:
+        return f"glimpse's service user cannot log in to Keystone ({exc}): " \
+               "run scripts/keystone start again"
+    if "service" not in roles:
+        return f"glimpse's service user lacks the service role (has {sorted(roles)}): run " \
+               "scripts/keystone start from this tree (its provisioning grants it)"
+    return None
+
+
+_identity_reason = functools.cache(_identity_missing)
+
+
+def require_identity() -> None:
+    """Skip the calling test when Keystone, provisioned for keystone mode, is missing."""
+    reason = _identity_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def glimpse_settings(**extra: object) -> dict[str, str]:
+    """Server settings for auth_strategy keystone with glimpse's service user."""
+    settings = {"auth_strategy": "keystone", "keystone_auth_url": AUTH_URL,
+                "keystone_username": USER, "keystone_password": PASSWORD,
+                "keystone_project_name": PROJECT}
+    return {**settings, **{k: str(v) for k, v in extra.items()}}
+
+
+@functools.cache
+def admin() -> session.Session:
+    return password_session(ADMIN_USER, ADMIN_PASSWORD, ADMIN_PROJECT)
+
+
+def _api(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+    answer = admin().request(AUTH_URL + path, method, json=body)
+    return answer.json() if answer.content else {}
+
+
+def _find_or_create(collection: str, singular: str, fields: dict[str, object],
+                    **query: str) -> str:
+    params = "&".join(f"{k}={v}" for k, v in query.items())
+    found = _api("GET", f"/{collection}?{params}")[collection]
+    if found:
+        return str(found[0]["id"])
+    return str(_api("POST", f"/{collection}", {singular: fields})[singular]["id"])
+
+
+def ensure_project(name: str) -> str:
+    """The id of project ``name`` in the Default domain, created when missing."""
+    return _find_or_create("projects", "project", {"name": name, "domain_id": "default"},
+                           name=name, domain_id="default")
+
+
+def ensure_user(name: str, password: str, project: str | None = None,
+                *roles: str) -> str:
+    """The id of user ``name`` (Default domain) with ``password`` and ``roles`` on
+    ``project`` (a project id)."""
+    user = _find_or_create("users", "user", {"name": name, "password": password,
+                                             "domain_id": "default"},
+                           name=name, domain_id="default")
+    for role in roles:
+        role_id = _find_or_create("roles", "role", {"name": role}, name=role)
+        _api("PUT", f"/projects/{project}/users/{user}/roles/{role_id}")
+    return user
+
+
+def token_for(user: str, password: str, project: str) -> str:
+    """A project-scoped token of ``user``."""
+    return str(password_session(user, password, project).get_token())

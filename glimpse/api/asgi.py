@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from glimpse.api.auth import Authenticator
+from glimpse.api.auth import Authenticator, Refusal
 from glimpse.api.http import Header, in_thread, json_response, text_response
 from glimpse.api.routing import CURRENT, KNOWN_METHODS, SUPPORTED, ApiRouter, Reply, VersionEntry
 from glimpse.errors import GlimpseError
@@ -128,7 +128,10 @@ class GlimpseApp:
             return router.not_implemented(request)
         if found.handler is None:
             return router.method_not_allowed(found.allow, request)
-        principal = self.auth.principal(request.headers)
+        try:
+            principal = await self.auth.principal(request)
+        except Refusal as refusal:
+            return refusal.response
         context = router.context(request, principal, found.params, self._base_url)
         reply: Reply = await found.handler(context)
         return reply

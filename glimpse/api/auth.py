@@ -1,9 +1,15 @@
-"""Identity: turns a request's headers into a Principal. Nothing else reads identity headers."""
+"""Identity: turns a request's headers into a Principal. Nothing else reads identity headers.
+
+Two modes (the setting auth_strategy): ``TrustedHeaders`` here ("noauth"), and
+``KeystoneTokens`` (glimpse.api.keystone_auth, "keystone").
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from glimpse.domain.fields import MAX_KEY_LENGTH
 from glimpse.domain.model import Principal
@@ -11,7 +17,20 @@ from glimpse.errors import Invalid
 
 
 class Authenticator(Protocol):
-    def principal(self, headers: Mapping[str, str]) -> Principal: ...
+    async def principal(self, request: Request) -> Principal:
+        """The caller of a routed request, before its body is read. Raises ``Refusal``
+        (an answer of the identity layer's own, like keystonemiddleware's 401) or a domain
+        error (rendered by the request's API version)."""
+        ...
+
+
+class Refusal(Exception):
+    """The identity layer answers the request itself: its response does not depend on the
+    API version (keystonemiddleware answers before any service code runs)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class TrustedHeaders:
@@ -26,7 +45,8 @@ class TrustedHeaders:
     def __init__(self, owner_is_tenant: bool = True) -> None:
         self._owner_is_tenant = owner_is_tenant
 
-    def principal(self, headers: Mapping[str, str]) -> Principal:
+    async def principal(self, request: Request) -> Principal:
+        headers = request.headers
         if not any(h in headers for h in self.IDENTITY_HEADERS):
             return Principal(tenant=None, user=None, roles=(), is_admin=True, owner=None)
         tenant = headers.get("x-tenant-id") or headers.get("x-project-id") or None

@@ -140,6 +140,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _keystone_usable(settings: settings_mod.Settings) -> bool:
+    """The start-up check of keystone mode: False (after saying why) when glimpse's service
+    user cannot validate tokens, a configuration error. An unreachable Keystone is an outage,
+    not a configuration error: the server starts and answers 503 until Keystone is back."""
+    import logging
+
+    from glimpse import app as app_mod
+    from glimpse.api.keystone_tokens import KeystoneDown
+
+    try:
+        app_mod.identity_server(settings).check()
+    except GlimpseError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return False
+    except KeystoneDown as exc:
+        logging.getLogger("glimpse.cli").warning(
+            "starting without the Keystone check (requests get 503 until it answers): %s", exc)
+    return True
+
+
 def _serve(settings: settings_mod.Settings) -> int:
     import uvicorn
 
@@ -158,6 +178,9 @@ def _serve(settings: settings_mod.Settings) -> int:
         return 2
     from glimpse import app as app_mod
     from glimpse.api.protocol import GlimpseHttpProtocol
+
+    if settings.auth_strategy == "keystone" and not _keystone_usable(settings):
+        return 2
 
     # The schema is migrated here, once, before any worker starts.
     _migrate(settings)

@@ -45,13 +45,39 @@ class LocationStatus(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Principal:
-    """Who is calling: built by the auth layer, read by the domain's policy."""
+    """Who is calling: built by the auth layer, read by the domain's policy.
+
+    ``tenant`` and ``user`` are Keystone's project and user ids. The fields after ``owner``
+    are what a validated Keystone token adds (trusted headers leave them at their defaults):
+    they are carried so that policy rules (Glance's check strings name them) can read them.
+    """
 
     tenant: str | None
     user: str | None
-    roles: tuple[str, ...]
+    roles: tuple[str, ...]  # lower case, implied roles included
     is_admin: bool
     owner: str | None  # the identity that owns what this caller creates
+    user_domain_id: str | None = None
+    project_domain_id: str | None = None
+    domain_id: str | None = None  # set only by a domain-scoped token
+    system_scope: str | None = None  # "all" for a system-scoped token
+    service_roles: tuple[str, ...] = ()  # of a valid X-Service-Token, lower case
+    service_user: str | None = None
+    service_project: str | None = None
+    expires_at: dt.datetime | None = None  # the user token's expiry (aware, UTC)
+    is_admin_project: bool = True  # Keystone's default when the token does not say
+    trust_id: str | None = None
+    trustor_user: str | None = None
+    application_credential_id: str | None = None
+    audit_id: str | None = None  # the token's first audit id: how logs name a token
+
+    @property
+    def project_id(self) -> str | None:
+        return self.tenant
+
+    @property
+    def user_id(self) -> str | None:
+        return self.user
 
 
 @dataclasses.dataclass(frozen=True)
