@@ -404,7 +404,9 @@ class HttpSource:
             vetted.append((family, sockaddr))
         if not vetted:
             why = f"it resolves to a {reasons[0]} address" if reasons else "no usable address"
-            raise _Refused(f"External source host '{target.host}' is not allowed: {why}")
+            # "does not pass filtering" is Glance's wording, which clients (Tempest) look for.
+            raise _Refused(f"External source host '{target.host}' is not allowed (the URL does "
+                           f"not pass filtering): {why}")
         return vetted
 
     def _connect(self, target: _Target) -> _PinnedConnection:

@@ -92,9 +92,11 @@ def test_service_adds_a_verified_location(client: httpx.Client, remote: str, alg
     assert listed.json() == [{"url": url, "metadata": {"store": "http"}}]
 
 
-def test_owner_may_add_without_validation_data(client: httpx.Client, remote: str) -> None:
+@pytest.mark.parametrize("none", [{}, {"validation_data": None}, {"validation_data": {}}])
+def test_owner_may_add_without_validation_data(client: httpx.Client, remote: str,
+                                               none: dict[str, object]) -> None:
     image_id = queued(client)
-    assert add(client, image_id, {"url": f"{remote}/data"}, OWNER).status_code == 202
+    assert add(client, image_id, {"url": f"{remote}/data", **none}, OWNER).status_code == 202
     assert settled(client, image_id)["status"] == "active"
 
 
@@ -124,6 +126,9 @@ def test_urls_into_the_servers_network_are_refused(client: httpx.Client, url: st
     image_id = queued(client)
     resp = add(client, image_id, {"url": url})
     assert resp.status_code == 400, resp.text
+    if url.startswith("http://1"):
+        # Glance's words, which Tempest looks for to fall back to a URL it may use.
+        assert "does not pass filtering" in resp.text
     assert settled(client, image_id)["status"] == "queued"
 
 
