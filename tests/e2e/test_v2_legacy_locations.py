@@ -29,6 +29,11 @@ ADMIN = {"X-Tenant-Id": "admin", "X-User-Id": "root", "X-Roles": "admin"}
 SHA512_LEN = 128
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A local HTTP server of files: its base URL."""
@@ -36,8 +41,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "data").write_bytes(DATA)
     (root / "other").write_bytes(DATA)
     (root / "short").write_bytes(b"short")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[assignment,method-assign]
+    handler = functools.partial(QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     with serving(httpd) as port:
         yield f"http://127.0.0.1:{port}"
