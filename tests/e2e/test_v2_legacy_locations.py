@@ -125,7 +125,9 @@ def test_tempest_draft_4_with_validation_data(client: httpx.Client, remote: str)
     again = patch(client, image_id, add_op(f"{remote}/other", validation_data={
         **hashes, "os_hash_value": "3" * SHA512_LEN}))
     assert again.status_code == 409, again.text
-    same = patch(client, image_id, add_op(f"{remote}/other", validation_data=hashes))
+    # Tempest's second location is the first URL with a fragment ("#new").
+    same = patch(client, image_id, {"add": "/locations/-", "value": {
+        "url": f"{remote}/data#new", "metadata": {}, "validation_data": hashes}}, draft=V20)
     assert same.status_code == 200, same.text
     assert len(same.json()["locations"]) == 2
 
@@ -294,3 +296,24 @@ def queued_without_keys(c: httpx.Client) -> str:
     assert "locations" not in resp.json() and "direct_url" not in resp.json()
     image_id: str = resp.json()["id"]
     return image_id
+
+
+def test_glanceclient_location_calls(legacy: GlimpseServer, remote: str) -> None:
+    """python-glanceclient's add_location, update_location and delete_locations, the calls
+    behind ``glance location-add/-update/-delete`` and Horizon's "image location"."""
+    glanceclient = pytest.importorskip("glanceclient",
+                                       reason="python-glanceclient is not installed")
+    gc = glanceclient.Client("2", endpoint=legacy.url, timeout=30, identity_headers=OWNER)
+    image = gc.images.create(name="gc-legacy", disk_format="raw", container_format="bare")
+    first, second = f"{remote}/data", f"{remote}/data#new"
+    gc.images.add_location(image["id"], first, {"via": "glanceclient"})
+    gc.images.add_location(image["id"], second, {})
+    shown = gc.images.get(image["id"])
+    assert shown["status"] == "active" and shown["size"] == len(DATA)
+    assert [x["url"] for x in shown["locations"]] == [first, second]
+    gc.images.update_location(image["id"], second, {"speed": "88mph"})
+    shown = gc.images.get(image["id"])
+    assert shown["locations"][1]["metadata"] == {"speed": "88mph", "store": "http"}
+    gc.images.delete_locations(image["id"], {first})
+    assert [x["url"] for x in gc.images.get(image["id"])["locations"]] == [second]
+    assert b"".join(gc.images.data(image["id"])) == DATA
