@@ -1,4 +1,5 @@
-"""The two image APIs the benchmark speaks: glimpse's Images v1 and Glance's Images v2.
+"""The two image APIs the benchmark speaks: Images v1 (glimpse) and Images v2 (glimpse and
+Glance: one client for both, so they are driven by the same requests).
 
 Each call checks the status code it gets; anything else raises BenchError."""
 
@@ -40,10 +41,14 @@ class ImageMeta:
     size: int | None
     checksum: str | None
     properties: dict[str, str]
+    # The multihash (v2 shows it; v1 does not): algorithm name and hex digest.
+    os_hash_algo: str | None = None
+    os_hash_value: str | None = None
 
 
 class ImageApi(Protocol):
     name: str
+    shows_multihash: bool  # whether `meta` reports os_hash_algo / os_hash_value
 
     def create_queued(self, conn: Conn, name: str, props: dict[str, str]) -> str: ...
 
@@ -82,6 +87,7 @@ class ApiV1:
     """OpenStack Images API v1: metadata in x-image-meta-* headers, one-request uploads."""
 
     name = "v1"
+    shows_multihash = False
 
     def __init__(self, prefix: str) -> None:
         self.p = prefix
@@ -175,9 +181,11 @@ class ApiV1:
 
 
 class ApiV2:
-    """Glance's Images API v2: JSON create, then PUT .../file; GET for metadata."""
+    """Images API v2 (Glance's, and glimpse's second adapter): JSON create, then PUT .../file;
+    GET for metadata."""
 
     name = "v2"
+    shows_multihash = True
     JSON: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
 
     def __init__(self, prefix: str) -> None:
@@ -191,6 +199,8 @@ class ApiV2:
             size=_int_or_none(doc.get("size")),
             checksum=doc.get("checksum") or None,
             properties={k: str(v) for k, v in doc.items() if isinstance(v, str)},
+            os_hash_algo=doc.get("os_hash_algo"),
+            os_hash_value=doc.get("os_hash_value"),
         )
 
     def create_queued(self, conn: Conn, name: str, props: dict[str, str]) -> str:

@@ -5,6 +5,7 @@
         [--url-b http://127.0.0.1:9393 --api-b v2 --header-b 'X-Roles: admin' ...] \\
         [SCENARIO ...] [--json out.json] [--baseline old.json]
 
+Each target speaks Images v1 or v2 (--api, --api-b): glimpse either, Glance v2 only.
 Scenarios: upload_1g download_1g upload_small head_rps list_1000 server_rss (default: all).
 Each scenario runs --rounds times per target, interleaved A B A B ..., and the table shows per
 metric the median [min-max] per target and the A/B ratio of the medians. Every run also
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("head_seconds", "head_rps seconds"),
         ("list_images", "listing-set images that list_1000 makes sure exist"),
         ("list_limit", "list_1000 page size"),
+        ("multihash", "os_hash_algo every v2 image must report, its digest checked"),
     ):
         default = SETTING_DEFAULTS[name]
         sz.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
@@ -174,11 +176,16 @@ def metric_rows(scenario: str, labels: dict[str, dict[str, list[float]]]) -> lis
     return [(m, better) for m, better in rows if any(m in v for v in labels.values())]
 
 
-def print_table(samples: Samples, targets: list[Target], rounds: int, seconds: float) -> None:
+def print_table(
+    samples: Samples, targets: list[Target], rounds: int, seconds: float, multihash: str
+) -> None:
     labels = [t.label for t in targets]
     print()
     for t in targets:
         print(f"# {t.describe()}")
+    if any(t.api.shows_multihash for t in targets):
+        print(f"# every uploaded image checked: size, md5 checksum, and on v2 {multihash} "
+              "os_hash_value")
     print(
         f"# {rounds} round(s) per target, interleaved; median [min-max]"
         + ("; A/B = median A / median B" if len(labels) == 2 else "")
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if "upload_1g" not in chosen:
             del samples.data["upload_1g"]
     if samples.data:
-        print_table(samples, targets, args.rounds, time.time() - started)
+        print_table(samples, targets, args.rounds, time.time() - started, settings.multihash)
     if args.baseline:
         try:
             print_baseline(samples, args.baseline)

@@ -65,14 +65,27 @@ class Settings:
     head_seconds: float = 10.0
     list_images: int = 10_000
     list_limit: int = 1000
+    multihash: str = "sha512"
     populate_threads: int = 8
 
 
 @dataclass(frozen=True)
-class Blob:
-    path: str
+class Content:
+    """What an image's data must be: its size, md5 (`checksum`) and multihash digest."""
+
     size: int
     md5: str
+    multihash: str  # hex digest with Settings.multihash
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str) -> Content:
+        md5 = hashlib.md5(data).hexdigest()
+        return cls(len(data), md5, hashlib.new(algorithm, data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Blob(Content):
+    path: str
 
 
 class Target:
@@ -162,55 +175,79 @@ def run_parallel(
 
 
 def big_blob(settings: Settings) -> Blob:
-    """The cached pseudo-random file of --big-mib MiB and its md5 (made once, reused)."""
+    """The cached pseudo-random file of --big-mib MiB, its md5 and multihash digest (made
+    once, reused; a file of an earlier run is read again to hash it with another algorithm)."""
     os.makedirs(settings.data_dir, exist_ok=True)
     size = settings.big_mib * MiB
+    algorithm = settings.multihash
     path = os.path.join(settings.data_dir, f"blob-{settings.big_mib}mib.bin")
-    sidecar = path + ".md5"
+    sidecar = path + ".md5"  # "md5 size mtime_ns [algorithm:hexdigest ...]"
+    known: dict[str, str] = {}
     try:
         with open(sidecar) as f:
-            md5, recorded_size, recorded_mtime = f.read().split()
+            md5, recorded_size, recorded_mtime, *others = f.read().split()
         st = os.stat(path)
         if st.st_size == size == int(recorded_size) and st.st_mtime_ns == int(recorded_mtime):
-            return Blob(path, size, md5)
+            known = dict(item.split(":", 1) for item in others)
+            known["md5"] = md5
     except (OSError, ValueError):
         pass
-    log(f"generating {path} ({settings.big_mib} MiB, cached for later runs) ...")
-    rng = random.Random(0x6C696D7073)
-    digest = hashlib.md5()
-    block = 4 * MiB
-    with open(path + ".part", "wb") as f:
-        left = size
-        while left:
-            chunk = rng.randbytes(min(block, left))
-            digest.update(chunk)
-            f.write(chunk)
-            left -= len(chunk)
-    os.replace(path + ".part", path)
+    if "md5" in known and algorithm not in known:
+        log(f"hashing {path} with {algorithm} (cached for later runs) ...")
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            while chunk := f.read(4 * MiB):
+                digest.update(chunk)
+        known[algorithm] = digest.hexdigest()
+    elif "md5" not in known:
+        log(f"generating {path} ({settings.big_mib} MiB, cached for later runs) ...")
+        rng = random.Random(0x6C696D7073)
+        digests = {"md5": hashlib.md5(), algorithm: hashlib.new(algorithm)}
+        block = 4 * MiB
+        with open(path + ".part", "wb") as f:
+            left = size
+            while left:
+                chunk = rng.randbytes(min(block, left))
+                for d in digests.values():
+                    d.update(chunk)
+                f.write(chunk)
+                left -= len(chunk)
+        os.replace(path + ".part", path)
+        known = {name: d.hexdigest() for name, d in digests.items()}
+    else:
+        return Blob(size, known["md5"], known[algorithm], path)
     st = os.stat(path)
     with open(sidecar, "w") as f:
-        f.write(f"{digest.hexdigest()} {st.st_size} {st.st_mtime_ns}\n")
-    return Blob(path, size, digest.hexdigest())
+        extra = " ".join(f"{k}:{v}" for k, v in sorted(known.items()) if k != "md5")
+        f.write(f"{known['md5']} {st.st_size} {st.st_mtime_ns} {extra}\n")
+    return Blob(size, known["md5"], known[algorithm], path)
 
 
-def check_image(t: Target, meta: ImageMeta, size: int, md5: str, what: str) -> None:
+def check_image(t: Target, meta: ImageMeta, content: Content, algorithm: str, what: str) -> None:
+    """Status active, size, md5 checksum and, where the API shows it, the multihash: the
+    same algorithm on every target, and the right digest."""
     problems = []
     if meta.status != "active":
         problems.append(f"status {meta.status!r}")
-    if meta.size != size:
-        problems.append(f"size {meta.size} != {size}")
-    if meta.checksum != md5:
-        problems.append(f"checksum {meta.checksum} != {md5}")
+    if meta.size != content.size:
+        problems.append(f"size {meta.size} != {content.size}")
+    if meta.checksum != content.md5:
+        problems.append(f"checksum {meta.checksum} != {content.md5}")
+    if t.api.shows_multihash:
+        if meta.os_hash_algo != algorithm:
+            problems.append(f"os_hash_algo {meta.os_hash_algo!r} != {algorithm!r} (--multihash)")
+        elif meta.os_hash_value != content.multihash:
+            problems.append(f"os_hash_value {meta.os_hash_value} != {content.multihash}")
     if problems:
         raise BenchError(f"{t.label} {what}: image {meta.id}: {', '.join(problems)}")
 
 
 def verify_stored(
-    t: Target, conn: Conn, image_id: str, size: int, md5: str, what: str
+    t: Target, conn: Conn, image_id: str, content: Content, algorithm: str, what: str
 ) -> ImageMeta:
-    """Read the image's metadata back and check status, size and md5 checksum."""
+    """Read the image's metadata back and check it (check_image)."""
     meta = t.api.meta(conn, image_id)
-    check_image(t, meta, size, md5, what)
+    check_image(t, meta, content, algorithm, what)
     return meta
 
 
@@ -254,8 +291,8 @@ class Runner:
                 )
             t.track(answer.id)
             if answer.status is not None:  # v1 answers with the stored image
-                check_image(t, answer, blob.size, blob.md5, "upload_1g answer")
-            verify_stored(t, conn, answer.id, blob.size, blob.md5, "upload_1g")
+                check_image(t, answer, blob, self.s.multihash, "upload_1g answer")
+            verify_stored(t, conn, answer.id, blob, self.s.multihash, "upload_1g")
             if t.big_id:  # keep one big image per target for download_1g
                 t.api.delete(conn, t.big_id)
                 t.untrack(t.big_id)
@@ -310,7 +347,7 @@ class Runner:
         n, size = self.s.small_count, self.s.small_kib * 1024
         base = os.urandom(size)
         payloads = [i.to_bytes(8, "big") + base[8:] for i in range(n)]
-        md5s = [hashlib.md5(p).hexdigest() for p in payloads]
+        contents = [Content.of(p, self.s.multihash) for p in payloads]
         answers: list[ImageMeta | None] = [None] * n  # filled by the upload threads
         run = short_tag()
 
@@ -328,13 +365,13 @@ class Runner:
             if answer is None:
                 raise BenchError(f"{t.label} upload_small: image {i} has no answer")
             if answer.status is not None:  # v1: every answer carries the stored image
-                check_image(t, answer, size, md5s[i], "upload_small answer")
+                check_image(t, answer, contents[i], self.s.multihash, "upload_small answer")
             ids.append(answer.id)
         if len(set(ids)) != n:
             raise BenchError(f"{t.label} upload_small: {n - len(set(ids))} duplicate image ids")
         with t.conn() as conn:
             for i in random.sample(range(n), min(5, n)):
-                verify_stored(t, conn, ids[i], size, md5s[i], "upload_small")
+                verify_stored(t, conn, ids[i], contents[i], self.s.multihash, "upload_small")
         t.delete_images(ids)
         return {"images/s": n / cpu.wall, "seconds": cpu.wall, **cpu.metrics()}
 
@@ -347,7 +384,10 @@ class Runner:
             with t.conn() as conn:
                 answer = t.api.upload_new(conn, f"bench-probe-{short_tag()}", props, body=data)
                 t.track(answer.id)
-                verify_stored(t, conn, answer.id, len(data), hashlib.md5(data).hexdigest(), "probe")
+                verify_stored(
+                    t, conn, answer.id, Content.of(data, self.s.multihash), self.s.multihash,
+                    "probe",
+                )
             t.probe_id = answer.id
         return t.probe_id
 

@@ -186,6 +186,10 @@ async def read_json(request: Request,
                     loads: Callable[[bytes], Any] = json.loads) -> Any | None:
     """A small JSON body, parsed by ``loads`` (an API may be stricter than ``json.loads``);
     None when there is none."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_JSON_BODY):
+        # Refused before reading: a client that announces a terabyte is not waited for.
+        raise Invalid("Request body too large")
     body = b""
     try:
         async for chunk in request.stream():

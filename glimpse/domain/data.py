@@ -10,6 +10,7 @@ another conditional update (saving -> active). A failure moves the image as the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -260,8 +261,9 @@ class ImageData:
         store = self._stores[store_name]
         limit, limit_error = self.upload_limit(image)
         expected = image.size or None
+        watched = self.uploads.watch(image.id, chunks)
         stream = UploadStream(
-            self.uploads.watch(image.id, chunks), limit=limit, limit_error=limit_error,
+            watched, limit=limit, limit_error=limit_error,
             expected_size=expected, hash_algo=self._limits.multihash_algorithm,
         )
         inspection = None if self._inspector is None else self._inspector.stage(
@@ -278,6 +280,10 @@ class ImageData:
                 raise Invalid(f"Checksum of the uploaded data ({stream.checksum}) does not match "
                               f"the declared checksum ({image.checksum}).")
         except BaseException as exc:
+            # A stage after the watch (the cap, the quota, the inspector) leaves it suspended:
+            # closed now, it stops counting as in flight (else shutdown waits its timeout).
+            with contextlib.suppress(ValueError):  # still running on a store's reader thread
+                watched.close()
             try:
                 self._fail(image.id, on_failure, exc)
             finally:
@@ -341,9 +347,10 @@ class ImageData:
         self, image: Image, url: str, expected: HashCheck | None
     ) -> dict[str, Any]:
         limit, limit_error = self.upload_limit(image)
+        watched = self.uploads.watch(image.id, self.external.open(url), Status.IMPORTING)
         stream = UploadStream(
-            self.uploads.watch(image.id, self.external.open(url), Status.IMPORTING),
-            limit=limit, limit_error=limit_error, hash_algo=self._limits.multihash_algorithm,
+            watched, limit=limit, limit_error=limit_error,
+            hash_algo=self._limits.multihash_algorithm,
         )
         extra = None
         if expected is not None and expected.algorithm not in ("md5", stream.hash_algo):
@@ -351,9 +358,12 @@ class ImageData:
         inspection = None if self._inspector is None else self._inspector.stage(
             stream, image.disk_format, image.container_format
         )
-        for chunk in stream if inspection is None else inspection:
-            if extra is not None:
-                extra.update(chunk)
+        # Closed whatever happens: a stage after the watch that fails (the cap, the quota,
+        # the inspector) would leave it counted as in flight (see receive).
+        with contextlib.closing(watched):
+            for chunk in stream if inspection is None else inspection:
+                if extra is not None:
+                    extra.update(chunk)
         found = {"md5": stream.checksum, stream.hash_algo: stream.multihash}
         if expected is not None:
             actual = extra.hexdigest() if extra is not None else found[expected.algorithm]

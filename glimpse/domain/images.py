@@ -50,6 +50,7 @@ from glimpse.domain.validation import (
     require_formats,
     validate_fields,
     validate_properties,
+    validate_property_values,
     validate_tags,
 )
 from glimpse.errors import Conflict, Forbidden, Invalid, NotFound
@@ -138,6 +139,7 @@ class ImageService:
         fields = self._client_fields(principal, data.fields, None)
         self._check_input(principal, fields, source, upload)
         validate_properties(data.properties)
+        validate_property_values(data.properties)
         validate_tags(data.tags)
         if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
@@ -212,6 +214,10 @@ class ImageService:
         if remote_size is not None and "size" not in fields and not image.size:
             fields["size"] = remote_size
         store = self.data.writable_store(source.store, upload)
+        if upload is not None and not commands:
+            # Data alone (v2's PUT /file): the claim that receiving starts with is the only
+            # write needed before the data; it checks the image is still queued.
+            return self.data.receive(image, upload.chunks, store, on_failure)
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -367,6 +373,7 @@ class ImageService:
                 changes.fields.update(values)
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
+                validate_property_values(command.values)
                 _check_presence(command, properties)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 
 from glimpse.domain.model import Status, now
 from glimpse.domain.ports import ImageRepository
@@ -28,7 +28,7 @@ class UploadGuard:
 
     def watch(
         self, image_id: str, chunks: Iterable[bytes], status: Status = Status.SAVING
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Pass the chunks on, beating the heart of the upload (an image in ``status``: saving,
         or importing while an external location is verified) and honouring shutdown."""
         with self._idle:

@@ -3,7 +3,7 @@ from the field table (``fields``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from glimpse.domain.fields import (
@@ -17,8 +17,10 @@ from glimpse.domain.fields import (
 from glimpse.errors import Forbidden, Invalid
 
 AMAZON_FORMATS = ("aki", "ari", "ami")
+MAX_VALUE_BYTES = 65535
 
-__all__ = ["is_uuid_like", "validate_fields", "validate_properties", "validate_tags"]
+__all__ = ["is_uuid_like", "validate_fields", "validate_properties", "validate_property_values",
+           "validate_tags"]
 
 
 def validate_fields(
@@ -48,6 +50,17 @@ def validate_properties(names: Iterable[str]) -> None:
             raise Invalid(f"Invalid property name '{key}': 1 to 255 characters are allowed")
         if key.startswith(RESERVED_PROPERTY_PREFIX):
             raise Forbidden(f"Attribute '{key}' is reserved.")
+
+
+def validate_property_values(values: Mapping[str, str | None]) -> None:
+    """A value fits the narrowest column that holds it (MariaDB's TEXT, 65535 bytes): a
+    longer one would fail in the database, on that engine only, rather than here."""
+    for key, value in values.items():
+        if value is not None and len(value) * 4 > MAX_VALUE_BYTES and (
+            len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES
+        ):
+            raise Invalid(f"The value of property '{key}' is too long: at most "
+                          f"{MAX_VALUE_BYTES} bytes of UTF-8 are allowed")
 
 
 def validate_tags(tags: Iterable[str]) -> None:

@@ -31,6 +31,8 @@ READ_AS_BYTES = frozenset({PARTITIONED_RAW, ISO})
 # Only the container "bare" holds the disk itself; ova, ovf, docker hold archives whose
 # content is not the declared disk_format, so they are judged as an uninspected declaration.
 BARE = "bare"
+# The code of every refusal of content (v1 answers 400; v2's table answers 415, spec §2.6).
+CONTENT_REFUSED = "image_content"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,17 +163,17 @@ def judge(
     elif len(matches) > 1:
         raise Invalid(
             f"Image content matches more than one disk format ({', '.join(names)}): "
-            "one may be hidden inside another, so it is refused."
+            "one may be hidden inside another, so it is refused.", code=CONTENT_REFUSED
         )
     found = matches[0] if matches else None
     if found is not None and found.problems:
         problems = "; ".join(found.problems)
         if found.format != PARTITIONED_RAW:
             raise Invalid(f"Image content is {found.format} and fails its safety checks: "
-                          f"{problems}.")
+                          f"{problems}.", code=CONTENT_REFUSED)
         if not relax_partition_checks:
             raise Invalid(f"Image content is a raw disk whose partition table fails its "
-                          f"safety checks: {problems}.")
+                          f"safety checks: {problems}.", code=CONTENT_REFUSED)
         log.info("partition table checks failed (relaxed by the operator): %s", problems)
     if not match_declared and (found is None or found.format in READ_AS_BYTES):
         return found
@@ -181,9 +183,10 @@ def judge(
     if declared == RAW:
         if strict_raw:
             raise Invalid(f"Image content is {detected}, but disk_format is raw: declare "
-                          f"disk_format {detected} instead.")
+                          f"disk_format {detected} instead.", code=CONTENT_REFUSED)
         return found
     if detected == RAW and declared in detection.broken:
         raise Invalid(f"Image content is not a valid {declared} image: "
-                      f"{detection.broken[declared]}.")
-    raise Invalid(f"Image content does not match disk_format {declared}: it is {detected}.")
+                      f"{detection.broken[declared]}.", code=CONTENT_REFUSED)
+    raise Invalid(f"Image content does not match disk_format {declared}: it is {detected}.",
+                  code=CONTENT_REFUSED)

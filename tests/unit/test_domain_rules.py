@@ -10,7 +10,12 @@ import pytest
 
 from glimpse.domain import lifecycle, policy
 from glimpse.domain.model import Image, Principal, Scope, Status, Visibility
-from glimpse.domain.validation import validate_fields, validate_properties
+from glimpse.domain.validation import (
+    MAX_VALUE_BYTES,
+    validate_fields,
+    validate_properties,
+    validate_property_values,
+)
 from glimpse.errors import Conflict, Forbidden, Invalid
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 
@@ -169,3 +174,10 @@ def test_domain_imports_only_stdlib_and_errors() -> None:
                         top == "__future__"
                     ), f"{path.name} imports {name}"
 
+
+
+def test_property_values_fit_the_narrowest_column() -> None:
+    validate_property_values({"a": "x" * MAX_VALUE_BYTES, "b": None, "c": "\u2713" * 21845})
+    for value in ("x" * (MAX_VALUE_BYTES + 1), "\u2713" * 21846, "\U0001f600" * 16384):
+        with pytest.raises(Invalid):
+            validate_property_values({"a": value})

@@ -37,6 +37,7 @@ STATUS: dict[type[errors.GlimpseError], int] = {
 # Failures the domain names with a code that v2 answers with another status than the class's.
 CODE_STATUS = {
     "declared_over_cap": 413,  # a size over the cap, known before any byte arrived
+    "image_content": 415,  # the data is not its disk_format, or fails its safety checks
 }
 
 

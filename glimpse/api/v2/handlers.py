@@ -152,7 +152,13 @@ class V2Handlers:
         declared = _declared_size(call.header("x-openstack-image-size"))
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         if declared is not None:
-            upload = Upload(_exactly(upload.chunks, declared), upload.length)
+            if upload.length is not None and upload.length != declared:
+                # Known before any byte is read: the image never leaves queued.
+                raise Invalid(f"The Content-Length ({upload.length}) does not match the "
+                              f"declared size {declared} (x-openstack-image-size).")
+            # As the upload's length, a declared size over the cap is refused (413) before
+            # the data is read, chunked uploads included.
+            upload = Upload(_exactly(upload.chunks, declared), declared)
         await call.run(functools.partial(
             self.images.update, call.principal, call.params["image_id"], [],
             upload=upload, on_failure=FailureRule.REQUEUE,
@@ -294,7 +300,9 @@ def _declared_size(text: str | None) -> int | None:
     text = text.strip()
     if not text.isdigit() or not text.isascii():
         raise Invalid("x-openstack-image-size must be a non-negative integer.")
-    return int(text)
+    text = text.lstrip("0") or "0"
+    # Past 20 digits the value only matters as "over every cap", and int() refuses past 4300.
+    return int(text) if len(text) <= 20 else 10 ** 20
 
 
 def _exactly(chunks: Iterable[bytes], declared: int) -> Iterator[bytes]:
