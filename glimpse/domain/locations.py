@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,9 @@ _EDITABLE = (Status.QUEUED, Status.ACTIVE)
 # Statuses whose locations name complete data, and so are shown.
 _SHOWN = (Status.ACTIVE, Status.DEACTIVATED)
 VALIDATION_KEYS = ("checksum", "os_hash_algo", "os_hash_value")
+# A location's metadata is kept as JSON text: bounded well below the 64 KiB a MySQL TEXT
+# column holds, whatever the request body allowed.
+MAX_METADATA_CHARS = 16384
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 # Validates an external URL and returns the size its remote reports (or None); Conflict when
@@ -222,7 +226,11 @@ class LocationEdit:
 def _own_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """A location's metadata as kept: glimpse names the store itself (``store`` is shown from
     where the data is, never from what a client wrote)."""
-    return {k: v for k, v in metadata.items() if k != "store"}
+    own = {k: v for k, v in metadata.items() if k != "store"}
+    if len(json.dumps(own)) > MAX_METADATA_CHARS:
+        raise Invalid(f"A location's metadata may hold at most {MAX_METADATA_CHARS} characters "
+                      "of JSON.")
+    return own
 
 
 def _is_hex(value: str, length: int) -> bool:

@@ -235,6 +235,8 @@ def test_credentials_in_urls_are_refused_and_never_echoed(client: httpx.Client,
     b'[{"op": "add", "path": "/locations/-", "value": {"url": "http://127.0.0.1/",'
     b' "metadata": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}}]",
     b'[{"op": "add", "path": "/locations/-", "value": {"url": ["x"], "metadata": {}}}]',
+    b'[{"op": "add", "path": "/locations/-", "value": {"url": "http://127.0.0.1/",'
+    b' "metadata": {"k": "' + b"x" * 500_000 + b'"}}}]',
 ])
 def test_hostile_bodies_are_400(client: httpx.Client, body: bytes) -> None:
     image_id = queued(client)

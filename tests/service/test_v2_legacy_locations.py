@@ -190,6 +190,13 @@ def test_replace_on_a_queued_image_sets_and_activates(svc: Services,
     assert urls(svc, image_id) == [REMOTE + "a", REMOTE + "b"]
 
 
+def test_metadata_is_bounded(svc: Services, remote: FakeRemote) -> None:
+    image_id = queued(svc)
+    huge = LocationInput(REMOTE + "a", {"k": "x" * 20_000})
+    unchanged(svc, image_id, AddLocation(huge), error=Invalid)
+    unchanged(svc, image_id, ReplaceLocations((huge,)), error=Invalid)
+
+
 def test_duplicates_are_refused(svc: Services, remote: FakeRemote) -> None:
     image_id = queued(svc)
     update(svc, image_id, AddLocation(loc("a")))
