@@ -96,7 +96,9 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
-                    inline_reads=inline_reads, schemas=schemas)
+                    inline_reads=inline_reads, schemas=schemas,
+                    show_locations=settings.show_multiple_locations,
+                    show_direct_url=settings.show_image_direct_url)
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:

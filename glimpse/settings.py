@@ -62,9 +62,14 @@ class Settings:
     image_property_quota: int = 128
     image_tag_quota: int = 128
     image_member_quota: int = 128
+    image_location_quota: int = 10
     user_storage_quota: int = 0
     owner_is_tenant: bool = True
     delayed_delete: bool = False
+    # v2's legacy ``locations`` attribute and ``direct_url``: they show where data is kept and
+    # let owners point images at URLs (OSSN-0065, OSSN-0090), so both are off by default.
+    show_multiple_locations: bool = False
+    show_image_direct_url: bool = False
     disk_formats: tuple[str, ...] = DEFAULT_DISK_FORMATS
     container_formats: tuple[str, ...] = DEFAULT_CONTAINER_FORMATS
     default_store: str = "file"

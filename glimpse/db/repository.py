@@ -139,6 +139,8 @@ class SqlImageRepository:
                 if check_counts is not None:
                     check_counts(self._property_count(conn, image_id),
                                  _tag_count(conn, image_id))
+            if changes.locations is not None:
+                _replace_locations(conn, image_id, changes.locations, changes.locations_before)
             _add_locations(conn, image_id, add_locations)
             return self._reload(conn, image_id)
 
@@ -201,7 +203,7 @@ class SqlImageRepository:
                         key._replace(column=union.c[key.column.name]) for key in keys))
                     .limit(query.limit))
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all(),
-                                                  with_locations=False))
+                                                  with_locations=query.with_locations))
 
     def images_holding_data(self, statuses: list[str] | None = None) -> list[Image]:
         stmt = sa.select(*_SELECT_IMAGE).where(_has_location())
@@ -741,6 +743,25 @@ def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
 def _tag_count(conn: Connection, image_id: str) -> int:
     return int(conn.execute(
         sa.select(sa.func.count()).where(image_tags.c.image_id == image_id)).scalar_one())
+
+
+def _replace_locations(
+    conn: Connection, image_id: str, locations: Sequence[Location],
+    before: Sequence[Location] | None,
+) -> None:
+    """Make the image's locations exactly ``locations``, in that order, if they still are
+    ``before`` (under the row lock the caller holds); Conflict, undoing the transaction,
+    otherwise."""
+    locs = image_locations.c
+    if before is not None:
+        stored = [_location(*row) for row in conn.execute(
+            sa.select(locs.store, locs.url, locs.meta, locs.status)
+            .where(locs.image_id == image_id).order_by(locs.position))]
+        if stored != list(before):
+            raise Conflict("The image's locations changed while they were being updated; "
+                           "try again.")
+    conn.execute(image_locations.delete().where(locs.image_id == image_id))
+    _add_locations(conn, image_id, locations, start=0)
 
 
 def _add_locations(

@@ -20,7 +20,9 @@ from glimpse.domain.data import (
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
+from glimpse.domain.locations import LocationEdit, dropped_data
 from glimpse.domain.model import (
+    AddLocation,
     AddTag,
     Changes,
     Command,
@@ -31,9 +33,11 @@ from glimpse.domain.model import (
     Location,
     Presence,
     Principal,
+    RemoveLocation,
     RemoveOtherProperties,
     RemoveProperties,
     RemoveTag,
+    ReplaceLocations,
     SetFields,
     SetProperties,
     SetTags,
@@ -188,9 +192,14 @@ class ImageService:
             raise Forbidden("Forbidden to update deleted image.")
         if not policy.can_modify(principal, image):
             raise Forbidden("You are not permitted to modify this image.")
-        changes = self._fold(principal, image, commands)
+        changes, located = self._fold(principal, image, commands)
         fields = changes.fields
         self._check_input(principal, fields, source, upload)
+        if located.fields.get("status") is Status.ACTIVE:
+            # A location activates a queued image: its data needs formats, as an upload's.
+            require_formats(fields.get("disk_format", image.disk_format),
+                            fields.get("container_format", image.container_format))
+        fields.update(located.fields)
         if source.url is not None and image.status is not Status.QUEUED:
             raise Invalid("A location can only be set on a queued image.",
                           code="location_not_queued")
@@ -218,6 +227,11 @@ class ImageService:
         )
         if updated is None:
             raise Conflict("The image changed while it was being updated; try again.")
+        if changes.locations is not None:
+            # Committed: glimpse's own copies that no location names any more go (a store that
+            # fails only logs; StoreAudit finds the object).
+            for location in dropped_data(image.locations, changes.locations):
+                self.data.release(image.id, location)
         return self._attach(updated, source, upload, store, on_failure)
 
     def delete(self, principal: Principal, image_id: str) -> None:
@@ -341,10 +355,14 @@ class ImageService:
             out[name] = value
         return out
 
-    def _fold(self, principal: Principal, image: Image, commands: Sequence[Command]) -> Changes:
+    def _fold(self, principal: Principal, image: Image,
+              commands: Sequence[Command]) -> tuple[Changes, LocationEdit]:
         """The commands, in order, as one set of changes; checked against the image as read
-        (missing properties and tags, quotas), and again by the repository on the result."""
+        (missing properties and tags, quotas), and again by the repository on the result.
+        The location commands' edit comes apart: its fields are the server's (status, size,
+        hashes), set after the client's are checked."""
         changes = Changes()
+        located = LocationEdit(image, self._limits, self.data.check_external)
         properties = dict(image.properties)
         tags = list(image.tags)
         for command in commands:
@@ -375,10 +393,15 @@ class ImageService:
                               if k in keep or k.startswith(RESERVED_PROPERTY_PREFIX)}
                 changes.keep_properties = frozenset(keep)
                 changes.keep_namespace = RESERVED_PROPERTY_PREFIX
+            elif isinstance(command, AddLocation | RemoveLocation | ReplaceLocations):
+                located.apply(command)
             else:
                 tags = _fold_tag_command(command, tags, changes)
         self._limits.check_counts(len(properties), len(tags))
-        return changes
+        if located.changed:
+            changes.locations = located.locations
+            changes.locations_before = list(image.locations)
+        return changes, located
 
     def _check_input(
         self, principal: Principal, fields: dict[str, Any], source: DataSource,

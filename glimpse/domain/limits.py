@@ -13,6 +13,7 @@ class Limits:
     image_property_quota: int = 128
     image_tag_quota: int = 128
     image_member_quota: int = 128
+    image_location_quota: int = 10
     user_storage_quota: int = 0
     delayed_delete: bool = False
     disk_formats: tuple[str, ...] = ()
@@ -24,6 +25,9 @@ class Limits:
     def check_counts(self, properties: int, tags: int) -> None:
         _check("image properties", properties, self.image_property_quota)
         _check("image tags", tags, self.image_tag_quota)
+
+    def check_locations(self, count: int) -> None:
+        _check("locations per image", count, self.image_location_quota)
 
     def check_members(self, count: int) -> None:
         _check("image members for this image", count, self.image_member_quota)

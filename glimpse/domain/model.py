@@ -228,8 +228,44 @@ class SetTags:
     tags: tuple[str, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class LocationInput:
+    """A location as a client gives it (v2's legacy ``locations`` attribute): a URL, metadata
+    to keep with it, and hashes the client says the data has (``checksum``, ``os_hash_algo``,
+    ``os_hash_value``)."""
+
+    url: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    validation: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AddLocation:
+    """Insert a location at ``position`` (None: after the last)."""
+
+    location: LocationInput
+    position: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveLocation:
+    """Forget the location at ``position`` (None: the last), deleting glimpse's own copy of the
+    data it named."""
+
+    position: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceLocations:
+    """Set the whole list: on an image without locations, new ones; on one with locations, the
+    same URLs (in any order) with new metadata."""
+
+    locations: tuple[LocationInput, ...]
+
+
+LocationCommand = AddLocation | RemoveLocation | ReplaceLocations
 Command = (SetFields | SetProperties | RemoveProperties | RemoveOtherProperties | AddTag
-           | RemoveTag | SetTags)
+           | RemoveTag | SetTags | AddLocation | RemoveLocation | ReplaceLocations)
 
 
 @dataclasses.dataclass
@@ -246,6 +282,11 @@ class Changes:
     remove_tags: set[str] = dataclasses.field(default_factory=set)
     # The whole tag list, replacing the stored one (add_tags and remove_tags are then empty).
     replace_tags: list[str] | None = None
+    # The whole location list, replacing the stored one (None: unchanged), only if the stored
+    # one is still ``locations_before``: a compare-and-swap, as a status change is (the
+    # repository raises Conflict otherwise).
+    locations: list[Location] | None = None
+    locations_before: list[Location] | None = None
 
     @property
     def touches_related(self) -> bool:
@@ -346,6 +387,9 @@ class ListQuery:
     sort: list[SortKey] = dataclasses.field(default_factory=lambda: [SortKey("created_at")])
     limit: int = 25
     marker: Image | None = None
+    # Load each image's locations too (v2 with show_multiple_locations or
+    # show_image_direct_url); otherwise a page costs no lookup of them.
+    with_locations: bool = False
 
 
 def now() -> dt.datetime:

@@ -40,6 +40,14 @@ def is_service(principal: Principal) -> bool:
     return principal.is_admin or "service" in principal.roles
 
 
+def can_read_image_locations(principal: Principal, image: Image) -> bool:
+    """Who is shown an image's locations in the image itself (v2's legacy ``locations`` and
+    ``direct_url``, when the operator turns them on): services and admins, and the owner.
+    Members and the public never are: a shared or public image's URLs are not theirs to see
+    (OSSN-0065, OSSN-0090; Glance's get_image_location rule)."""
+    return is_service(principal) or owns(principal, image)
+
+
 def may_set_visibility(principal: Principal, visibility: Visibility) -> bool:
     """Only admins publicize images."""
     return visibility is not Visibility.PUBLIC or principal.is_admin

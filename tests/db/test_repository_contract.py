@@ -109,6 +109,30 @@ def test_conditional_status_change(repo: SqlImageRepository, tag: str) -> None:
     assert repo.get(image.id).locations == []  # type: ignore[union-attr]
 
 
+def test_the_location_list_is_swapped_only_if_unchanged(repo: SqlImageRepository,
+                                                        tag: str) -> None:
+    """v2's legacy locations: the whole list replaced, in its order and with its metadata, in
+    the update's transaction, only while the stored list is the one read."""
+    first, second = Location("file", "k", {"a": 1}), Location("http", "http://x/y", {"b": [2]})
+    image = new_image(tag, status=Status.ACTIVE, locations=[first])
+    repo.create(image)
+    swapped = repo.update(image.id, Changes(fields={"name": "n"}, locations=[second, first],
+                                            locations_before=[first]))
+    assert swapped is not None and swapped.locations == [second, first]
+    with pytest.raises(Conflict):
+        repo.update(image.id, Changes(fields={"name": "stale"}, locations=[],
+                                      locations_before=[first]))
+    current = repo.get(image.id)
+    assert current is not None and current.name == "n"
+    assert current.locations == [second, first]
+    # Lists load locations only when asked.
+    listed = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag}))
+    assert [i.locations for i in listed] == [[]]
+    listed = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag},
+                                        with_locations=True))
+    assert [i.locations for i in listed] == [[second, first]]
+
+
 def test_set_fields_is_the_same_compare_and_swap_without_a_reload(
     repo: SqlImageRepository, tag: str
 ) -> None:

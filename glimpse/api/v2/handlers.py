@@ -21,7 +21,13 @@ from glimpse.api.http import (
 )
 from glimpse.api.ranges import RequestedRange
 from glimpse.api.v2.body import parse_create, parse_location
-from glimpse.api.v2.images_json import MEMBERS_SCHEMA, image_json, location_json, member_json
+from glimpse.api.v2.images_json import (
+    MEMBERS_SCHEMA,
+    add_location_keys,
+    image_json,
+    location_json,
+    member_json,
+)
 from glimpse.api.v2.json_input import load_json
 from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import decode_query, page_links, parse_list_query
@@ -29,8 +35,9 @@ from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.domain.data import Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
+from glimpse.domain.locations import shown_locations
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import AddTag, Command, Image, RemoveTag, Status
+from glimpse.domain.model import AddTag, Command, Image, Principal, RemoveTag, Status
 from glimpse.errors import Invalid, NotFound, UnsupportedMediaType
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
@@ -68,15 +75,22 @@ class V2Handlers:
         inline_reads: bool = False,
         *,
         schemas: ImageSchemas,
+        show_locations: bool = False,
+        show_direct_url: bool = False,
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
-        database cannot stall (SQLite in WAL mode)."""
+        database cannot stall (SQLite in WAL mode). ``show_locations`` and
+        ``show_direct_url``: the operator's show_multiple_locations (which also lets owners
+        change ``/locations`` with PATCH) and show_image_direct_url, both off by default
+        (docs/v2-choices.md, "Legacy locations and direct_url")."""
         self.images = images
         self.members = members
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.inline_reads = inline_reads
         self.schemas = schemas
+        self.show_locations = show_locations
+        self.show_direct_url = show_direct_url
 
     # -- images -------------------------------------------------------------------------------
 
@@ -85,7 +99,8 @@ class V2Handlers:
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
-        return json_response(self._render(image), 201, [(b"location", location.encode())])
+        return json_response(self._render(image, call.principal), 201,
+                             [(b"location", location.encode())])
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
@@ -93,17 +108,18 @@ class V2Handlers:
             image = self.images.get(call.principal, call.params["image_id"])
         else:
             image = await in_thread(self.images.get, call.principal, call.params["image_id"])
-        return json_response(self._render(image))
+        return json_response(self._render(image, call.principal))
 
     async def list_images(self, call: Call) -> Response:
         call.refuse_body()
         params = call.query()
         request = parse_list_query(params, self.default_limit, self.max_limit)
+        request.query.with_locations = self.show_locations or self.show_direct_url
         page = await in_thread(self.images.list_images, call.principal, request.query,
                                request.marker)
         first, following = page_links(params, page, request.query.limit)
         document: dict[str, Any] = {
-            "images": [self._render(image) for image in page],
+            "images": [self._render(image, call.principal) for image in page],
             "first": first,
             "schema": IMAGES_SCHEMA,
         }
@@ -114,12 +130,13 @@ class V2Handlers:
     async def update(self, call: Call) -> Response:
         content_type = call.header("content-type")
         patch_draft(content_type)  # 415 whatever the body holds
-        commands = parse_patch(await call.json(), content_type, call.principal, self.schemas)
+        commands = parse_patch(await call.json(), content_type, call.principal, self.schemas,
+                               locations=self.show_locations)
         image = await in_thread(functools.partial(
             self.images.update, call.principal, call.params["image_id"], commands,
             on_failure=FailureRule.REQUEUE,
         ))
-        return json_response(self._render(image))
+        return json_response(self._render(image, call.principal))
 
     async def delete(self, call: Call) -> Response:
         call.refuse_body()
@@ -269,9 +286,12 @@ class V2Handlers:
         # answers an empty document.
         return json_response({"usage": {}})
 
-
-    def _render(self, image: Image) -> dict[str, Any]:
-        return image_json(image, self.schemas.null_properties)
+    def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
+        document = image_json(image, self.schemas.null_properties)
+        if self.show_locations or self.show_direct_url:
+            add_location_keys(document, shown_locations(principal, image),
+                              locations=self.show_locations, direct_url=self.show_direct_url)
+        return document
 
 
 def _declared_size(text: str | None) -> int | None:

@@ -4,11 +4,11 @@ custom properties, always strings."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from glimpse.domain.data import EXTERNAL_STORE
+from glimpse.domain.locations import shown_url
 from glimpse.domain.model import Image, Location, Member
-from glimpse.redaction import redact_url
 
 IMAGE_SCHEMA = "/v2/schemas/image"
 MEMBER_SCHEMA = "/v2/schemas/member"
@@ -75,5 +75,15 @@ def location_json(location: Location) -> dict[str, Any]:
     """A location for the service callers that may read them. An external URL is shown
     without any credentials it holds; data in one of glimpse's stores is shown by its key there,
     with the store's name in the metadata."""
-    url = redact_url(location.url) if location.store == EXTERNAL_STORE else location.url
-    return {"url": url, "metadata": {**location.metadata, "store": location.store}}
+    return {"url": shown_url(location), "metadata": {**location.metadata, "store": location.store}}
+
+
+def add_location_keys(document: dict[str, Any], shown: Sequence[Location], *, locations: bool,
+                      direct_url: bool) -> None:
+    """v2's conditional keys (spec §2.1), each only where the operator turned it on:
+    ``locations`` (``[]`` when the caller is shown none) and ``direct_url``, the URL data is
+    read from, only when there is one. ``shown``: what the caller may see of the image's."""
+    if locations:
+        document["locations"] = [location_json(location) for location in shown]
+    if direct_url and shown:
+        document["direct_url"] = shown_url(shown[0])

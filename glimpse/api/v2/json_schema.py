@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from glimpse.redaction import redact_urls
+
 # Keywords that describe and assert nothing (glanceclient reads ``is_base``).
 ANNOTATIONS = frozenset({
     "description", "title", "readOnly", "writeOnly", "is_base", "default", "format",
@@ -98,8 +100,9 @@ def problem(value: Any, schema: Mapping[str, Any]) -> str | None:
 
 
 def shown(value: Any) -> str:
-    """A value as a message shows it: its repr, cut short."""
-    text = repr(value)
+    """A value as a message shows it: its repr, cut short, and without the credentials of any
+    URL in it (a location's URL may carry some)."""
+    text = redact_urls(repr(value))
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}..."
 
 

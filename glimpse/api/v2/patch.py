@@ -21,10 +21,14 @@ from typing import Any
 from glimpse.api.v2.body import shown_key
 from glimpse.api.v2.schemas import READ_ONLY, ImageSchemas, is_reserved
 from glimpse.domain.model import (
+    AddLocation,
     Command,
+    LocationInput,
     Presence,
     Principal,
+    RemoveLocation,
     RemoveProperties,
+    ReplaceLocations,
     SetFields,
     SetProperties,
     SetTags,
@@ -41,6 +45,8 @@ OPERATIONS = ("add", "remove", "replace")
 _DEPTH = {("locations", "add"): 2, ("locations", "remove"): 2}
 _ADJACENT_SLASHES = re.compile(r"/\s*?/")
 _BAD_ESCAPE = re.compile(r"~[^01]")
+# A location's position: digits, and no more of them than a list could need.
+_MAX_POSITION_DIGITS = 9
 
 
 class Draft(enum.Enum):
@@ -63,8 +69,11 @@ def patch_draft(content_type: str | None) -> Draft:
 
 
 def parse_patch(document: Any, content_type: str | None, principal: Principal,
-                schemas: ImageSchemas) -> list[Command]:
-    """The commands a patch document asks for, in its order (``[]`` for ``[]``)."""
+                schemas: ImageSchemas, *, locations: bool = False) -> list[Command]:
+    """The commands a patch document asks for, in its order (``[]`` for ``[]``).
+
+    ``locations``: whether ``/locations`` may be changed (the operator's
+    ``show_multiple_locations``); otherwise any operation on it is Forbidden, as in Glance."""
     draft = patch_draft(content_type)
     if not isinstance(document, list):
         raise Invalid("Request body must be a JSON array of operation objects.")
@@ -76,7 +85,7 @@ def parse_patch(document: Any, content_type: str | None, principal: Principal,
         path = decode_pointer(pointer)
         _check_depth(op, path)
         value = None if op == "remove" else _value(raw, op)
-        commands.append(_command(op, path, value, draft, principal, schemas))
+        commands.append(_command(op, path, value, draft, principal, schemas, locations))
     return commands
 
 
@@ -132,7 +141,7 @@ def _value(raw: dict[str, Any], op: str) -> Any:
 
 
 def _command(op: str, path: list[str], value: Any, draft: Draft, principal: Principal,
-             schemas: ImageSchemas) -> Command:
+             schemas: ImageSchemas, locations: bool) -> Command:
     name = path[0]
     if name in READ_ONLY:
         raise Forbidden(f"Attribute '{name}' is read-only.")
@@ -142,10 +151,12 @@ def _command(op: str, path: list[str], value: Any, draft: Draft, principal: Prin
         # A location's position addresses one item of the list.
         schemas.check_value(name, [value] if len(path) == 2 else value)
     if name == "locations":
-        # The legacy locations API exposes and accepts backend URLs (OSSN-0065, OSSN-0090);
-        # glimpse never shows locations, so it never takes them either.
-        raise Forbidden(f"It's not allowed to {'update' if op != 'remove' else 'remove'} "
-                        "locations if locations are invisible.")
+        if not locations:
+            # The legacy locations API exposes and accepts backend URLs (OSSN-0065,
+            # OSSN-0090): only where the operator shows locations are they taken.
+            raise Forbidden(f"It's not allowed to {'update' if op != 'remove' else 'remove'} "
+                            "locations if locations are invisible.")
+        return _location_command(op, path, value)
     if schemas.is_base(name):
         return _base_command(op, name, value, draft, principal)
     if op == "remove":
@@ -169,3 +180,27 @@ def _base_command(op: str, name: str, value: Any, draft: Draft,
     if name == "tags":
         return SetTags(tuple(value))
     return SetFields({name: value}, formats_need_no_data=True)
+
+
+def _location_command(op: str, path: list[str], value: Any) -> Command:
+    """``replace /locations`` with a list, ``add /locations/N|-`` one, ``remove
+    /locations/N|-`` (values already checked against the schema's ``locations``)."""
+    if op == "replace":
+        return ReplaceLocations(tuple(_location_input(item) for item in value))
+    position = _position(path[1], "adding" if op == "add" else "removing")
+    if op == "add":
+        return AddLocation(_location_input(value), position)
+    return RemoveLocation(position)
+
+
+def _position(token: str, verb: str) -> int | None:
+    if token == "-":
+        return None
+    if token.isascii() and token.isdigit() and len(token) <= _MAX_POSITION_DIGITS:
+        return int(token)
+    raise Invalid(f"Invalid position for {verb} a location.")
+
+
+def _location_input(value: dict[str, Any]) -> LocationInput:
+    return LocationInput(value["url"], dict(value["metadata"]),
+                         dict(value.get("validation_data") or {}))
