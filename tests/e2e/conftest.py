@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.e2e.server import GlimpseServer
 
@@ -17,6 +19,17 @@ def server() -> Iterator[GlimpseServer]:
     srv = GlimpseServer()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def database(server: GlimpseServer) -> Iterator[sa.Engine]:
+    """The shared server's database, as the server itself reaches it: for tests that make
+    states no API call makes yet (memberships pending or rejected, say)."""
+    url = os.environ.get("GLIMPSE_TEST_DATABASE_URL") or (
+        f"sqlite:///{(server.data_dir / 'glimpse.sqlite').resolve()}")
+    engine = sa.create_engine(url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
@@ -34,8 +47,9 @@ def server_factory() -> Iterator[Callable[..., GlimpseServer]]:
         srv.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(server: GlimpseServer) -> Iterator[httpx.Client]:
+    """A client of the shared server, one per module (building one per test is slow)."""
     with httpx.Client(base_url=server.url, timeout=30.0) as c:
         yield c
 

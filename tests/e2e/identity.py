@@ -13,3 +13,8 @@ def ctx(
     if user is not None:
         headers["X-User-Id"] = user
     return headers
+
+
+def tenant(name: str, roles: str = "member") -> dict[str, str]:
+    """Headers for a user of project ``name`` (its user id derived from it)."""
+    return ctx(name, roles, user=f"user-{name}")

@@ -89,12 +89,6 @@ def bad_request(resp: httpx.Response, fragment: str | None = None) -> None:
         assert fragment in resp.text, resp.text
 
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    """Module-scoped override of the conftest client (building a client per test is slow)."""
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
 
 @pytest.fixture(scope="module")
 def custom_server() -> Iterator[GlimpseServer]:

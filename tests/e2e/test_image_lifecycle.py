@@ -129,12 +129,6 @@ def delayed_client(tight_client: httpx.Client) -> httpx.Client:
 def quota_client() -> Iterator[httpx.Client]:
     yield from _start({"user_storage_quota": "1KB"})
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    """Module-scoped override of the conftest client (building a client per test is slow)."""
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
 
 # --- §8.1 create ---------------------------------------------------------------------------
 

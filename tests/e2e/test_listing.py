@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.identity import tenant
 from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
@@ -31,9 +32,6 @@ NO_PURGE = {"x-glance-registry-purge-props": "false"}
 
 # --------------------------------------------------------------------------- helpers
 
-
-def tenant_ctx(tenant: str, roles: str = "member") -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, "X-User-Id": f"user-{tenant}", "X-Roles": roles}
 
 
 def create(
@@ -143,7 +141,7 @@ def page_through(
 
 
 def test_brief_and_detail_representations(client: httpx.Client, unique: str) -> None:
-    ctx = tenant_ctx(f"t-{unique}")
+    ctx = tenant(f"t-{unique}")
     data = b"hello listing"
     active = create(client, ctx, unique, name="active-one", data=data, props={"color": "red"})
     time.sleep(0.005)
@@ -196,7 +194,7 @@ def test_brief_and_detail_representations(client: httpx.Client, unique: str) -> 
 
 
 def test_v1_root_is_brief_list(client: httpx.Client, unique: str) -> None:
-    ctx = tenant_ctx(f"t-{unique}")
+    ctx = tenant(f"t-{unique}")
     img = create(client, ctx, unique)
     r = client.get("/v1/", headers=ctx, params={"property-tag": unique})
     assert r.status_code == 200
@@ -209,7 +207,7 @@ def test_v1_root_is_brief_list(client: httpx.Client, unique: str) -> None:
 @pytest.fixture(scope="module")
 def filter_set(server: GlimpseServer) -> Iterator[dict[str, Any]]:
     tag = uuid.uuid4().hex
-    ctx = tenant_ctx(f"f-{tag}")
+    ctx = tenant(f"f-{tag}")
     with httpx.Client(base_url=server.url, timeout=30.0) as c:
         i1 = create(
             c, ctx, tag, name="n1", data=b"abc", min_ram=512, min_disk=10,
@@ -348,7 +346,7 @@ def changes_set(server: GlimpseServer) -> Iterator[dict[str, Any]]:
     """Images a (active), b (queued), k (killed), d (deleted), created in that order."""
     tag = uuid.uuid4().hex
     owner = f"c-{tag}"
-    ctx = tenant_ctx(owner, roles="admin")
+    ctx = tenant(owner, roles="admin")
     with httpx.Client(base_url=server.url, timeout=30.0) as c:
         a = create(c, ctx, tag, name=f"a-{tag}", data=b"aaaa")
         time.sleep(0.01)
@@ -396,7 +394,7 @@ def test_killed_and_deleted_excluded_without_changes_since(
     for status in ("killed", "deleted"):
         assert tagged_ids(client, {}, s["tag"], is_public="none", status=status) == set()
     # Non-admin owner: same.
-    member_ctx = tenant_ctx(s["owner"])
+    member_ctx = tenant(s["owner"])
     assert tagged_ids(client, member_ctx, s["tag"]) == want
     # The deleted image has lost its properties; look for it by name.
     for headers, params in ((s["ctx"], {}), ({}, {"is_public": "none"}), (member_ctx, {})):
@@ -532,7 +530,7 @@ def test_changes_since_owner_non_admin_sees_killed(
     client: httpx.Client, changes_set: dict[str, Any]
 ) -> None:
     s = changes_set
-    got = since(client, s, "2019-01-02", tenant_ctx(s["owner"]))
+    got = since(client, s, "2019-01-02", tenant(s["owner"]))
     assert {"a", "b", "k"} <= set(got)
 
 
@@ -540,7 +538,7 @@ def test_changes_since_respects_visibility(
     client: httpx.Client, changes_set: dict[str, Any]
 ) -> None:
     s = changes_set
-    stranger = tenant_ctx(f"stranger-{s['tag']}")
+    stranger = tenant(f"stranger-{s['tag']}")
     assert since(client, s, "2019-01-02", stranger) == {}
     # The anonymous admin's plain list shows only public images; is_public=none shows all.
     assert since(client, s, "2019-01-02", {}) == {}
@@ -560,7 +558,7 @@ def test_changes_since_invalid(client: httpx.Client, value: str) -> None:
 @pytest.fixture(scope="module")
 def sort_set(server: GlimpseServer) -> Iterator[dict[str, Any]]:
     tag = uuid.uuid4().hex
-    ctx = tenant_ctx(f"s-{tag}")
+    ctx = tenant(f"s-{tag}")
     specs: list[dict[str, Any]] = [
         {"name": "b", "data": b"12345"},
         {"name": "a", "disk_format": "qcow2", "container_format": "ovf"},
@@ -721,8 +719,8 @@ def test_marker_unknown_image(client: httpx.Client) -> None:
 
 
 def test_marker_invisible_image(client: httpx.Client, unique: str) -> None:
-    owner = tenant_ctx(f"o-{unique}")
-    other = tenant_ctx(f"x-{unique}")
+    owner = tenant(f"o-{unique}")
+    other = tenant(f"x-{unique}")
     private = create(client, owner, unique)
     r = client.get("/v1/images/detail", headers=other, params={"marker": private["id"]})
     assert_400(r, "Invalid marker")
@@ -736,7 +734,7 @@ def test_marker_invisible_image(client: httpx.Client, unique: str) -> None:
 def test_marker_of_deleted_image_rejected_for_non_admin(
     client: httpx.Client, unique: str
 ) -> None:
-    owner = tenant_ctx(f"o-{unique}")
+    owner = tenant(f"o-{unique}")
     img = create(client, owner, unique)
     assert client.delete(f"/v1/images/{img['id']}", headers=owner).status_code == 200
     r = client.get("/v1/images/detail", headers=owner, params={"marker": img["id"]})
@@ -744,7 +742,7 @@ def test_marker_of_deleted_image_rejected_for_non_admin(
 
 
 def test_default_limit_is_25(client: httpx.Client, unique: str) -> None:
-    ctx = tenant_ctx(f"l-{unique}")
+    ctx = tenant(f"l-{unique}")
     created = [create(client, ctx, unique, name=f"img{n:02d}") for n in range(26)]
     got = get_list(client, ctx, {"property-tag": unique})
     assert len(got) == 25
@@ -765,7 +763,7 @@ def small_limits() -> Iterator[tuple[GlimpseServer, dict[str, Any]]]:
     srv = GlimpseServer({"limit_param_default": "3", "api_limit_max": "5"})
     try:
         tag = uuid.uuid4().hex
-        ctx = tenant_ctx(f"sl-{tag}")
+        ctx = tenant(f"sl-{tag}")
         with httpx.Client(base_url=srv.url, timeout=30.0) as c:
             for n in range(7):
                 create(c, ctx, tag, name=f"s{n}")

@@ -7,16 +7,13 @@ in the server's own database, as a v2 request will, and looks at them through v1
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests.e2e.identity import ctx
-from tests.e2e.server import GlimpseServer
 from tests.e2e.test_visibility import listed, make
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +23,6 @@ OWNER, MEMBER, STRANGER = ctx("alice-v"), ctx("bob-v"), ctx("carol-v")
 VISIBILITIES = ("public", "community", "shared", "private")
 
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def database(server: GlimpseServer) -> Iterator[sa.Engine]:
-    """The server's database, as the server itself reaches it."""
-    url = os.environ.get("GLIMPSE_TEST_DATABASE_URL") or (
-        f"sqlite:///{(server.data_dir / 'glimpse.sqlite').resolve()}")
-    engine = sa.create_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def set_visibility(database: sa.Engine, image_id: str, visibility: str) -> None:

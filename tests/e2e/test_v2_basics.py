@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.e2e.identity import tenant
 from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +22,6 @@ BASE_KEYS = {
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
-def tenant(name: str, roles: str = "member") -> dict[str, str]:
-    return {"X-Tenant-Id": name, "X-User-Id": f"user-{name}", "X-Roles": roles}
-
-
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
 
 
 def create(client: httpx.Client, headers: dict[str, str], **body: object) -> dict[str, object]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.identity import ctx
-from tests.e2e.server import GlimpseServer
 from tests.e2e.test_visibility import listed
 
 pytestmark = pytest.mark.e2e
@@ -24,11 +22,6 @@ ADMIN = ctx("admin-x", roles="admin")
 OCTETS = {"Content-Type": "application/octet-stream"}
 DATA = b"one image, both APIs\n" * 1000
 
-
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ v2 members API is another part's), as tests/e2e/test_v1_view.py does.
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.e2e.identity import ctx
-from tests.e2e.server import GlimpseServer
 from tests.service.test_v2_lists import QUERIES, ROWS
 
 pytestmark = pytest.mark.e2e
@@ -33,20 +30,6 @@ CALLERS = {
 OWNER = CALLERS["owner"]
 
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def database(server: GlimpseServer) -> Iterator[sa.Engine]:
-    """The server's database, as the server itself reaches it."""
-    url = os.environ.get("GLIMPSE_TEST_DATABASE_URL") or (
-        f"sqlite:///{(server.data_dir / 'glimpse.sqlite').resolve()}")
-    engine = sa.create_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def create(client: httpx.Client, headers: dict[str, str], **body: Any) -> dict[str, Any]:

@@ -43,11 +43,6 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
 
 def queued(client: httpx.Client, disk_format: str = "raw", **extra: str) -> str:
     resp = client.post("/v2/images", headers=OWNER, json={

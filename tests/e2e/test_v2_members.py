@@ -4,25 +4,16 @@ each sees, and deactivate/reactivate."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.server import GlimpseServer
+from tests.e2e.identity import tenant
 
 pytestmark = pytest.mark.e2e
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
-def tenant(name: str, roles: str = "member") -> dict[str, str]:
-    return {"X-Tenant-Id": name, "X-User-Id": f"user-{name}", "X-Roles": roles}
-
-
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
 
 
 @pytest.fixture

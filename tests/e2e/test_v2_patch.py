@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import jsonschema  # comes with python-glanceclient, which validates with it too
 import pytest
-
-from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
 V21 = "application/openstack-images-v2.1-json-patch"
 V20 = "application/openstack-images-v2.0-json-patch"
 OWNER = {"X-Tenant-Id": "patcher", "X-User-Id": "u", "X-Roles": "member"}
 
-
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
 
 
 @pytest.fixture

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
+from tests.e2e.identity import tenant
 from tests.e2e.server import GlimpseServer
 
 pytestmark = pytest.mark.e2e
@@ -20,15 +21,6 @@ BRIEF_KEYS = {"id", "name", "size", "disk_format", "container_format", "checksum
 V1_ACCEPT = "application/vnd.openstack.images-v1"
 
 
-@pytest.fixture(scope="module")
-def client(server: GlimpseServer) -> Iterator[httpx.Client]:
-    """Module-scoped override of the conftest client (building a client per test is slow)."""
-    with httpx.Client(base_url=server.url, timeout=30.0) as c:
-        yield c
-
-
-def tenant_headers(tenant: str, roles: str = "member") -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, "X-User-Id": f"user-{tenant}", "X-Roles": roles}
 
 
 def assert_versions_document(resp: httpx.Response, base: str) -> None:
@@ -114,11 +106,11 @@ def test_accept_header_routes_to_v1(client: httpx.Client, unique: str) -> None:
     tenant = f"t-{unique}"
     created = client.post(
         "/v1/images",
-        headers={**tenant_headers(tenant), "x-image-meta-name": f"acc-{unique}"},
+        headers={**tenant(tenant), "x-image-meta-name": f"acc-{unique}"},
     )
     assert created.status_code == 201
     image_id = created.json()["image"]["id"]
-    headers = {**tenant_headers(tenant), "Accept": V1_ACCEPT}
+    headers = {**tenant(tenant), "Accept": V1_ACCEPT}
     resp = client.get("/images", params={"name": f"acc-{unique}"}, headers=headers)
     assert resp.status_code == 200
     images = resp.json()["images"]
@@ -153,20 +145,20 @@ def test_all_v1_prefixes_are_equivalent(client: httpx.Client, unique: str, prefi
     tenant = f"t-{unique}"
     name = f"pfx-{unique}"
     created = client.post(
-        f"{prefix}/images", headers={**tenant_headers(tenant), "x-image-meta-name": name}
+        f"{prefix}/images", headers={**tenant(tenant), "x-image-meta-name": name}
     )
     assert created.status_code == 201, created.text
     image_id = created.json()["image"]["id"]
     for p in ("/v1", "/v1.0", "/v1.1"):
-        resp = client.get(f"{p}/images", params={"name": name}, headers=tenant_headers(tenant))
+        resp = client.get(f"{p}/images", params={"name": name}, headers=tenant(tenant))
         assert resp.status_code == 200
         assert [i["id"] for i in resp.json()["images"]] == [image_id]
         detail = client.get(
-            f"{p}/images/detail", params={"name": name}, headers=tenant_headers(tenant)
+            f"{p}/images/detail", params={"name": name}, headers=tenant(tenant)
         )
         assert detail.status_code == 200
         assert [i["id"] for i in detail.json()["images"]] == [image_id]
-        head = client.head(f"{p}/images/{image_id}", headers=tenant_headers(tenant))
+        head = client.head(f"{p}/images/{image_id}", headers=tenant(tenant))
         assert head.status_code == 200
         assert head.headers["x-image-meta-name"] == name
 
@@ -175,17 +167,17 @@ def test_v1_root_is_brief_list_alias(client: httpx.Client, unique: str) -> None:
     tenant = f"t-{unique}"
     name = f"root-{unique}"
     created = client.post(
-        "/v1/images", headers={**tenant_headers(tenant), "x-image-meta-name": name}
+        "/v1/images", headers={**tenant(tenant), "x-image-meta-name": name}
     )
     assert created.status_code == 201
     image_id = created.json()["image"]["id"]
-    resp = client.get("/v1/", params={"name": name}, headers=tenant_headers(tenant))
+    resp = client.get("/v1/", params={"name": name}, headers=tenant(tenant))
     assert resp.status_code == 200
     assert resp.headers["content-type"].split(";")[0].strip() == "application/json"
     images = resp.json()["images"]
     assert [i["id"] for i in images] == [image_id]
     assert set(images[0]) == BRIEF_KEYS
-    plain = client.get("/v1/", headers=tenant_headers(tenant))
+    plain = client.get("/v1/", headers=tenant(tenant))
     assert plain.status_code == 200
     for entry in plain.json()["images"]:
         assert set(entry) == BRIEF_KEYS
@@ -248,7 +240,7 @@ def test_method_not_allowed_with_allow_header(
 
 
 def test_detail_route_beats_image_id(client: httpx.Client, unique: str) -> None:
-    resp = client.get("/v1/images/detail", headers=tenant_headers(f"t-{unique}"))
+    resp = client.get("/v1/images/detail", headers=tenant(f"t-{unique}"))
     assert resp.status_code == 200
     assert isinstance(resp.json()["images"], list)
     # `detail` is never an image id: PUT/DELETE answer 405, not 404
