@@ -103,14 +103,14 @@ def test_head_on_unversioned_path_is_300(client: httpx.Client) -> None:
 
 
 def test_accept_header_routes_to_v1(client: httpx.Client, unique: str) -> None:
-    tenant = f"t-{unique}"
+    project = f"t-{unique}"
     created = client.post(
         "/v1/images",
-        headers={**tenant(tenant), "x-image-meta-name": f"acc-{unique}"},
+        headers={**tenant(project), "x-image-meta-name": f"acc-{unique}"},
     )
     assert created.status_code == 201
     image_id = created.json()["image"]["id"]
-    headers = {**tenant(tenant), "Accept": V1_ACCEPT}
+    headers = {**tenant(project), "Accept": V1_ACCEPT}
     resp = client.get("/images", params={"name": f"acc-{unique}"}, headers=headers)
     assert resp.status_code == 200
     images = resp.json()["images"]
@@ -142,42 +142,42 @@ def test_v1_versions_is_404(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("prefix", ["/v1", "/v1.0", "/v1.1"])
 def test_all_v1_prefixes_are_equivalent(client: httpx.Client, unique: str, prefix: str) -> None:
-    tenant = f"t-{unique}"
+    project = f"t-{unique}"
     name = f"pfx-{unique}"
     created = client.post(
-        f"{prefix}/images", headers={**tenant(tenant), "x-image-meta-name": name}
+        f"{prefix}/images", headers={**tenant(project), "x-image-meta-name": name}
     )
     assert created.status_code == 201, created.text
     image_id = created.json()["image"]["id"]
     for p in ("/v1", "/v1.0", "/v1.1"):
-        resp = client.get(f"{p}/images", params={"name": name}, headers=tenant(tenant))
+        resp = client.get(f"{p}/images", params={"name": name}, headers=tenant(project))
         assert resp.status_code == 200
         assert [i["id"] for i in resp.json()["images"]] == [image_id]
         detail = client.get(
-            f"{p}/images/detail", params={"name": name}, headers=tenant(tenant)
+            f"{p}/images/detail", params={"name": name}, headers=tenant(project)
         )
         assert detail.status_code == 200
         assert [i["id"] for i in detail.json()["images"]] == [image_id]
-        head = client.head(f"{p}/images/{image_id}", headers=tenant(tenant))
+        head = client.head(f"{p}/images/{image_id}", headers=tenant(project))
         assert head.status_code == 200
         assert head.headers["x-image-meta-name"] == name
 
 
 def test_v1_root_is_brief_list_alias(client: httpx.Client, unique: str) -> None:
-    tenant = f"t-{unique}"
+    project = f"t-{unique}"
     name = f"root-{unique}"
     created = client.post(
-        "/v1/images", headers={**tenant(tenant), "x-image-meta-name": name}
+        "/v1/images", headers={**tenant(project), "x-image-meta-name": name}
     )
     assert created.status_code == 201
     image_id = created.json()["image"]["id"]
-    resp = client.get("/v1/", params={"name": name}, headers=tenant(tenant))
+    resp = client.get("/v1/", params={"name": name}, headers=tenant(project))
     assert resp.status_code == 200
     assert resp.headers["content-type"].split(";")[0].strip() == "application/json"
     images = resp.json()["images"]
     assert [i["id"] for i in images] == [image_id]
     assert set(images[0]) == BRIEF_KEYS
-    plain = client.get("/v1/", headers=tenant(tenant))
+    plain = client.get("/v1/", headers=tenant(project))
     assert plain.status_code == 200
     for entry in plain.json()["images"]:
         assert set(entry) == BRIEF_KEYS
