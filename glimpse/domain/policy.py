@@ -35,9 +35,11 @@ def can_modify(principal: Principal, image: Image) -> bool:
 
 
 def is_service(principal: Principal) -> bool:
-    """Another cloud service (nova, cinder) acting with its service role, or an admin: who may
-    read an image's locations (Glance's ``service_api`` rule)."""
-    return principal.is_admin or "service" in principal.roles
+    """Another cloud service (nova, cinder) acting with its service role (its own token's, or
+    the X-Service-Token's it sends beside a user's), or an admin: who may read an image's
+    locations (Glance's ``service_api`` rule)."""
+    return (principal.is_admin or "service" in principal.roles
+            or "service" in principal.service_roles)
 
 
 def can_read_image_locations(principal: Principal, image: Image) -> bool:

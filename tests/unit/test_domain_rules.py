@@ -181,3 +181,18 @@ def test_property_values_fit_the_narrowest_column() -> None:
     for value in ("x" * (MAX_VALUE_BYTES + 1), "\u2713" * 21846, "\U0001f600" * 16384):
         with pytest.raises(Invalid):
             validate_property_values({"a": value})
+
+
+@pytest.mark.parametrize(("roles", "service_roles", "admin", "expected"), [
+    ((), (), False, False),
+    (("member",), (), False, False),
+    (("service",), (), False, True),
+    # nova with a user's token and its own X-Service-Token (keystone mode)
+    (("member", "reader"), ("service",), False, True),
+    ((), (), True, True),
+])
+def test_service_callers(roles: tuple[str, ...], service_roles: tuple[str, ...], admin: bool,
+                         expected: bool) -> None:
+    caller = Principal(tenant="p", user="u", roles=roles, is_admin=admin, owner="p",
+                       service_roles=service_roles)
+    assert policy.is_service(caller) is expected
