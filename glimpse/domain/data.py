@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import Any, BinaryIO, ClassVar
 
@@ -35,7 +35,7 @@ from glimpse.errors import (
     RangeNotSatisfiable,
     Unavailable,
 )
-from glimpse.streams.inspection import Inspector
+from glimpse.streams.inspection import InspectionStage, Inspector
 from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
@@ -259,20 +259,13 @@ class ImageData:
                 raise Conflict("Cannot upload to an unqueued image")
             image = update
         store = self._stores[store_name]
-        limit, limit_error = self.upload_limit(image)
         expected = image.size or None
-        watched = self.uploads.watch(image.id, chunks)
-        stream = UploadStream(
-            watched, limit=limit, limit_error=limit_error,
-            expected_size=expected, hash_algo=self._limits.multihash_algorithm,
-        )
-        inspection = None if self._inspector is None else self._inspector.stage(
-            stream, image.disk_format, image.container_format
-        )
+        stages = self._stages(image, chunks, Status.SAVING, expected)
+        stream, watched = stages.stream, stages.watched
         try:
-            if expected is not None and expected > limit:
-                raise limit_error
-            store.put(location.url, stream if inspection is None else inspection)
+            if expected is not None and expected > stages.limit:
+                raise stages.limit_error
+            store.put(location.url, stages.output)
             if expected is not None and stream.size != expected:
                 raise Invalid(f"Size of the uploaded data ({stream.size} bytes) does not match "
                               f"the declared size ({expected} bytes).")
@@ -290,11 +283,8 @@ class ImageData:
                 self.release(image.id, location)
             raise
         lifecycle.check_transition(Status.SAVING, Status.ACTIVE)
-        fields = {"status": Status.ACTIVE, "size": stream.size, "checksum": stream.checksum,
-                  "os_hash_algo": stream.hash_algo, "os_hash_value": stream.multihash,
-                  "updated_at": now(), "failure_status": None}
-        if inspection is not None and inspection.virtual_size is not None:
-            fields["virtual_size"] = inspection.virtual_size
+        fields = {**stages.facts(), "status": Status.ACTIVE, "updated_at": now(),
+                  "failure_status": None}
         finished = self._repo.update(image.id, Changes(fields=fields),
                                      expected_status=Status.SAVING)
         if finished is None:
@@ -346,22 +336,15 @@ class ImageData:
     def _hash_external(
         self, image: Image, url: str, expected: HashCheck | None
     ) -> dict[str, Any]:
-        limit, limit_error = self.upload_limit(image)
-        watched = self.uploads.watch(image.id, self.external.open(url), Status.IMPORTING)
-        stream = UploadStream(
-            watched, limit=limit, limit_error=limit_error,
-            hash_algo=self._limits.multihash_algorithm,
-        )
+        stages = self._stages(image, self.external.open(url), Status.IMPORTING, None)
+        stream = stages.stream
         extra = None
         if expected is not None and expected.algorithm not in ("md5", stream.hash_algo):
             extra = hashlib.new(expected.algorithm)
-        inspection = None if self._inspector is None else self._inspector.stage(
-            stream, image.disk_format, image.container_format
-        )
         # Closed whatever happens: a stage after the watch that fails (the cap, the quota,
         # the inspector) would leave it counted as in flight (see receive).
-        with contextlib.closing(watched):
-            for chunk in stream if inspection is None else inspection:
+        with contextlib.closing(stages.watched):
+            for chunk in stages.output:
                 if extra is not None:
                     extra.update(chunk)
         found = {"md5": stream.checksum, stream.hash_algo: stream.multihash}
@@ -370,12 +353,22 @@ class ImageData:
             if actual != expected.value:
                 raise Invalid(f"The data at the location does not match the given "
                               f"{expected.algorithm} ({actual} != {expected.value}).")
-        facts: dict[str, Any] = {"size": stream.size, "checksum": stream.checksum,
-                                 "os_hash_algo": stream.hash_algo,
-                                 "os_hash_value": stream.multihash}
-        if inspection is not None and inspection.virtual_size is not None:
-            facts["virtual_size"] = inspection.virtual_size
-        return facts
+        return stages.facts()
+
+    def _stages(self, image: Image, chunks: Iterable[bytes], status: Status,
+                expected_size: int | None) -> _Stages:
+        """The stages data passes through on its way in, for an image in ``status``: the
+        heartbeat, the size limits and hashes, the format inspection."""
+        limit, limit_error = self.upload_limit(image)
+        watched = self.uploads.watch(image.id, chunks, status)
+        stream = UploadStream(
+            watched, limit=limit, limit_error=limit_error, expected_size=expected_size,
+            hash_algo=self._limits.multihash_algorithm,
+        )
+        inspection = None if self._inspector is None else self._inspector.stage(
+            stream, image.disk_format, image.container_format
+        )
+        return _Stages(watched, stream, inspection, limit, limit_error)
 
     def upload_limit(self, image: Image) -> tuple[int, OverLimit]:
         cap = self._limits.image_size_cap
@@ -438,6 +431,29 @@ class ImageData:
             if all([self.release(image.id, loc) for loc in image.locations]):
                 cleaned += 1
         return cleaned
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stages:
+    watched: Generator[bytes, None, None]
+    stream: UploadStream
+    inspection: InspectionStage | None
+    limit: int
+    limit_error: OverLimit
+
+    @property
+    def output(self) -> Iterable[bytes]:
+        """What leaves the last stage: the bytes to store (or only to read, for a check)."""
+        return self.stream if self.inspection is None else self.inspection
+
+    def facts(self) -> dict[str, Any]:
+        """The image fields the data passed in establishes."""
+        facts: dict[str, Any] = {"size": self.stream.size, "checksum": self.stream.checksum,
+                                 "os_hash_algo": self.stream.hash_algo,
+                                 "os_hash_value": self.stream.multihash}
+        if self.inspection is not None and self.inspection.virtual_size is not None:
+            facts["virtual_size"] = self.inspection.virtual_size
+        return facts
 
 
 def release_data(

@@ -58,6 +58,9 @@ from glimpse.errors import Conflict, Forbidden, Invalid, NotFound
 __all__ = ["Download", "ImageService", "Upload"]
 
 NO_SOURCE = DataSource()
+# Statuses of an image whose data has not arrived (yet): queued, or on its way in.
+_AWAITING_DATA = frozenset({Status.QUEUED, Status.SAVING, Status.UPLOADING, Status.IMPORTING})
+NO_DATA_YET = "no_data_yet"  # the code of open_data's NotFound for such an image
 # Statuses whose data is complete: facts about it (size, checksum) no longer change.
 _DATA_FIXED = (Status.ACTIVE, Status.DEACTIVATED)
 # Statuses in which the formats may still change (v2): no data yet, or data being imported.
@@ -124,7 +127,9 @@ class ImageService:
             raise Forbidden("The requested image has been deactivated. Image data download is "
                             "forbidden.")
         if image.status not in _DATA_FIXED:
-            raise NotFound(f"Image {image_id} is not active")
+            # Coded: v2 answers an image whose data has not arrived yet with an empty 204.
+            code = NO_DATA_YET if image.status in _AWAITING_DATA else None
+            raise NotFound(f"Image {image_id} is not active", code=code)
         if choose is not None and (size := data_size(image)) is not None:
             offset, length = choose(size)
         return self.data.open(image, offset, length)
