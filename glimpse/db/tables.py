@@ -81,6 +81,9 @@ images = sa.Table(
     # Visibility: a tenant's list is a union of these two ranges and its shares.
     sa.Index("ix_images_owner", "deleted", "owner", "created_at", "id"),
     sa.Index("ix_images_visibility", "deleted", "visibility", "created_at", "id"),
+    # v2 lists hide os_hidden images unless asked for them: a list of the (few) hidden ones
+    # is a range of its own.
+    sa.Index("ix_images_os_hidden", "deleted", "os_hidden", "created_at", "id"),
     **MYSQL_TABLE_OPTIONS,
 )
 
