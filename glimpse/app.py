@@ -30,6 +30,9 @@ from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.ports import Store
+from glimpse.domain.protections import PolicyCheck, PropertyRules, RuleFormat
+from glimpse.domain.protections import load as load_protections
+from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
@@ -82,7 +85,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
             settings.inspection_relax_partition_checks,
         )),
     )
-    images = ImageService(repo, data, limits)
+    protections = build_protections(settings)
+    images = ImageService(repo, data, limits, protections=protections)
     members = MemberService(repo, limits)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
@@ -92,7 +96,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True)
+                             hide_deleted=True, protections=protections)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -113,6 +117,23 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
     )
+
+
+def build_protections(settings: Settings) -> PropertyRules | None:
+    """The operator's property protections, or None; Invalid naming the file and the problem
+    (the command line checks this before serving, so a bad file stops glimpse at start-up)."""
+    if settings.property_protection_file is None:
+        return None
+    rule_format = RuleFormat(settings.property_protection_rule_format)
+    sections = load_protections(settings.property_protection_file, rule_format)
+    policy = policy_check(settings) if rule_format is RuleFormat.POLICIES else None
+    return PropertyRules(sections, rule_format, policy)
+
+
+def policy_check(settings: Settings) -> PolicyCheck:
+    """How the ``policies`` format evaluates a named rule."""
+    raise Invalid("property_protection_rule_format = policies needs the policy engine, "
+                  "which this build does not have yet; use the roles format")
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
