@@ -171,6 +171,12 @@ def _grant(header: str, op: Operation, value: str, rule_format: RuleFormat) -> G
     return Grant(Who.ROLES, roles=frozenset(entry.lower() for entry in entries))
 
 
+def rule_names(sections: Iterable[Section]) -> set[str]:
+    """The policy rules a file in the ``policies`` format names."""
+    return {grant.rule for section in sections for grant in section.grants.values()
+            if grant.who is Who.RULE}
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 

@@ -353,3 +353,42 @@ def test_match_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         found.section_of(f"name_{i}")
     assert len(found._matches) <= 10
     assert found.section_of("x_owner_a") == 0
+
+
+# -- wired to the policy rules (glimpse.app) --------------------------------------------------
+
+
+class OperatorRules:
+    """A policy file that defines glance_creator, as Glance's functional tests do."""
+
+    def check(self, rule: str, principal: Principal, target: object) -> bool | None:
+        if rule == "glance_creator":
+            return "admin" in principal.roles or "spl_role" in principal.roles
+        return None
+
+
+def test_the_policies_format_evaluates_glimpse_policy_rules(tmp_path: Path) -> None:
+    from glimpse.app import build_protections
+    from glimpse.domain.policy import Policy
+    from glimpse.settings import Settings
+
+    path = tmp_path / "p.conf"
+    path.write_text(POLICIES)
+    settings = Settings(property_protection_file=path,
+                        property_protection_rule_format="policies")
+    built = build_protections(settings, Policy(OperatorRules()))
+    assert built is not None
+    spl, admin, member = (built.for_caller(who("spl_role")), built.for_caller(who("admin")),
+                          built.for_caller(who("member")))
+    assert spl.may("spl_creator_policy", C) and not member.may("spl_creator_policy", C)
+    # context_is_admin: Glance's default, role:admin.
+    assert admin.may("other", U) and not spl.may("other", U)
+    # Without the operator's rule, glance_creator is no one's (an undefined rule).
+    plain = build_protections(settings, Policy())
+    assert plain is not None
+    assert not plain.for_caller(who("admin")).may("spl_creator_policy", C)
+    # A system-scoped caller passes no policy rule.
+    system = Principal(tenant=None, user="u", roles=("admin",), is_admin=True, owner=None,
+                       system_scope="all")
+    assert not built.for_caller(system).may("other", R)
+    assert build_protections(Settings(), Policy()) is None
