@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -130,7 +130,7 @@ def roles_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Cli
 
 
 def patch(client: httpx.Client, image_id: str, who: dict[str, str],
-          ops: list[dict[str, object]]) -> httpx.Response:
+          ops: Sequence[Mapping[str, object]]) -> httpx.Response:
     return client.patch(f"/v2/images/{image_id}", content=json.dumps(ops), headers={
         **who, "Content-Type": V21, "Accept": "application/json"})
 
