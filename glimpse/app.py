@@ -40,6 +40,7 @@ from glimpse.domain.protections import (
     rule_names,
 )
 from glimpse.domain.protections import load as load_protections
+from glimpse.domain.protections import warn as warn_protections
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
@@ -128,22 +129,26 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
 
 
-def build_protections(settings: Settings, policy: Policy | None = None) -> PropertyRules | None:
+def build_protections(settings: Settings, policy: Policy | None = None,
+                      announce: bool = True) -> PropertyRules | None:
     """The operator's property protections, or None; Invalid naming the file and the problem
-    (the command line checks this before serving, so a bad file stops glimpse at start-up)."""
+    (the command line checks this before serving, so a bad file stops glimpse at start-up).
+    ``announce``: log the file's warnings (empty operations, unknown policy rules)."""
     if settings.property_protection_file is None:
         return None
     rule_format = RuleFormat(settings.property_protection_rule_format)
     sections = load_protections(settings.property_protection_file, rule_format)
-    check = (policy_check(policy or Policy(), sections)
+    if announce:
+        warn_protections(sections)
+    check = (policy_check(policy or Policy(), sections, announce)
              if rule_format is RuleFormat.POLICIES else None)
     return PropertyRules(sections, rule_format, check)
 
 
-def policy_check(policy: Policy, sections: Sequence[Section]) -> PolicyCheck:
+def policy_check(policy: Policy, sections: Sequence[Section], announce: bool) -> PolicyCheck:
     """How the ``policies`` format evaluates a named rule: as Glance does, the rule for the
     caller with an empty target (so a rule that compares the image's owner never passes)."""
-    for name in sorted(rule_names(sections)):
+    for name in sorted(rule_names(sections)) if announce else ():
         if name not in policy_mod.BY_NAME:
             log.warning("property protections name the policy rule %r, which glimpse does not "
                         "define: no one passes it unless the policy file defines it", name)

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.property_protection_file is not None:
             from glimpse.app import build_protections
 
-            build_protections(settings)
+            # Checked before serving (warnings are the server's to log, once).
+            build_protections(settings, announce=False)
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -76,6 +76,8 @@ class Grant:
 class Section:
     pattern: re.Pattern[str]
     grants: Mapping[Operation, Grant]
+    # Operations given an empty value (allowed to no one): worth a warning, as in Glance.
+    empty: tuple[Operation, ...] = ()
 
 
 class ProtectionFileError(Invalid):
@@ -145,7 +147,7 @@ def _section(header: str, values: Mapping[str, str], rule_format: RuleFormat) ->
             f"section [{header}] does not give {', '.join(missing)} (each section must give "
             "create, read, update and delete; an empty value allows no one)")
     grants = {op: _grant(header, op, values[op], rule_format) for op in Operation}
-    return Section(pattern, grants)
+    return Section(pattern, grants, tuple(op for op in Operation if not values[op].strip()))
 
 
 def _grant(header: str, op: Operation, value: str, rule_format: RuleFormat) -> Grant:
@@ -159,16 +161,21 @@ def _grant(header: str, op: Operation, value: str, rule_format: RuleFormat) -> G
         entries = [entry.strip() for entry in value.split(",") if entry.strip()]
     if EVERYONE in entries and NO_ONE in entries:
         raise ProtectionFileError(f"{where}: '@' and '!' are mutually exclusive")
-    if not entries:
-        log.warning("property protections: %s allows no one", where)
-        return Grant(Who.NO_ONE)
-    if NO_ONE in entries:
+    if not entries or NO_ONE in entries:
         return Grant(Who.NO_ONE)
     if EVERYONE in entries:
         return Grant(Who.EVERYONE)
     if rule_format is RuleFormat.POLICIES:
         return Grant(Who.RULE, rule=entries[0])
     return Grant(Who.ROLES, roles=frozenset(entry.lower() for entry in entries))
+
+
+def warn(sections: Iterable[Section]) -> None:
+    """Log what is allowed but probably not meant: operations given an empty value."""
+    for section in sections:
+        for op in section.empty:
+            log.warning("property protections: [%s] %s is empty, which allows no one",
+                        section.pattern.pattern, op)
 
 
 def rule_names(sections: Iterable[Section]) -> set[str]:

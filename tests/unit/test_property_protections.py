@@ -392,3 +392,13 @@ def test_the_policies_format_evaluates_glimpse_policy_rules(tmp_path: Path) -> N
                        system_scope="all")
     assert not built.for_caller(system).may("other", R)
     assert build_protections(Settings(), Policy()) is None
+
+
+def test_empty_operations_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    sections = parse("[^a]\ncreate =\nread = @\nupdate = !\ndelete = \n", RuleFormat.ROLES)
+    assert sections[0].empty == (C, D)
+    with caplog.at_level("WARNING"):
+        protections.warn(sections)
+    assert [r.getMessage() for r in caplog.records] == [
+        "property protections: [^a] create is empty, which allows no one",
+        "property protections: [^a] delete is empty, which allows no one"]
