@@ -139,3 +139,15 @@ def test_bench_keystone_validations_per_cache_time(tmp_path: Path) -> None:
     requests = document["results"]["head_rps"]["B"]["requests"][0]
     assert 2 <= timed <= 2 * (3 + 2), tables
     assert requests > 20 * timed, tables
+
+
+def test_keystone_hit_smoke() -> None:
+    """bench/keystone_hit.py, the in-process measure of a cache hit, runs (tiny sizes) and asks
+    its stand-in Keystone once."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH.parent / "keystone_hit.py"), "--calls", "50", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "keystone mode adds" in result.stdout
+    assert "Keystone was asked once" in result.stdout
