@@ -8,7 +8,12 @@ of a throwaway loopback service, not secrets.
 from __future__ import annotations
 
 import functools
+import http.client
+import http.server
 import os
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,3 +188,60 @@ def ensure_user(name: str, password: str, project: str | None = None,
 def token_for(user: str, password: str, project: str) -> str:
     """A project-scoped token of ``user``."""
     return str(password_session(user, password, project).get_token())
+
+
+class CountingProxy:
+    """A reverse proxy in front of the test Keystone that writes one access-log line per
+    request, in the common log format of Keystone's own access log (request line only, never a
+    header: no token). Pointing a server's keystone_auth_url at it counts that server's calls
+    alone, whatever else uses the shared Keystone meanwhile."""
+
+    def __init__(self, log_path: Path) -> None:
+        upstream = f"127.0.0.1:{PORT}"
+        log_file = log_path.open("ab", buffering=0)
+        self._log_file = log_file
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "keep-alive")}
+                conn = http.client.HTTPConnection(upstream, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+                with lock:
+                    log_file.write(f'127.0.0.1 - - [{stamp}] "{self.requestline}" '
+                                   f'{answer.status} {len(data)}\n'.encode())
+                self.send_response_only(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                            "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = do_DELETE = do_PATCH = do_PUT = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the access log above is the record
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.auth_url = f"http://127.0.0.1:{self._server.server_address[1]}/v3"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._log_file.close()
