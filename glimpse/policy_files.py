@@ -1,0 +1,395 @@
+"""Operators' policy files: Glance's ``policy.yaml`` and ``policy.d``, parsed by oslo.policy and
+evaluated without its ``Enforcer``.
+
+``PolicyFiles`` is the domain's ``RuleOverrides``: it answers only for the rules an operator
+changed (and for the rules whose check strings lead to a changed one through ``rule:``
+references); every other rule stays the domain's hand-written predicate. Where it answers, the
+check trees oslo.policy built from the files are called directly, with the credentials
+oslo.context's ``to_policy_values`` would give them: ``Enforcer.enforce`` would re-stat the
+files and loop over every registered rule on each call (spec identity.md §2).
+
+The files are looked at again at most every ``reload_interval`` seconds, in the request that
+finds the interval passed. A broken edit keeps the rules in force and logs why.
+
+oslo.policy is the optional extra ``glimpse[policy]``: this module imports it, and nothing
+imports this module unless a policy file or directory is configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from oslo_policy import _checks, _parser, policy
+
+from glimpse.domain.model import Principal
+from glimpse.domain.policy import RULES, Rule
+from glimpse.errors import Invalid
+
+if TYPE_CHECKING:
+    from oslo_policy.policy import Enforcer
+
+log = logging.getLogger(__name__)
+
+# oslo.policy's name for the rule that an undefined ``rule:`` reference falls back to (its
+# ``policy_default_rule`` option, which Glance leaves at this value).
+DEFAULT_RULE = "default"
+# The check kinds an operator may use: oslo.policy's built-ins, which only read the credentials
+# and the target. ``http:``/``https:`` checks (and plug-in kinds) would call out over the
+# network inside a request; they are refused (docs/identity.md).
+_ALLOWED_CHECKS = (_checks.TrueCheck, _checks.FalseCheck, _checks.AndCheck, _checks.OrCheck,
+                   _checks.NotCheck, _checks.RuleCheck, _checks.RoleCheck,
+                   _checks.GenericCheck)
+
+
+class PolicyFileError(Invalid):
+    """A policy file that cannot be used: unreadable, not YAML, or a rule that does not parse."""
+
+
+def credentials(principal: Principal) -> dict[str, Any]:
+    """The caller as oslo.context's ``RequestContext.to_policy_values()`` shows it to rules
+    (plus ``system``, which ``Enforcer.enforce`` copies from ``system_scope``), with two
+    differences that keep an operator's rule in step with the built-in predicates:
+
+    - ``project_id`` is the caller's owner (its project; its user id only in noauth mode with
+      ``owner_is_tenant = false``), the id images are owned by;
+    - a value the caller does not have is left out rather than None, so that
+      ``project_id:%(member_id)s`` does not match a caller without a project to an image
+      without a member because both read as the text "None".
+    """
+    creds: dict[str, Any] = {
+        "user_id": principal.user,
+        "user_domain_id": principal.user_domain_id,
+        "system_scope": principal.system_scope,
+        "system": principal.system_scope,
+        "domain_id": principal.domain_id,
+        "project_id": principal.owner,
+        "project_domain_id": principal.project_domain_id,
+        "roles": list(principal.roles),
+        "is_admin_project": principal.is_admin_project,
+        "service_user_id": principal.service_user,
+        "service_project_id": principal.service_project,
+        "service_roles": list(principal.service_roles),
+    }
+    return {key: value for key, value in creds.items() if value is not None}
+
+
+# --- reading the files --------------------------------------------------------------------
+
+def _policy_dir_files(directory: Path) -> list[Path]:
+    """A ``policy.d``'s files as oslo.policy reads them: no sub-directories, no dot files,
+    in name order."""
+    return sorted(entry for entry in directory.iterdir()
+                  if entry.is_file() and not entry.name.startswith("."))
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int]:
+    st = path.stat()
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySources:
+    """Where the rules come from: the file, then each directory's files on top, in order
+    (later files win, as in oslo.policy)."""
+
+    file: Path | None
+    dirs: tuple[Path, ...] = ()
+
+    def paths(self) -> list[Path]:
+        """The files to read, in merge order. A directory that does not exist is skipped, as
+        oslo.policy skips it; a missing policy file is an error (it was asked for)."""
+        found = [] if self.file is None else [self.file]
+        for directory in self.dirs:
+            if directory.exists():
+                if not directory.is_dir():
+                    raise PolicyFileError(f"policy_dirs entry {directory} is not a directory")
+                found.extend(_policy_dir_files(directory))
+        return found
+
+    def signature(self) -> tuple[object, ...]:
+        """What changes when any file is edited, added, removed or replaced: compared to
+        decide whether to read the files again (a few stat calls)."""
+        parts: list[object] = []
+        try:
+            if self.file is not None:
+                parts.append(_stamp(self.file))
+            for directory in self.dirs:
+                parts.append(str(directory))
+                if directory.is_dir():
+                    parts.extend(_stamp(path) for path in _policy_dir_files(directory))
+        except OSError as exc:
+            # Unreadable now: a changed state, which the reload then reports.
+            parts.append(("error", str(exc)))
+        return tuple(parts)
+
+    def read(self) -> dict[str, str]:
+        """Every file's rules merged, later files winning. Raises PolicyFileError naming the
+        file and the problem."""
+        merged: dict[str, str] = {}
+        for path in self.paths():
+            merged.update(_read_file(path))
+        return merged
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyFileError(f"policy file {path}: cannot be read: "
+                              f"{exc.strerror or exc}") from exc
+    try:
+        # oslo.policy's own reader: YAML (of which JSON is a subset, so policy.json parses).
+        parsed: Any = policy.parse_file_contents(data)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise PolicyFileError(f"policy file {path}: not YAML or JSON ({first})") from exc
+    if not isinstance(parsed, dict):
+        raise PolicyFileError(f"policy file {path}: must map rule names to check strings")
+    rules: dict[str, str] = {}
+    for name, check_str in parsed.items():
+        if not isinstance(name, str) or not isinstance(check_str, str):
+            raise PolicyFileError(f"policy file {path}: rule {name!r}: the rule name and its "
+                                  f"check must be strings (quote them in YAML)")
+        rules[name] = check_str
+    return rules
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+class _ParseErrors(logging.Handler):
+    """oslo.policy's parser does not raise: it logs (with a traceback) and turns whatever it
+    does not understand into a check that always fails. The log records are how a broken
+    rule is told from a deliberate ``!``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_parser_lock = threading.Lock()
+
+
+@contextmanager
+def _parse_errors() -> Iterator[_ParseErrors]:
+    logger = logging.getLogger(_parser.__name__)
+    handler = _ParseErrors()
+    with _parser_lock:
+        propagate = logger.propagate
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            yield handler
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+
+
+def parse(name: str, check_str: str) -> _checks.BaseCheck:
+    """One rule's check string as oslo.policy's tree; PolicyFileError when oslo.policy does
+    not understand it, or it uses a check kind glimpse refuses."""
+    with _parse_errors() as errors:
+        check = _parser.parse_rule(check_str)
+    if errors.messages:
+        raise PolicyFileError(f"rule {name!r}: cannot parse {check_str!r} "
+                              f"({errors.messages[0]})")
+    for node in _walk(check):
+        if not isinstance(node, _ALLOWED_CHECKS):
+            raise PolicyFileError(f"rule {name!r}: the check {node} is not supported (glimpse "
+                                  f"evaluates role:, rule:, and attribute checks; http: and "
+                                  f"plug-in checks are refused)")
+    return check
+
+
+def _walk(check: _checks.BaseCheck) -> Iterator[_checks.BaseCheck]:
+    yield check
+    if isinstance(check, _checks.NotCheck):
+        yield from _walk(check.rule)
+    for child in getattr(check, "rules", ()):
+        yield from _walk(child)
+
+
+def _references(check: _checks.BaseCheck) -> Iterator[str]:
+    for node in _walk(check):
+        if isinstance(node, _checks.RuleCheck):
+            yield node.match
+
+
+# --- the rules in force -------------------------------------------------------------------
+
+class _Resolver:
+    """What oslo.policy's ``RuleCheck`` needs of an Enforcer: its ``rules``."""
+
+    def __init__(self, rules: policy.Rules) -> None:
+        self.rules = rules
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSet:
+    """The rules in force after merging the files over the defaults.
+
+    ``answers`` holds the rules glimpse evaluates from the files: those the files change
+    (directly or under a deprecated name) and those the files add. Every other rule keeps its
+    built-in predicate, which reaches an overridden ``context_is_admin``, ``service_api``,
+    ``default`` or ``metadef_admin`` through the Policy (glimpse.domain.policy), so a default
+    that names a changed rule need not be evaluated here: overriding ``context_is_admin``
+    alone costs one evaluation per request, not one per rule and listed image.
+    """
+
+    answers: Mapping[str, _checks.BaseCheck]
+    resolver: _Resolver
+    file_rules: Mapping[str, str]
+    unknown: tuple[str, ...] = ()  # named nowhere: neither glimpse's rules nor referenced
+    redundant: tuple[str, ...] = ()  # the same as the default
+
+
+def compile_rules(file_rules: Mapping[str, str], defaults: Sequence[Rule] = RULES) -> RuleSet:
+    """Merge the files' rules over the defaults as oslo.policy's ``load_rules`` does (with
+    ``enforce_new_defaults``, the only mode glimpse has) and find the rules the files change.
+    PolicyFileError for a rule that does not parse or rules that refer to each other in a
+    cycle."""
+    parsed = {name: parse(name, check_str) for name, check_str in file_rules.items()}
+    default_checks = {rule.name: _parser.parse_rule(rule.check_str) for rule in defaults}
+    effective: dict[str, _checks.BaseCheck] = {**default_checks, **parsed}
+    changed = {name for name, check in parsed.items()
+               if name not in default_checks or str(check) != str(default_checks[name])}
+    renamed = {old: rule for rule in defaults for old in rule.deprecated_names
+               if old != rule.name}
+    for old, rule in renamed.items():
+        if old in parsed and _stands_for(rule, parsed[old], parsed):
+            effective[rule.name] = parsed[old]
+            changed.add(rule.name)
+    _refuse_cycles(effective)
+    referenced = {ref for check in effective.values() for ref in _references(check)}
+    known = set(default_checks) | set(renamed)
+    return RuleSet(
+        answers={name: effective[name] for name in sorted(changed)},
+        resolver=_Resolver(policy.Rules(effective, DEFAULT_RULE)),
+        file_rules=dict(file_rules),
+        unknown=tuple(sorted(n for n in parsed if n not in known and n not in referenced)),
+        redundant=tuple(sorted(n for n in parsed if n in default_checks and n not in changed)),
+    )
+
+
+def _stands_for(rule: Rule, check: _checks.BaseCheck,
+                parsed: Mapping[str, _checks.BaseCheck]) -> bool:
+    """Whether a file rule under one of ``rule``'s deprecated names overrides ``rule``
+    (oslo.policy's ``_handle_deprecated_rule``): unless the file names the new rule too, or
+    the old name keeps its deprecated default, or merely points at the new name."""
+    if rule.name in parsed or str(check) == f"rule:{rule.name}":
+        return False
+    deprecated = rule.deprecated_check_str
+    return deprecated is None or str(check) != str(_parser.parse_rule(deprecated))
+
+
+def _target_of(name: str, effective: Mapping[str, _checks.BaseCheck]) -> str:
+    """The rule a ``rule:name`` reference evaluates: an undefined name falls back to the
+    ``default`` rule (oslo.policy's ``Rules.__missing__``)."""
+    return name if name in effective else DEFAULT_RULE
+
+
+def _refuse_cycles(effective: Mapping[str, _checks.BaseCheck]) -> None:
+    """``a: rule:b`` and ``b: rule:a`` would recurse without end at the first request."""
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            raise PolicyFileError(f"rules refer to each other in a cycle: {cycle}")
+        if name in done or name not in effective:
+            return
+        for ref in _references(effective[name]):
+            visit(_target_of(ref, effective), (*path, name))
+        done.add(name)
+
+    for name in effective:
+        visit(name, ())
+
+
+# --- the overrides ------------------------------------------------------------------------
+
+class PolicyFiles:
+    """The operator's rules, as the domain's ``RuleOverrides``.
+
+    Built once at start-up (``load``, which raises PolicyFileError for a file that cannot be
+    used); afterwards a broken edit is logged and the rules in force stay.
+    """
+
+    def __init__(self, sources: PolicySources, reload_interval: float = 5.0,
+                 defaults: Sequence[Rule] = RULES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._sources = sources
+        self._interval = reload_interval
+        self._defaults = defaults
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._signature = sources.signature()
+        self._rules = compile_rules(sources.read(), defaults)
+        self._next_look = clock() + reload_interval
+
+    @classmethod
+    def load(cls, policy_file: Path | None, policy_dirs: Iterable[Path] = (),
+             reload_interval: float = 5.0, announce: bool = True) -> PolicyFiles:
+        files = cls(PolicySources(policy_file, tuple(policy_dirs)), reload_interval)
+        if announce:
+            files._announce(files._rules)
+        return files
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    def check(self, rule: str, principal: Principal, target: Mapping[str, Any]) -> bool | None:
+        if self._interval > 0 and self._clock() >= self._next_look:
+            self.reload_if_changed()
+        rules = self._rules
+        check = rules.answers.get(rule)
+        if check is None:
+            return None
+        # The resolver stands in for the Enforcer: the check trees only read its ``rules``.
+        return bool(check(target, credentials(principal), cast("Enforcer", rules.resolver),
+                          rule))
+
+    def reload_if_changed(self) -> bool:
+        """Read the files again if any changed; True when new rules took effect. One caller
+        at a time looks; the others go on with the rules in force."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._next_look = self._clock() + self._interval
+            signature = self._sources.signature()
+            if signature == self._signature:
+                return False
+            self._signature = signature
+            try:
+                rules = compile_rules(self._sources.read(), self._defaults)
+            except (PolicyFileError, OSError) as exc:
+                log.warning("policy files changed but cannot be used, the previous rules stay "
+                            "in force: %s", exc)
+                return False
+            self._announce(rules)
+            self._rules = rules
+            log.info("policy files reloaded: %d rules from the files, %d evaluated from them",
+                     len(rules.file_rules), len(rules.answers))
+            return True
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _announce(rules: RuleSet) -> None:
+        for name in rules.unknown:
+            log.warning("policy rule %r is not one of glimpse's rules and no rule refers to "
+                        "it: it has no effect (a typo?)", name)
+        if rules.redundant:
+            log.info("policy rules the same as glimpse's defaults (they can be removed from "
+                     "the files): %s", ", ".join(rules.redundant))
