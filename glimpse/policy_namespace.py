@@ -14,19 +14,27 @@ from oslo_policy import policy
 
 from glimpse.domain.policy import RULES, Rule
 
-# Glance's rules are all for project-scoped tokens; glimpse enforces that scope itself.
-SCOPE_TYPES = ["project"]
+# Why Glance deprecated its Wallaby-era defaults (shown in the sample file).
+_DEPRECATED_REASON = ("The image API's rules moved to Glance's secure-RBAC defaults (project "
+                      "member and reader roles, admin across projects).")
 
 
 def rule_default(rule: Rule) -> policy.RuleDefault:
+    deprecated = None
+    if rule.deprecated_check_str is not None:
+        deprecated = policy.DeprecatedRule(
+            rule.name, rule.deprecated_check_str, deprecated_reason=_DEPRECATED_REASON,
+            deprecated_since="Wallaby")
+    scope_types = list(rule.scope_types) or None
     if not rule.operations:
-        # The base rules other rules refer to (context_is_admin, default, service_api):
-        # Glance registers them undocumented and unscoped.
-        return policy.RuleDefault(rule.name, rule.check_str, description=rule.description)
+        # The base rules other rules refer to (context_is_admin, default, service_api) and
+        # rules of APIs with no single request: Glance registers them undocumented.
+        return policy.RuleDefault(rule.name, rule.check_str, description=rule.description,
+                                  deprecated_rule=deprecated, scope_types=scope_types)
     return policy.DocumentedRuleDefault(
         rule.name, rule.check_str, rule.description,
         [{"method": method, "path": path} for method, path in rule.operations],
-        scope_types=list(SCOPE_TYPES),
+        deprecated_rule=deprecated, scope_types=scope_types,
     )
 
 
