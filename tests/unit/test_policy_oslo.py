@@ -31,7 +31,7 @@ ROLE_SETS = [(), ("reader",), ("member",), ("member", "reader"), ("admin",),
              ("image_publicizer",)]
 PROJECTS = ["p1", None]
 SERVICE_ROLES = [(), ("service",)]
-SCOPES = [{}, {"system_scope": "all"}, {"domain_id": "d1"}]
+SCOPES: list[dict[str, Any]] = [{}, {"system_scope": "all"}, {"domain_id": "d1"}]
 VISIBILITIES = ["public", "community", "shared", "private"]
 # (project_id, owner): an image's owner is both; a create's target may differ (add_image).
 OWNERS = [("p1", "p1"), ("p2", "p2"), ("p1", "p2"), ("p2", "p1")]
