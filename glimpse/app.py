@@ -29,7 +29,9 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
+from glimpse.domain.policy import RuleOverrides
 from glimpse.domain.ports import Store
+from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
@@ -143,6 +145,24 @@ def identity_server(settings: Settings) -> IdentityServer:
         project_name=settings.keystone_project_name,
         project_domain_name=settings.keystone_project_domain_name,
     ), timeout=settings.keystone_timeout)
+
+
+def policy_overrides(settings: Settings, announce: bool = True) -> RuleOverrides | None:
+    """The operator's policy files (docs/identity.md), read once here and then only when they
+    change; None when none is configured (every rule its default). Raises Invalid naming the
+    file and the problem for files that cannot be used, or when oslo.policy (the extra
+    ``glimpse[policy]``) is missing. ``announce``: log the start-up warnings (unknown rule
+    names), which one process of a server says for all."""
+    if settings.policy_file is None and not settings.policy_dirs:
+        return None
+    try:
+        # Imported here: a server without policy files never loads oslo.policy.
+        from glimpse.policy_files import PolicyFiles
+    except ImportError as exc:
+        raise Invalid(f"policy_file and policy_dirs need oslo.policy, which is not installed "
+                      f"(install glimpse[policy]): {exc}") from exc
+    return PolicyFiles.load(settings.policy_file, settings.policy_dirs,
+                            settings.policy_reload_interval, announce=announce)
 
 
 class Sweeper:
