@@ -17,8 +17,10 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo
 
 from glimpse import policy_namespace
+from glimpse import settings as settings_mod
 from glimpse.domain.model import Image, Principal, Status, Visibility
 from glimpse.domain.policy import RULES, ImageTarget, Policy, Rule
+from glimpse.errors import Invalid
 from glimpse.policy_files import (
     PolicyFileError,
     PolicyFiles,
@@ -327,3 +329,32 @@ def test_overridden_policy_matches_oslo_policy(text: str, tmp_path_factory:
             if ours != theirs:
                 mismatches.append((name, who.roles, who.owner, who.service_roles, target, ours))
     assert not mismatches, f"{len(mismatches)} disagreements, e.g. {mismatches[:3]}"
+
+
+# --- settings -------------------------------------------------------------------------------
+
+def test_settings_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    env = {"GLIMPSE_POLICY_FILE": "/etc/glimpse/policy.yaml",
+           "GLIMPSE_POLICY_DIRS": "/etc/glimpse/policy.d, /srv/policy.d",
+           "GLIMPSE_POLICY_RELOAD_INTERVAL": "2.5"}
+    loaded = settings_mod.load(environ=env)
+    assert loaded.policy_file == Path("/etc/glimpse/policy.yaml")
+    assert loaded.policy_dirs == (Path("/etc/glimpse/policy.d"), Path("/srv/policy.d"))
+    assert loaded.policy_reload_interval == 2.5
+    assert settings_mod.from_json(settings_mod.to_json(loaded)) == loaded
+    config = tmp_path / "glimpse.toml"
+    config.write_text('policy_file = "p.yaml"\npolicy_dirs = ["a.d", "b.d"]\n')
+    loaded = settings_mod.load(config, environ={})
+    assert loaded.policy_file == Path("p.yaml")
+    assert loaded.policy_dirs == (Path("a.d"), Path("b.d"))
+    assert settings_mod.from_json(settings_mod.to_json(loaded)) == loaded
+    assert settings_mod.load(environ={}).policy_file is None
+
+
+@pytest.mark.parametrize(("env", "problem"), [
+    ({"GLIMPSE_ENFORCE_NEW_DEFAULTS": "false"}, "enforce_new_defaults = false is not"),
+    ({"GLIMPSE_POLICY_RELOAD_INTERVAL": "-1"}, "policy_reload_interval"),
+])
+def test_settings_refused(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(Invalid, match=problem):
+        settings_mod.load(environ=env)
