@@ -1,12 +1,12 @@
 """Operators' policy files: Glance's ``policy.yaml`` and ``policy.d``, parsed by oslo.policy and
 evaluated without its ``Enforcer``.
 
-``PolicyFiles`` is the domain's ``RuleOverrides``: it answers only for the rules an operator
-changed (and for the rules whose check strings lead to a changed one through ``rule:``
-references); every other rule stays the domain's hand-written predicate. Where it answers, the
-check trees oslo.policy built from the files are called directly, with the credentials
-oslo.context's ``to_policy_values`` would give them: ``Enforcer.enforce`` would re-stat the
-files and loop over every registered rule on each call (spec identity.md §2).
+``PolicyFiles`` is the domain's ``RuleOverrides``: it answers only for the rules the files
+change or add; every other rule stays the domain's hand-written predicate (which follows an
+overridden ``context_is_admin``, ``service_api`` or ``default`` through the Policy). Where it
+answers, the check trees oslo.policy parsed from the files are evaluated directly, with the
+credentials oslo.context's ``to_policy_values`` would give them: ``Enforcer.enforce`` would
+re-stat the files and loop over every registered rule on each call (spec identity.md §2).
 
 The files are looked at again at most every ``reload_interval`` seconds, in the request that
 finds the interval passed. A broken edit keeps the rules in force and logs why.
