@@ -29,6 +29,7 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
+from glimpse.domain.policy import DEFAULT_POLICY, Policy
 from glimpse.domain.ports import Store
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
@@ -82,8 +83,10 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
             settings.inspection_relax_partition_checks,
         )),
     )
-    images = ImageService(repo, data, limits)
-    members = MemberService(repo, limits)
+    # Every rule by name (glimpse.domain.policy): the defaults, with no operator overrides yet.
+    policy = Policy()
+    images = ImageService(repo, data, limits, policy=policy)
+    members = MemberService(repo, limits, policy)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
@@ -92,7 +95,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True)
+                             hide_deleted=True, policy=policy)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -107,7 +110,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(v2)],
-        auth=build_authenticator(settings),
+        auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
@@ -115,9 +118,11 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: Settings, policy: Policy = DEFAULT_POLICY) -> Authenticator:
+    """The identity mode's authenticator; ``policy`` decides who is an admin (its
+    context_is_admin rule)."""
     if settings.auth_strategy != "keystone":
-        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant)
+        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant, policy=policy)
     # Imported here: a noauth server never loads keystoneauth1 (and requests).
     from glimpse.api.keystone_auth import KeystoneTokens
     from glimpse.api.token_cache import TokenCache
@@ -129,6 +134,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
         service_type=settings.keystone_service_type,
         service_token_roles=settings.service_token_roles,
         service_token_roles_required=settings.service_token_roles_required,
+        policy=policy,
     )
 
 
