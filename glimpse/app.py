@@ -29,7 +29,7 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
-from glimpse.domain.policy import RuleOverrides
+from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
 from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
@@ -46,8 +46,11 @@ log = logging.getLogger(__name__)
 
 
 def worker_app() -> GlimpseApp:
-    """The app in a worker process of a multi-worker server: the parent migrated already."""
-    return build_app(settings_mod.from_json(os.environ[SETTINGS_ENV]), migrate=False)
+    """The app in a worker process of a multi-worker server: the parent migrated already, and
+    read the policy files (and said what it had to say about them)."""
+    settings = settings_mod.from_json(os.environ[SETTINGS_ENV])
+    return build_app(settings, migrate=False,
+                     policy=Policy(policy_overrides(settings, announce=False)))
 
 
 def build_storage(settings: Settings, migrate: bool = True) -> tuple[Engine, SqlImageRepository,
@@ -65,7 +68,10 @@ def build_audit(settings: Settings) -> StoreAudit:
     return StoreAudit(repo, stores)
 
 
-def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+def build_app(settings: Settings, migrate: bool = True,
+              policy: Policy | None = None) -> GlimpseApp:
+    """The application. ``policy``: the rules by name, built from the settings' policy files
+    when not given (``glimpse serve`` reads them before anything else)."""
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine, repo, stores = build_storage(settings, migrate)
     external = HttpSource(
@@ -84,8 +90,12 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
             settings.inspection_relax_partition_checks,
         )),
     )
-    images = ImageService(repo, data, limits)
-    members = MemberService(repo, limits)
+    # Every rule by name (glimpse.domain.policy): the defaults, and the operator's files over
+    # them. One Policy for the whole process, handed to whoever authorizes.
+    if policy is None:
+        policy = Policy(policy_overrides(settings))
+    images = ImageService(repo, data, limits, policy=policy)
+    members = MemberService(repo, limits, policy)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
@@ -94,7 +104,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True)
+                             hide_deleted=True, policy=policy)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -109,7 +119,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(v2)],
-        auth=build_authenticator(settings),
+        auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
@@ -117,9 +127,11 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: Settings, policy: Policy = DEFAULT_POLICY) -> Authenticator:
+    """The identity mode's authenticator; ``policy`` decides who is an admin (its
+    context_is_admin rule)."""
     if settings.auth_strategy != "keystone":
-        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant)
+        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant, policy=policy)
     # Imported here: a noauth server never loads keystoneauth1 (and requests).
     from glimpse.api.keystone_auth import KeystoneTokens
     from glimpse.api.token_cache import TokenCache
@@ -131,6 +143,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
         service_type=settings.keystone_service_type,
         service_token_roles=settings.service_token_roles,
         service_token_roles_required=settings.service_token_roles_required,
+        policy=policy,
     )
 
 
