@@ -54,30 +54,27 @@ class PolicyFileError(Invalid):
 
 def credentials(principal: Principal) -> dict[str, Any]:
     """The caller as oslo.context's ``RequestContext.to_policy_values()`` shows it to rules
-    (plus ``system``, which ``Enforcer.enforce`` copies from ``system_scope``), with two
-    differences that keep an operator's rule in step with the built-in predicates:
-
-    - ``project_id`` is the caller's owner (its project; its user id only in noauth mode with
-      ``owner_is_tenant = false``), the id images are owned by;
-    - a value the caller does not have is left out rather than None, so that
-      ``project_id:%(member_id)s`` does not match a caller without a project to an image
-      without a member because both read as the text "None".
-    """
+    (plus ``system``, which ``Enforcer.enforce`` copies from ``system_scope``). ``project_id``
+    is the caller's owner, the id images are owned by, as the built-in predicates read it: its
+    project (its user id only in noauth mode with ``owner_is_tenant = false``)."""
     creds: dict[str, Any] = {
         "user_id": principal.user,
         "user_domain_id": principal.user_domain_id,
         "system_scope": principal.system_scope,
-        "system": principal.system_scope,
         "domain_id": principal.domain_id,
         "project_id": principal.owner,
         "project_domain_id": principal.project_domain_id,
         "roles": list(principal.roles),
         "is_admin_project": principal.is_admin_project,
         "service_user_id": principal.service_user,
+        "service_user_domain_id": None,
         "service_project_id": principal.service_project,
+        "service_project_domain_id": None,
         "service_roles": list(principal.service_roles),
     }
-    return {key: value for key, value in creds.items() if value is not None}
+    if principal.system_scope:
+        creds["system"] = principal.system_scope
+    return creds
 
 
 # --- reading the files --------------------------------------------------------------------

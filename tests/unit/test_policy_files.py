@@ -147,12 +147,6 @@ def test_json_and_policy_d_merge_in_order(tmp_path: Path) -> None:
                               "copy_from": "!"}
 
 
-def test_credentials_leave_out_what_the_caller_lacks() -> None:
-    creds = credentials(caller("member", project=None))
-    assert "project_id" not in creds and "system" not in creds
-    assert creds["roles"] == ["member"] and creds["is_admin_project"] is True
-
-
 # --- broken files ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "problem"), [

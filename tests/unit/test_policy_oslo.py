@@ -68,7 +68,7 @@ def enforcer() -> oslo.Enforcer:
 def oslo_allows(rule: str, principal: Principal, target: dict[str, object]) -> bool:
     creds = credentials(principal)
     # glimpse's one widening: service_api counts the service token's roles.
-    creds["roles"] = [*creds.get("roles", ()), *principal.service_roles]
+    creds["roles"] = [*creds["roles"], *principal.service_roles]
     return bool(enforcer().enforce(rule, target, creds))
 
 
@@ -113,8 +113,8 @@ def test_predicate_matches_oslo_policy(rule: Rule) -> None:
 
 
 def test_credentials_are_oslo_contexts_policy_values() -> None:
-    """The creds glimpse gives an operator's rules: oslo.context's, less the values the
-    caller does not have (and ``system``, which Enforcer.enforce adds)."""
+    """The creds glimpse gives an operator's rules: oslo.context's (and ``system``, which
+    Enforcer.enforce adds)."""
     principal = Principal(
         tenant="p1", user="u1", roles=("member", "reader"), is_admin=False, owner="p1",
         user_domain_id="default", project_domain_id="default", system_scope="all",
@@ -125,6 +125,6 @@ def test_credentials_are_oslo_contexts_policy_values() -> None:
         project_domain_id="default", system_scope="all", domain_id="d1",
         service_roles=["service"], service_user_id="nova", service_project_id="svc",
         is_admin_project=False)
-    expected = {k: v for k, v in ctx.to_policy_values().items() if v is not None}
+    expected = dict(ctx.to_policy_values())
     expected["system"] = "all"
     assert credentials(principal) == expected
