@@ -21,13 +21,8 @@ from glimpse import settings as settings_mod
 from glimpse.domain.model import Image, Principal, Status, Visibility
 from glimpse.domain.policy import RULES, ImageTarget, Policy, Rule
 from glimpse.errors import Invalid
-from glimpse.policy_files import (
-    PolicyFileError,
-    PolicyFiles,
-    PolicySources,
-    compile_rules,
-    credentials,
-)
+from glimpse.policy_files import PolicyFiles, PolicySources
+from glimpse.policy_language import PolicyFileError, compile_rules, credentials
 
 CASE_11 = """\
 publicize_image: "role:image_publicizer"

@@ -24,7 +24,7 @@ from oslo_policy import policy as oslo
 from glimpse import policy_namespace
 from glimpse.domain.model import Principal
 from glimpse.domain.policy import RULES, Policy, Rule, in_scope
-from glimpse.policy_files import credentials
+from glimpse.policy_language import credentials
 
 ROLE_SETS = [(), ("reader",), ("member",), ("member", "reader"), ("admin",),
              ("admin", "member", "reader"), ("service",), ("member", "reader", "service"),
