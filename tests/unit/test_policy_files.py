@@ -8,6 +8,8 @@ import functools
 import itertools
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -347,3 +349,24 @@ def test_settings_from_the_environment_and_a_file(tmp_path: Path) -> None:
 def test_settings_refused(env: dict[str, str], problem: str) -> None:
     with pytest.raises(Invalid, match=problem):
         settings_mod.load(environ=env)
+
+
+def test_a_server_without_policy_files_never_imports_oslo_policy() -> None:
+    code = ("import sys; from glimpse import app, settings; from glimpse.cli import main; "
+            "assert app.policy_overrides(settings.Settings()) is None; "
+            "print(sorted(m for m in sys.modules if m.startswith('oslo_policy')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_without_oslo_policy_a_policy_file_is_a_configuration_error(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['oslo_policy'] = None; from pathlib import Path; "
+            "from glimpse import app, settings; from glimpse.errors import Invalid\n"
+            "try:\n"
+            f"    app.policy_overrides(settings.Settings(policy_file=Path('{tmp_path}/p')))\n"
+            "except Invalid as exc:\n"
+            "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert "need oslo.policy, which is not installed (install glimpse[policy])" in done.stdout
