@@ -187,6 +187,30 @@ def test_unknown_rule_names_are_a_start_up_warning(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_workers_each_apply_the_files_and_their_edits(tmp_path: Path) -> None:
+    """With several workers, each process reads the files (the warnings are said once) and
+    each applies an edit."""
+    path = tmp_path / "policy.yaml"
+    write(path, 'add_image: "role:a"\nget_imagez: "role:x"\n')
+    server = GlimpseServer({"policy_file": str(path), "policy_reload_interval": str(RELOAD),
+                            "workers": "2"}, data_dir=tmp_path / "data")
+    try:
+        def creates(*roles: str) -> set[int]:
+            # A connection each, so that both workers answer some.
+            return {httpx.post(f"{server.url}/v2/images", json={"name": "w"},
+                               headers=who("pa", *roles), timeout=30).status_code
+                    for _ in range(12)}
+
+        assert creates("a") == {201}
+        assert creates("member", "reader") == {403}
+        write(path, 'add_image: "role:b"\n')
+        eventually(lambda: creates("b") == {201})
+        assert creates("a") == {403}
+        assert server.log().count("policy rule 'get_imagez' is not one of glimpse's") == 1
+    finally:
+        server.stop()
+
+
 # --- against the real Keystone -----------------------------------------------------------
 
 def _user(name: str, project: str, *roles: str) -> str:
