@@ -399,3 +399,13 @@ def test_policy_module_is_the_only_rule_keeper() -> None:
         source = inspect.getsource(module)
         assert '"admin" in' not in source and "roles" not in source, module.__name__
     assert policy.DEFAULT_POLICY.overrides is None
+
+
+def test_docs_list_every_rule() -> None:
+    """docs/identity.md's Policy section names every rule of the table."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "identity.md").read_text()
+    section = text[text.index("## Policy"):]
+    missing = [r.name for r in RULES if f"`{r.name}`" not in section]
+    assert missing == []
