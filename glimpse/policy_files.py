@@ -118,8 +118,10 @@ def _read_file(path: Path) -> dict[str, str]:
         # oslo.policy's own reader: YAML (of which JSON is a subset, so policy.json parses).
         parsed: Any = policy.parse_file_contents(data)
     except ValueError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise PolicyFileError(f"policy file {path}: not YAML or JSON ({first})") from exc
+        # PyYAML's message spans lines (what it expected, then where): one line for the log.
+        why = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PolicyFileError(f"policy file {path}: not YAML or JSON "
+                              f"({why[:300] or 'syntax error'})") from exc
     if not isinstance(parsed, dict):
         raise PolicyFileError(f"policy file {path}: must map rule names to check strings")
     rules: dict[str, str] = {}
@@ -133,6 +135,7 @@ def _read_file(path: Path) -> dict[str, str]:
             raise PolicyFileError(f"policy file {path}: {exc}") from exc
         rules[name] = check_str
     return rules
+
 
 # --- the overrides ------------------------------------------------------------------------
 
