@@ -30,7 +30,7 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
-from glimpse.domain.policy import Policy
+from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
 from glimpse.domain.protections import (
     PolicyCheck,
@@ -41,6 +41,7 @@ from glimpse.domain.protections import (
 )
 from glimpse.domain.protections import load as load_protections
 from glimpse.domain.protections import warn as warn_protections
+from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
@@ -55,8 +56,11 @@ log = logging.getLogger(__name__)
 
 
 def worker_app() -> GlimpseApp:
-    """The app in a worker process of a multi-worker server: the parent migrated already."""
-    return build_app(settings_mod.from_json(os.environ[SETTINGS_ENV]), migrate=False)
+    """The app in a worker process of a multi-worker server: the parent migrated already, and
+    read the policy files (and said what it had to say about them)."""
+    settings = settings_mod.from_json(os.environ[SETTINGS_ENV])
+    return build_app(settings, migrate=False,
+                     policy=Policy(policy_overrides(settings, announce=False)))
 
 
 def build_storage(settings: Settings, migrate: bool = True) -> tuple[Engine, SqlImageRepository,
@@ -74,7 +78,10 @@ def build_audit(settings: Settings) -> StoreAudit:
     return StoreAudit(repo, stores)
 
 
-def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+def build_app(settings: Settings, migrate: bool = True,
+              policy: Policy | None = None) -> GlimpseApp:
+    """The application. ``policy``: the rules by name, built from the settings' policy files
+    when not given (``glimpse serve`` reads them before anything else)."""
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine, repo, stores = build_storage(settings, migrate)
     external = HttpSource(
@@ -93,11 +100,14 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
             settings.inspection_relax_partition_checks,
         )),
     )
-    # The policy rules, for the protections' ``policies`` format (an operator's policy file
-    # overrides them through Policy's RuleOverrides).
-    protections = build_protections(settings, Policy())
-    images = ImageService(repo, data, limits, protections=protections)
-    members = MemberService(repo, limits)
+    # Every rule by name (glimpse.domain.policy): the defaults, and the operator's files over
+    # them. One Policy for the whole process, handed to whoever authorizes.
+    if policy is None:
+        policy = Policy(policy_overrides(settings))
+    # The operator's property protections (their ``policies`` format asks the same rules).
+    protections = build_protections(settings, policy)
+    images = ImageService(repo, data, limits, policy=policy, protections=protections)
+    members = MemberService(repo, limits, policy)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
@@ -106,7 +116,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True, protections=protections)
+                             hide_deleted=True, policy=policy, protections=protections)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -121,7 +131,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(v2)],
-        auth=build_authenticator(settings),
+        auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
@@ -149,15 +159,17 @@ def policy_check(policy: Policy, sections: Sequence[Section], announce: bool) ->
     """How the ``policies`` format evaluates a named rule: as Glance does, the rule for the
     caller with an empty target (so a rule that compares the image's owner never passes)."""
     for name in sorted(rule_names(sections)) if announce else ():
-        if name not in policy_mod.BY_NAME:
+        if name not in policy_mod.BY_NAME and policy.overrides is None:
             log.warning("property protections name the policy rule %r, which glimpse does not "
                         "define: no one passes it unless the policy file defines it", name)
     return policy.allowed
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: Settings, policy: Policy = DEFAULT_POLICY) -> Authenticator:
+    """The identity mode's authenticator; ``policy`` decides who is an admin (its
+    context_is_admin rule)."""
     if settings.auth_strategy != "keystone":
-        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant)
+        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant, policy=policy)
     # Imported here: a noauth server never loads keystoneauth1 (and requests).
     from glimpse.api.keystone_auth import KeystoneTokens
     from glimpse.api.token_cache import TokenCache
@@ -169,6 +181,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
         service_type=settings.keystone_service_type,
         service_token_roles=settings.service_token_roles,
         service_token_roles_required=settings.service_token_roles_required,
+        policy=policy,
     )
 
 
@@ -183,6 +196,24 @@ def identity_server(settings: Settings) -> IdentityServer:
         project_name=settings.keystone_project_name,
         project_domain_name=settings.keystone_project_domain_name,
     ), timeout=settings.keystone_timeout)
+
+
+def policy_overrides(settings: Settings, announce: bool = True) -> RuleOverrides | None:
+    """The operator's policy files (docs/identity.md), read once here and then only when they
+    change; None when none is configured (every rule its default). Raises Invalid naming the
+    file and the problem for files that cannot be used, or when oslo.policy (the extra
+    ``glimpse[policy]``) is missing. ``announce``: log the start-up warnings (unknown rule
+    names), which one process of a server says for all."""
+    if settings.policy_file is None and not settings.policy_dirs:
+        return None
+    try:
+        # Imported here: a server without policy files never loads oslo.policy.
+        from glimpse.policy_files import PolicyFiles
+    except ImportError as exc:
+        raise Invalid(f"policy_file and policy_dirs need oslo.policy, which is not installed "
+                      f"(install glimpse[policy]): {exc}") from exc
+    return PolicyFiles.load(settings.policy_file, settings.policy_dirs,
+                            settings.policy_reload_interval, announce=announce)
 
 
 class Sweeper:

@@ -109,6 +109,12 @@ class Settings:
     token_cache_size: int = 10000
     service_token_roles: tuple[str, ...] = ("service",)
     service_token_roles_required: bool = True
+    # Operators' policy overrides (docs/identity.md): Glance's policy.yaml and policy.d.
+    policy_file: Path | None = None
+    policy_dirs: tuple[Path, ...] = ()
+    policy_reload_interval: float = 5.0  # 0: read once at start-up
+    # oslo.policy's option, accepted only at its value: glimpse has no deprecated defaults.
+    enforce_new_defaults: bool = True
 
     @property
     def effective_database_url(self) -> str:
@@ -187,8 +193,11 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
-    if name in ("image_schema_file", "property_protection_file"):
+    if name in ("image_schema_file", "property_protection_file", "policy_file"):
         return Path(str(raw)) if raw not in (None, "") else None
+    if name == "policy_dirs":
+        items = _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
+        return tuple(Path(item) for item in items)
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
@@ -262,6 +271,14 @@ def _validate(settings: Settings) -> None:
     if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:
         raise Invalid("upload_heartbeat_interval must be positive and under half of "
                       "stale_upload_timeout, or live uploads would be taken for dead ones")
+    if settings.policy_reload_interval < 0:
+        raise Invalid("policy_reload_interval must be >= 0")
+    if not settings.enforce_new_defaults:
+        # oslo.policy would OR every rule with its deprecated form, which for Glance is
+        # "anyone": glimpse refuses that rather than open every API (docs/identity.md).
+        raise Invalid("enforce_new_defaults = false is not supported: glimpse enforces "
+                      "Glance's current defaults only; write the rules you need in "
+                      "policy_file instead")
     uninspectable = sorted(set(settings.inspection_disk_formats) - set(INSPECTABLE_DISK_FORMATS))
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "

@@ -183,7 +183,15 @@ def _serve(settings: settings_mod.Settings) -> int:
         return 2
     from glimpse import app as app_mod
     from glimpse.api.protocol import GlimpseHttpProtocol
+    from glimpse.domain.policy import Policy
 
+    try:
+        # Read here, once, so that a file that cannot be used stops glimpse before it serves,
+        # and its warnings are logged once (workers read the files again, quietly).
+        policy = Policy(app_mod.policy_overrides(settings))
+    except GlimpseError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return 2
     if settings.auth_strategy == "keystone" and not _keystone_usable(settings):
         return 2
 
@@ -197,7 +205,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         target: Any = "glimpse.app:worker_app"
         options = {"factory": True, "workers": settings.workers}
     else:
-        target = app_mod.build_app(settings, migrate=False)  # _migrate() did
+        target = app_mod.build_app(settings, migrate=False, policy=policy)  # _migrate() did
     uvicorn.run(
         target,
         **options,

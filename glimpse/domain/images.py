@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from glimpse.domain import ids, lifecycle, policy
+from glimpse.domain import ids, lifecycle
 from glimpse.domain.data import (
     EXTERNAL_STORE,
     Download,
@@ -46,6 +46,7 @@ from glimpse.domain.model import (
     Visibility,
     now,
 )
+from glimpse.domain.policy import DEFAULT_POLICY, ImageTarget, Policy, list_scope, new_image_target
 from glimpse.domain.ports import ImageRepository
 from glimpse.domain.protections import CallerAccess, Operation, PropertyRules
 from glimpse.domain.validation import (
@@ -75,6 +76,7 @@ class ImageService:
         admins_read_deactivated: bool = False,
         hide_deleted: bool = False,
         protections: PropertyRules | None = None,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         """Where the two APIs' rules differ, each gets a service with its own answer:
 
@@ -88,47 +90,62 @@ class ImageService:
 
         ``protections``: the operator's property protections (None: every property is
         everyone's who may change the image). Every image a method returns is shown without
-        the properties its caller may not read."""
+        the properties its caller may not read.
+
+        ``policy``: the rules every operation is authorized by (glimpse.domain.policy)."""
         self._repo = repo
         self.data = data
         self._limits = limits
         self._admins_read_deactivated = admins_read_deactivated
         self._hide_deleted = hide_deleted
         self._protections = protections
+        self.policy = policy
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, principal: Principal, image_id: str) -> Image:
         """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
-        spelling of its UUID finds it (``ids``)."""
+        spelling of its UUID finds it (``ids``). Authorized by ``get_image``: an image the
+        rule refuses does not exist for the caller (Glance's 404, not 403)."""
         return self._shown(principal, self._find(principal, image_id))
 
     def _find(self, principal: Principal, image_id: str) -> Image:
         """``get``, with every property: for the service's own decisions."""
+        self.policy.require_scope(principal)
         image = ids.find(self._repo, image_id)
-        if image is None or (image.deleted and self._hide_deleted) or not policy.can_see(
+        if image is None or (image.deleted and self._hide_deleted) or not self.policy.may_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
         return image
 
+    def _enforce(self, rule: str, principal: Principal, image: Image,
+                 message: str | None = None, code: str | None = None) -> None:
+        """A rule about an image the caller sees (``get``): 403 when refused."""
+        self.policy.enforce(rule, principal, ImageTarget(image, principal.owner), message,
+                            code=code)
+
     def list_images(self, principal: Principal, query: ListQuery,
                     marker_id: str | None) -> list[Image]:
-        query.scope = policy.list_scope(principal, query.scope)
+        # The SQL scope is the visibility gate; get_image is asked per row only while the
+        # operator overrides it (Policy.visible).
+        self.policy.enforce("get_images", principal, {"project_id": principal.owner})
+        query.scope = list_scope(principal, query.scope)
         query.owner = principal.owner
         if marker_id is not None:
             try:
                 query.marker = self._find(principal, marker_id)
             except NotFound as exc:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
+        images = self.policy.visible(principal, self._repo.list_images(query))
         access = self._access(principal)
         if access is None:
-            return self._repo.list_images(query)
+            return images
         if any(not access.may(name, Operation.READ) for name in query.properties):
             # A property the caller may not read is one no image has, for this caller: a
             # filter on it must not tell which images hold which value.
             return []
-        return [access.shown(image) for image in self._repo.list_images(query)]
+        return [access.shown(image) for image in images]
 
     def open_data(self, principal: Principal, image_id: str, offset: int = 0,
                   length: int | None = None, choose: RangeChooser | None = None) -> Download:
@@ -141,6 +158,7 @@ class ImageService:
         (an external location whose remote did not say): the whole data is read.
         """
         image = self._find(principal, image_id)
+        self._enforce("download_image", principal, image)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
             raise Forbidden("The requested image has been deactivated. Image data download is "
@@ -163,7 +181,12 @@ class ImageService:
     ) -> Image:
         source = data.source
         fields = self._client_fields(principal, data.fields, None)
-        self._check_input(principal, fields, source, upload)
+        owner = fields.get("owner", principal.owner)
+        target = new_image_target(owner, fields.get("visibility", Visibility.SHARED))
+        self.policy.enforce("add_image", principal, target,
+                            None if owner == principal.owner else
+                            f"You are not permitted to create images owned by '{owner}'.")
+        self._check_input(principal, fields, source, upload, target)
         validate_properties(data.properties)
         validate_property_values(data.properties)
         access = self._access(principal)
@@ -220,11 +243,18 @@ class ImageService:
         image = self._find(principal, image_id)
         if image.deleted:
             raise Forbidden("Forbidden to update deleted image.")
-        if not policy.can_modify(principal, image):
-            raise Forbidden("You are not permitted to modify this image.")
+        # v2's PUT /file is upload_image alone, and a PATCH of location operations only is
+        # their rules alone (Glance asks modify_image per change of anything else).
+        data_only = upload is not None and not commands
+        locations_only = bool(commands) and all(
+            isinstance(c, AddLocation | RemoveLocation | ReplaceLocations) for c in commands)
+        if not (data_only or locations_only):
+            self._enforce("modify_image", principal, image,
+                          "You are not permitted to modify this image.")
+        target = ImageTarget(image, principal.owner)
         changes, located = self._fold(principal, image, commands)
         fields = changes.fields
-        self._check_input(principal, fields, source, upload)
+        self._check_input(principal, fields, source, upload, target)
         if located.fields.get("status") is Status.ACTIVE:
             # A location activates a queued image: its data needs formats, as an upload's.
             require_formats(fields.get("disk_format", image.disk_format),
@@ -269,15 +299,15 @@ class ImageService:
         raw = ids.find(self._repo, image_id)
         # A pending_delete image is deleted for reads, but its owner is told why it can't be
         # deleted again rather than that it doesn't exist.
-        if raw is not None and raw.status is Status.PENDING_DELETE and policy.can_modify(
-            principal, raw
+        if raw is not None and raw.status is Status.PENDING_DELETE and self.policy.allowed(
+            "delete_image", principal, ImageTarget(raw, principal.owner)
         ):
             raise Forbidden(f"Forbidden to delete a {raw.status} image.")
         image = self._find(principal, image_id)
         if image.status in (Status.DELETED, Status.PENDING_DELETE):
             raise NotFound(f"Image {image_id} not found.")
-        if not policy.can_modify(principal, image):
-            raise Forbidden("You are not permitted to delete this image.")
+        self._enforce("delete_image", principal, image,
+                      "You are not permitted to delete this image.")
         if image.protected:
             raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
         for _ in range(5):
@@ -316,8 +346,7 @@ class ImageService:
         for _ in range(5):
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
-            if not policy.can_modify(principal, image):
-                raise Forbidden(f"You are not permitted to {verb} this image.")
+            self._enforce(verb, principal, image, f"You are not permitted to {verb} this image.")
             if image.status is target:
                 # Already there: nothing is written, updated_at included.
                 return self._shown(principal, image)
@@ -342,8 +371,8 @@ class ImageService:
         rules as every external source; the data is verified in the background (see
         ImageData.import_location). Service callers (nova, cinder) and the owner may."""
         image = self._find(principal, image_id)
-        if not (policy.can_modify(principal, image) or policy.is_service(principal)):
-            raise Forbidden("You are not permitted to add a location to this image.")
+        self._enforce("add_image_location", principal, image,
+                      "You are not permitted to add a location to this image.")
         if image.status is not Status.QUEUED:
             raise Conflict("A location can only be added to a queued image.")
         require_formats(image.disk_format, image.container_format)
@@ -353,8 +382,8 @@ class ImageService:
     def locations(self, principal: Principal, image_id: str) -> list[Location]:
         """Where the image's data is: for service callers and admins only."""
         image = self._find(principal, image_id)
-        if not policy.is_service(principal):
-            raise Forbidden("Only services and administrators may read image locations.")
+        self._enforce("fetch_image_location", principal, image,
+                      "Only services and administrators may read image locations.")
         return list(image.locations)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -456,6 +485,8 @@ class ImageService:
                 changes.keep_properties = frozenset(keep)
                 changes.keep_namespace = RESERVED_PROPERTY_PREFIX
             elif isinstance(command, AddLocation | RemoveLocation | ReplaceLocations):
+                self._enforce("delete_image_location" if isinstance(command, RemoveLocation)
+                              else "set_image_location", principal, image)
                 located.apply(command)
             else:
                 tags = _fold_tag_command(command, tags, changes)
@@ -467,8 +498,11 @@ class ImageService:
 
     def _check_input(
         self, principal: Principal, fields: dict[str, Any], source: DataSource,
-        upload: Upload | None,
+        upload: Upload | None, target: Mapping[str, object],
     ) -> None:
+        """The values and data sources asked for, and the rules they need (Glance's, with
+        v1's: copy_from, upload_image with data or a copy, set_image_location for
+        x-image-meta-location)."""
         validate_fields(fields, self._limits.disk_formats, self._limits.container_formats)
         cap = self._limits.image_size_cap
         declared = fields.get("size")
@@ -479,15 +513,23 @@ class ImageService:
             raise Invalid(f"Denying attempt to upload image larger than {cap} bytes.",
                           code="declared_over_cap")
         visibility = fields.get("visibility")
-        if visibility is not None and not policy.may_set_visibility(
-            principal, Visibility(visibility)
-        ):
-            raise Forbidden("Only administrators may make images public.", code="publicize")
+        if visibility == Visibility.PUBLIC:
+            self.policy.enforce("publicize_image", principal, target,
+                                "Only administrators may make images public.", code="publicize")
+        elif visibility == Visibility.COMMUNITY:
+            self.policy.enforce("communitize_image", principal, target,
+                                "You are not permitted to make images community.")
         count = (source.location is not None) + (source.copy_from is not None) + (
             upload is not None)
         if count > 1:
             raise Invalid("Only one source of image data may be given.",
                           code="multiple_sources")
+        if source.copy_from is not None:
+            self.policy.enforce("copy_from", principal, target)
+        if upload is not None or source.copy_from is not None:
+            self.policy.enforce("upload_image", principal, target)
+        if source.location is not None:
+            self.policy.enforce("set_image_location", principal, target)
 
     def _check_external(self, source: DataSource, declared: int | None) -> int | None:
         url = source.url

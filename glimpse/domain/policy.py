@@ -14,7 +14,7 @@ is any refusal on an image the caller may not see; other refusals are 403.
 Scope: Glance's rules are all project-scoped, so a caller whose token is system- or
 domain-scoped is refused by every rule (403); an unscoped token holds no roles and passes
 none. A caller's "project" in the checks is its ``owner`` (the project, or the user with
-``owner_is_tenant = false`` in noauth mode); a caller without one matches no project check.
+``owner_is_tenant = false`` in noauth mode), compared as oslo.policy compares.
 """
 
 from __future__ import annotations
@@ -84,12 +84,13 @@ class Policy:
         return predicate is not None and predicate(self, principal, target)
 
     def enforce(self, rule: str, principal: Principal, target: Target = _EMPTY,
-                message: str | None = None) -> None:
-        """``allowed`` or Forbidden (with ``message``, or Glance's wording)."""
+                message: str | None = None, code: str | None = None) -> None:
+        """``allowed`` or Forbidden (with ``message``, or Glance's wording; ``code`` for an
+        API that words this refusal its own way)."""
         self.require_scope(principal)
         if not self.allowed(rule, principal, target):
             raise Forbidden(message or f"You are not authorized to complete {rule} action.",
-                            code="policy")
+                            code=code)
 
     def require_scope(self, principal: Principal) -> None:
         """Forbidden (403 on every image API, never 404) for a system- or domain-scoped
@@ -214,15 +215,17 @@ def new_image_target(owner: str | None, visibility: object) -> dict[str, object]
 Predicate = Callable[[Policy, Principal, Target], bool]
 
 
+_MISSING = object()
+
+
 def _mine(principal: Principal, target: Target, key: str) -> bool:
-    """``project_id:%(key)s``: oslo.policy compares the target's value as text with the
-    caller's project. A caller without a project matches nothing (oslo.policy would match
-    'None' to 'None'; keystone mode never has such a caller with roles)."""
-    me = principal.owner
-    if me is None:
-        return False
-    value = target.get(key)
-    return value is not None and str(value) == me
+    """``project_id:%(key)s`` as oslo.policy evaluates it: the target's value as text equals
+    the caller's project as text; a target without the key matches nothing. As there, a
+    caller without a project matches a target whose value is None ('None' == 'None'): only
+    noauth mode has such callers (keystone mode refuses tokens without a project), where an
+    image without owner is as much theirs as anyone's."""
+    value = target.get(key, _MISSING)
+    return value is not _MISSING and str(value) == str(principal.owner)
 
 
 def _seen_by(principal: Principal, target: Target) -> bool:
@@ -379,30 +382,3 @@ def list_scope(principal: Principal, requested: Scope) -> Scope:
     """Which images a list starts from: non-admins always list what they can see; admins
     what they ask for."""
     return requested if principal.is_admin else Scope.VISIBLE
-
-# -- the hard-coded checks the domain services still call (replaced by rules next) ----------
-
-def can_modify(principal: Principal, image: Image) -> bool:
-    """Write access to the image itself: admins and the owner, nobody else."""
-    return principal.is_admin or owns(principal, image)
-
-
-def is_service(principal: Principal) -> bool:
-    """Another cloud service (nova, cinder) acting with its service role (its own token's, or
-    the X-Service-Token's it sends beside a user's), or an admin: who may read an image's
-    locations (Glance's ``service_api`` rule)."""
-    return (principal.is_admin or "service" in principal.roles
-            or "service" in principal.service_roles)
-
-
-def can_read_image_locations(principal: Principal, image: Image) -> bool:
-    """Who is shown an image's locations in the image itself (v2's legacy ``locations`` and
-    ``direct_url``, when the operator turns them on): services and admins, and the owner.
-    Members and the public never are: a shared or public image's URLs are not theirs to see
-    (OSSN-0065, OSSN-0090; Glance's get_image_location rule)."""
-    return is_service(principal) or owns(principal, image)
-
-
-def may_set_visibility(principal: Principal, visibility: Visibility) -> bool:
-    """Only admins publicize images."""
-    return visibility is not Visibility.PUBLIC or principal.is_admin

@@ -288,7 +288,7 @@ class V2Handlers:
     def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
         document = image_json(image, self.schemas.null_properties)
         if self.show_locations or self.show_direct_url:
-            add_location_keys(document, shown_locations(principal, image),
+            add_location_keys(document, shown_locations(principal, image, self.images.policy),
                               locations=self.show_locations, direct_url=self.show_direct_url)
         return document
 
