@@ -198,3 +198,39 @@ async def test_noauth_without_headers_is_an_admin(client: httpx.AsyncClient) -> 
     public = [{"op": "replace", "path": "/visibility", "value": "public"}]
     assert (await client.patch(f"/v2/images/{image_id}", json=public,
                                headers=V2_PATCH)).status_code == 200
+
+
+async def principal_of(headers: dict[str, str], policy: Any = None) -> Any:
+    from starlette.requests import Request
+
+    from glimpse.api.auth import TrustedHeaders
+    from glimpse.domain.policy import DEFAULT_POLICY
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    return await TrustedHeaders(policy=policy or DEFAULT_POLICY).principal(Request(scope))
+
+
+async def test_noauth_roles_are_completed_as_keystone_implies_them() -> None:
+    member = await principal_of({"X-Tenant-Id": "p", "X-Roles": "Member"})
+    assert member.roles == ("member", "reader") and not member.is_admin
+    admin = await principal_of({"X-Tenant-Id": "p", "X-Roles": "admin"})
+    assert set(admin.roles) == {"admin", "manager", "member", "reader"} and admin.is_admin
+    nobody = await principal_of({"X-Tenant-Id": "p"})
+    assert nobody.roles == () and not nobody.is_admin
+    anonymous = await principal_of({})
+    assert anonymous.is_admin and anonymous.tenant is None and "admin" in anonymous.roles
+
+
+async def test_noauth_admin_follows_context_is_admin() -> None:
+    from glimpse.domain.policy import Policy
+
+    class CloudAdmin:
+        def check(self, rule: str, principal: Any, target: Any) -> bool | None:
+            return "cloud_admin" in principal.roles if rule == "context_is_admin" else None
+
+    custom = Policy(CloudAdmin())
+    assert not (await principal_of({"X-Tenant-Id": "p", "X-Roles": "admin"}, custom)).is_admin
+    assert (await principal_of({"X-Tenant-Id": "p", "X-Roles": "cloud_admin"}, custom)).is_admin
+    # No headers: the admin role, which this operator's rule does not make an admin.
+    assert not (await principal_of({}, custom)).is_admin
