@@ -213,7 +213,7 @@ def test_v2_create_patch_show_and_list(roles_client: httpx.Client) -> None:
 
 def test_v2_special_characters(roles_client: httpx.Client) -> None:
     # '@': anyone, whatever its roles; '!': no one, admins included.
-    for who in (ADMIN, caller("joe_soap")):
+    for who in (ADMIN, caller("joe_soap,member")):
         made = roles_client.post("/v2/images", headers=who,
                                  json={"name": "i", "x_all_permitted_1": "1"})
         assert made.status_code == 201

@@ -75,7 +75,7 @@ delete = admin
 """
 
 # The owner (project alice) with the special role; OWNER is alice as a plain member.
-SPL = Principal(tenant="alice", user="s", roles=("member", "spl_role"), is_admin=False,
+SPL = Principal(tenant="alice", user="s", roles=("member", "reader", "spl_role"), is_admin=False,
                 owner="alice")
 # Every property the file names, as an admin sets them.
 ALL = {"x_owner_a": "o", "spl_read_only": "r", "spl_update": "u", "spl_delete": "d",
