@@ -252,10 +252,13 @@ class ImageData:
         """The quota check of a create (``new_image``) or an upload's claim, with the owner's
         limits read now (Unavailable when their source cannot tell)."""
         return Admission(owner, self._quotas.limits(owner), new_image=new_image, upload=upload,
-                         declared=declared, glance_words=self._quotas.glance_words)
+                         declared=declared, unified=self._quotas.unified)
 
-    def quota_report(self, owner: str | None) -> tuple[ProjectLimits, Usage]:
-        """The owner's limits and usage (``/v2/info/usage``)."""
+    def quota_report(self, owner: str | None) -> tuple[ProjectLimits, Usage] | None:
+        """The owner's limits and usage (``/v2/info/usage``); None without unified limits
+        (Glance then reports nothing)."""
+        if not self._quotas.unified:
+            return None
         return self._quotas.limits(owner), self._repo.quota_usage(owner)
 
     # -- receiving (continued) ----------------------------------------------------------------

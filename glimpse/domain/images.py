@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from glimpse.domain import ids, lifecycle, policy
+from glimpse.domain import ids, lifecycle, policy, quotas
 from glimpse.domain.data import (
     EXTERNAL_STORE,
     Download,
@@ -133,6 +133,12 @@ class ImageService:
         if choose is not None and (size := data_size(image)) is not None:
             offset, length = choose(size)
         return self.data.open(image, offset, length)
+
+    def quota_usage(self, principal: Principal) -> dict[str, dict[str, int]] | None:
+        """The caller's project's limits and usage of every quota resource, in Glance's units
+        (``quotas.report``); None without unified limits."""
+        found = self.data.quota_report(principal.owner)
+        return None if found is None else quotas.report(*found)
 
     # -- creating and changing ---------------------------------------------------------------
 

@@ -52,9 +52,9 @@ class LimitSource(Protocol):
         ...
 
     @property
-    def glance_words(self) -> bool:
-        """Whether refusals are worded as Glance's unified limits (True), or as its
-        ``user_storage_quota`` (False)."""
+    def unified(self) -> bool:
+        """Whether these are unified limits (Keystone's): refusals are worded as Glance words
+        them, and ``/v2/info/usage`` reports them. False: Glance's ``user_storage_quota``."""
         ...
 
 
@@ -64,7 +64,7 @@ class StaticLimits:
     the rest is unlimited."""
 
     user_storage_quota: int = 0
-    glance_words: bool = False
+    unified: bool = False
 
     def limits(self, project: str | None) -> ProjectLimits:
         size = self.user_storage_quota if self.user_storage_quota > 0 else None
@@ -94,13 +94,13 @@ class Admission:
     OverLimit to undo the claim; records what it granted."""
 
     def __init__(self, project: str | None, limits: ProjectLimits, *, new_image: bool,
-                 upload: bool, declared: int | None = None, glance_words: bool = True) -> None:
+                 upload: bool, declared: int | None = None, unified: bool = True) -> None:
         self.project = project
         self.limits = limits
         self.new_image = new_image
         self.upload = upload
         self.declared = declared
-        self._glance_words = glance_words
+        self._unified = unified
         # The bytes the upload may write (its stream's hard cap; None: no quota bounds it),
         # and what the others held when it was granted.
         self.granted: int | None = None
@@ -150,7 +150,7 @@ class Admission:
     def size_error(self, used: int, delta: int) -> OverLimit:
         """The refusal of ``delta`` more bytes beyond ``used``."""
         limit = self.limits.get(IMAGE_SIZE_TOTAL) or 0
-        if not self._glance_words:
+        if not self._unified:
             remaining = max(limit - used, 0)
             return OverLimit("Denying attempt to upload image because it exceeds the quota: "
                              f"the remaining storage quota is {remaining} bytes of {limit}.")
