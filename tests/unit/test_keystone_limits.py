@@ -161,3 +161,26 @@ def test_keystone_down_or_failing_is_503_with_retry_after(status: int | None) ->
     clock.now += 61
     with pytest.raises(Unavailable):
         limits.limits("cached")
+
+
+def test_settings_need_credentials_and_sane_values() -> None:
+    from glimpse import settings as settings_mod
+
+    base = {"GLIMPSE_USE_KEYSTONE_LIMITS": "true",
+            "GLIMPSE_KEYSTONE_AUTH_URL": "http://k:5000/v3",
+            "GLIMPSE_KEYSTONE_PASSWORD": SECRET}
+    loaded = settings_mod.load(environ={**base, "GLIMPSE_KEYSTONE_LIMITS_CACHE_TIME": "2.5"})
+    assert loaded.use_keystone_limits and loaded.keystone_limits_cache_time == 2.5
+    assert SECRET not in repr(loaded)
+    for broken, words in (({"GLIMPSE_KEYSTONE_PASSWORD": ""}, "needs keystone_password"),
+                          ({"GLIMPSE_KEYSTONE_AUTH_URL": "k:5000"}, "http:// or https://"),
+                          ({"GLIMPSE_KEYSTONE_LIMITS_CACHE_TIME": "-1"}, ">= 0"),
+                          ({"GLIMPSE_KEYSTONE_LIMITS_INTERFACE": "private"}, "public")):
+        with pytest.raises(Invalid, match=words):
+            settings_mod.load(environ={**base, **broken})
+    # Off by default: the settings' user_storage_quota is the source.
+    from glimpse.app import limit_source
+
+    static = limit_source(settings_mod.load(environ={"GLIMPSE_USER_STORAGE_QUOTA": "1KB"}))
+    assert static.limits("p")["image_size_total"] == 1024 and not static.unified
+    assert isinstance(limit_source(loaded), KeystoneLimits)
