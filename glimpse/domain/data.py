@@ -261,7 +261,7 @@ class ImageData:
             return None
         return self._quotas.limits(owner), self._repo.quota_usage(owner)
 
-    # -- receiving (continued) ----------------------------------------------------------------
+    # -- receiving: claim, stream, finish -------------------------------------------------------
 
     def receive(
         self, image: Image, chunks: Iterable[bytes], store_name: str, on_failure: FailureRule,
@@ -271,7 +271,7 @@ class ImageData:
         no transaction open, then finish. ``length``: the byte count the transport declared
         (Content-Length), which the quotas reserve when given."""
         location = self.claimed_location(image.id, store_name)
-        granted = None
+        admitted = None
         if not claimed:
             # The limits are read before the claim's transaction (a remote call), and checked
             # in it, under the owner's lock.
@@ -300,10 +300,10 @@ class ImageData:
             if update is None:
                 raise Conflict("Cannot upload to an unqueued image")
             image = update
-            granted = admission
+            admitted = admission
         store = self._stores[store_name]
         expected = image.size or None
-        stages = self._stages(image, chunks, Status.SAVING, expected, granted)
+        stages = self._stages(image, chunks, Status.SAVING, expected, admitted)
         stream, watched = stages.stream, stages.watched
         try:
             if expected is not None and expected > stages.limit:
