@@ -41,6 +41,7 @@ from glimpse.domain.protections import (
 )
 from glimpse.domain.protections import load as load_protections
 from glimpse.domain.protections import warn as warn_protections
+from glimpse.domain.quotas import LimitSource, StaticLimits
 from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
@@ -49,7 +50,8 @@ from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_store
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 if TYPE_CHECKING:
-    from glimpse.api.keystone_tokens import IdentityServer
+    from glimpse.api.keystone_limits import KeystoneLimits
+    from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
 
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def build_app(settings: Settings, migrate: bool = True,
     data = ImageData(
         repo, stores, settings.default_store, external, limits,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
+        quotas=limit_source(settings),
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
@@ -185,17 +188,44 @@ def build_authenticator(settings: Settings, policy: Policy = DEFAULT_POLICY) -> 
     )
 
 
+def limit_source(settings: Settings) -> LimitSource:
+    """Where per-project quotas come from: Keystone's unified limits when use_keystone_limits
+    (user_storage_quota is then ignored, as Glance does), else the settings."""
+    if settings.use_keystone_limits:
+        return keystone_limits(settings)
+    return StaticLimits(settings.user_storage_quota)
+
+
+def keystone_limits(settings: Settings) -> KeystoneLimits:
+    # Imported here: a server without unified limits never loads keystoneauth1 for them.
+    from glimpse.api.keystone_limits import KeystoneLimits
+
+    return KeystoneLimits(
+        service_credentials(settings), timeout=settings.keystone_timeout,
+        cache_time=settings.keystone_limits_cache_time,
+        endpoint_id=settings.keystone_limits_endpoint_id,
+        service_type=settings.keystone_service_type, region=settings.keystone_limits_region,
+        interface=settings.keystone_limits_interface,
+    )
+
+
 def identity_server(settings: Settings) -> IdentityServer:
     """Keystone as glimpse's service user sees it (auth_strategy keystone)."""
-    from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
+    from glimpse.api.keystone_tokens import IdentityServer
 
-    return IdentityServer(ServiceCredentials(
+    return IdentityServer(service_credentials(settings), timeout=settings.keystone_timeout)
+
+
+def service_credentials(settings: Settings) -> ServiceCredentials:
+    from glimpse.api.keystone_tokens import ServiceCredentials
+
+    return ServiceCredentials(
         auth_url=settings.keystone_auth_url, username=settings.keystone_username,
         password=settings.keystone_password,
         user_domain_name=settings.keystone_user_domain_name,
         project_name=settings.keystone_project_name,
         project_domain_name=settings.keystone_project_domain_name,
-    ), timeout=settings.keystone_timeout)
+    )
 
 
 def policy_overrides(settings: Settings, announce: bool = True) -> RuleOverrides | None:

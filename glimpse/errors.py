@@ -77,7 +77,13 @@ class UnsupportedMediaType(GlimpseError):
 
 
 class Unavailable(GlimpseError):
-    pass
+    """``retry_after``: the seconds a client should wait before trying again, when known
+    (answered as ``Retry-After``)."""
+
+    def __init__(self, message: str, code: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 class RangeNotSatisfiable(GlimpseError):

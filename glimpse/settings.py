@@ -115,6 +115,13 @@ class Settings:
     policy_reload_interval: float = 5.0  # 0: read once at start-up
     # oslo.policy's option, accepted only at its value: glimpse has no deprecated defaults.
     enforce_new_defaults: bool = True
+    # Quotas from Keystone's unified limits (docs/identity.md), read with the keystone_*
+    # service user scoped to the system; they replace user_storage_quota.
+    use_keystone_limits: bool = False
+    keystone_limits_cache_time: float = 60.0
+    keystone_limits_endpoint_id: str = ""  # empty: the keystone_service_type endpoint
+    keystone_limits_region: str = ""
+    keystone_limits_interface: str = "public"
 
     @property
     def effective_database_url(self) -> str:
@@ -260,6 +267,8 @@ def _validate(settings: Settings) -> None:
     if settings.property_protection_rule_format not in ("roles", "policies"):
         raise Invalid(f"Invalid property_protection_rule_format "
                       f"{settings.property_protection_rule_format!r} (roles or policies)")
+    if settings.use_keystone_limits:
+        _validate_limits(settings)
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
@@ -283,6 +292,21 @@ def _validate(settings: Settings) -> None:
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
                       f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
+
+
+def _validate_limits(settings: Settings) -> None:
+    missing = [name for name in ("keystone_auth_url", "keystone_username", "keystone_password")
+               if not getattr(settings, name)]
+    if missing:
+        raise Invalid(f"use_keystone_limits needs {', '.join(missing)}")
+    if not settings.keystone_auth_url.startswith(("http://", "https://")):
+        raise Invalid("keystone_auth_url must be an http:// or https:// URL")
+    if settings.keystone_limits_cache_time < 0:
+        raise Invalid("keystone_limits_cache_time must be >= 0")
+    if settings.keystone_limits_interface not in ("public", "internal", "admin"):
+        raise Invalid("keystone_limits_interface must be public, internal or admin")
+    if settings.keystone_timeout <= 0:
+        raise Invalid("keystone_timeout must be positive")
 
 
 def _validate_keystone(settings: Settings) -> None:

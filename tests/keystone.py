@@ -13,6 +13,7 @@ import http.server
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,101 @@ class CountingProxy:
         self._server.shutdown()
         self._server.server_close()
         self._log_file.close()
+# --- unified limits: registered and project limits, set as a system-scoped admin ------------
+
+@functools.cache
+def system_admin() -> session.Session:
+    """Keystone's admin scoped to the system: only such a token may set registered limits
+    (scripts/keystone bootstraps the admin with the admin role on the system)."""
+    return session.Session(auth=v3.Password(
+        auth_url=AUTH_URL, username=ADMIN_USER, password=ADMIN_PASSWORD,
+        user_domain_name="Default", system_scope="all"))
+
+
+def _system(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+    for attempt in range(5):
+        # The test Keystone's SQLite refuses a write while another holds its lock (500):
+        # tests in parallel workers write limits at once.
+        answer = system_admin().request(AUTH_URL + path, method, json=body, raise_exc=False)
+        if answer.status_code < 500 or attempt == 4:
+            break
+        time.sleep(0.2 * (attempt + 1))
+    if answer.status_code >= 400:
+        raise RuntimeError(f"Keystone answered {method} {path} with {answer.status_code}: "
+                           f"{answer.text[:200]}")
+    return answer.json() if answer.content else {}
+
+
+class LimitsService:
+    """A catalog service of its own (type ``image-limits-<hex>``, one public endpoint) whose
+    registered limits a test sets without touching anyone else's: glimpse reads them with
+    ``keystone_limits_endpoint_id = endpoint_id``."""
+
+    def __init__(self, registered: dict[str, int]) -> None:
+        kind = f"image-limits-{uuid.uuid4().hex[:10]}"
+        self.service_id = str(_system("POST", "/services", {"service": {
+            "type": kind, "name": kind}})["service"]["id"])
+        self.endpoint_id = str(_system("POST", "/endpoints", {"endpoint": {
+            "service_id": self.service_id, "interface": "public", "region_id": REGION,
+            "url": "http://127.0.0.1:9/"}})["endpoint"]["id"])
+        for resource, value in registered.items():
+            self.register(resource, value)
+
+    def register(self, resource: str, value: int) -> None:
+        """Set the registered (default) limit of ``resource``."""
+        found = _system("GET", f"/registered_limits?service_id={self.service_id}"
+                               f"&resource_name={resource}")["registered_limits"]
+        if found:
+            _system("PATCH", f"/registered_limits/{found[0]['id']}",
+                    {"registered_limit": {"default_limit": value}})
+            return
+        _system("POST", "/registered_limits", {"registered_limits": [{
+            "service_id": self.service_id, "region_id": REGION, "resource_name": resource,
+            "default_limit": value}]})
+
+    def limit(self, project_id: str, resource: str, value: int) -> None:
+        """Set ``project_id``'s own limit of ``resource`` (overriding the registered one)."""
+        found = _system("GET", f"/limits?service_id={self.service_id}&project_id={project_id}"
+                               f"&resource_name={resource}")["limits"]
+        if found:
+            _system("PATCH", f"/limits/{found[0]['id']}", {"limit": {"resource_limit": value}})
+            return
+        _system("POST", "/limits", {"limits": [{
+            "service_id": self.service_id, "project_id": project_id, "region_id": REGION,
+            "resource_name": resource, "resource_limit": value}]})
+
+    def remove(self) -> None:
+        """Delete its limits, endpoint and service."""
+        for entry in _system("GET", f"/limits?service_id={self.service_id}")["limits"]:
+            _system("DELETE", f"/limits/{entry['id']}")
+        for entry in _system("GET", f"/registered_limits?service_id={self.service_id}"
+                             )["registered_limits"]:
+            _system("DELETE", f"/registered_limits/{entry['id']}")
+        _system("DELETE", f"/endpoints/{self.endpoint_id}")
+        _system("DELETE", f"/services/{self.service_id}")
+
+
+def limits_missing() -> str | None:
+    """Why unified-limit tests cannot run (None when they can): glimpse's service user needs
+    the system reader role (scripts/keystone provision grants it)."""
+    reason = _identity_reason()
+    if reason:
+        return reason
+    user = session.Session(auth=v3.Password(
+        auth_url=AUTH_URL, username=USER, password=PASSWORD, user_domain_name="Default",
+        system_scope="all"))
+    try:
+        roles = set(user.auth.get_access(user).role_names or ())
+    except ks_exceptions.ClientException as exc:
+        return f"glimpse's service user cannot get a system-scoped token ({exc}): run " \
+               "scripts/keystone provision from this tree (it grants system reader)"
+    if "reader" not in roles:
+        return f"glimpse's service user lacks system reader (has {sorted(roles)}): run " \
+               "scripts/keystone provision from this tree"
+    return None
+
+
+def require_limits() -> None:
+    reason = limits_missing()
+    if reason:
+        pytest.skip(reason)

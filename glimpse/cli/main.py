@@ -14,7 +14,7 @@ from typing import Any
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.api.v2.schemas import load_operator_schema
-from glimpse.errors import GlimpseError
+from glimpse.errors import GlimpseError, Unavailable
 from glimpse.stores.registry import check_stores
 
 
@@ -165,6 +165,26 @@ def _keystone_usable(settings: settings_mod.Settings) -> bool:
     return True
 
 
+def _limits_usable(settings: settings_mod.Settings) -> bool:
+    """The start-up check of unified limits: False (after saying why) for a configuration
+    error (a model other than flat, no endpoint, a service user that may not read limits);
+    an unreachable Keystone is an outage: the server starts, quota checks answer 503."""
+    import logging
+
+    from glimpse import app as app_mod
+
+    try:
+        app_mod.keystone_limits(settings).check()
+    except Unavailable as exc:
+        logging.getLogger("glimpse.cli").warning(
+            "starting without the unified limits check (quota checks get 503 until Keystone "
+            "answers): %s", exc.message)
+    except GlimpseError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return False
+    return True
+
+
 def _serve(settings: settings_mod.Settings) -> int:
     import uvicorn
 
@@ -193,6 +213,8 @@ def _serve(settings: settings_mod.Settings) -> int:
         print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
         return 2
     if settings.auth_strategy == "keystone" and not _keystone_usable(settings):
+        return 2
+    if settings.use_keystone_limits and not _limits_usable(settings):
         return 2
 
     # The schema is migrated here, once, before any worker starts.

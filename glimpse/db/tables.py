@@ -55,6 +55,9 @@ images = sa.Table(
     sa.Column("deleted_at", Timestamp),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("failure_status", sa.String(30)),
+    # The bytes an upload in flight may still write, held against its project's size limit
+    # (counted only while the image is saving; no Image field: the repository's own).
+    sa.Column("upload_reserved", sa.BigInteger),
     _sort_copy("name", sa.String(255)),
     _sort_copy("container_format", sa.String(20)),
     _sort_copy("disk_format", sa.String(20)),
@@ -144,5 +147,14 @@ image_locations = sa.Table(
     sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON object
     sa.Column("status", sa.String(30), nullable=False, default="active"),
     sa.Index("ix_image_locations_image_id", "image_id", "position"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# One row per project whose quotas were checked: the lock (SELECT ... FOR UPDATE) that admits
+# the project's creates and upload claims one at a time (domain/quotas.py).
+quota_locks = sa.Table(
+    "quota_locks",
+    metadata,
+    sa.Column("project", sa.String(255), primary_key=True),
     **MYSQL_TABLE_OPTIONS,
 )

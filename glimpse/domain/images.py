@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from glimpse.domain import ids, lifecycle
+from glimpse.domain import ids, lifecycle, quotas
 from glimpse.domain.data import (
     EXTERNAL_STORE,
     Download,
@@ -173,6 +173,12 @@ class ImageService:
         shown = self._shown(principal, download.image)
         return download if shown is download.image else dataclasses.replace(download, image=shown)
 
+    def quota_usage(self, principal: Principal) -> dict[str, dict[str, int]] | None:
+        """The caller's project's limits and usage of every quota resource, in Glance's units
+        (``quotas.report``); None without unified limits."""
+        found = self.data.quota_report(principal.owner)
+        return None if found is None else quotas.report(*found)
+
     # -- creating and changing ---------------------------------------------------------------
 
     def create(
@@ -211,22 +217,26 @@ class ImageService:
             # The id as written names an image stored before ids were made canonical: the same
             # Conflict as any reused id (repository.create finds those of canonical ids).
             raise Conflict(f"An image with identifier {given} already exists")
-        status = Status.SAVING if upload is not None else Status.ACTIVE if empty \
-            else Status.QUEUED
+        # The owner's quotas: a create counts an image; data sent with it (v1) is an upload.
+        admission = self.data.admission(fields["owner"], new_image=True, upload=False)
+        # Created already claimed (saving, with its location recorded): nobody else can have
+        # seen it queued, and a small upload is spared a transaction. Not when quotas apply:
+        # the create admits the image, then the upload's claim reserves its bytes.
+        claimed = upload is not None and not admission.bounds_uploads
+        status = Status.SAVING if claimed else Status.ACTIVE if empty else Status.QUEUED
         if status is not Status.QUEUED:
             lifecycle.check_transition(Status.QUEUED, status)
         image = Image(
             id=image_id, status=status, properties=dict(data.properties), tags=tags,
             created_at=stamp, updated_at=stamp,
-            # Created already claimed (saving, with its location recorded): nobody else can
-            # have seen it queued, and a small upload is spared a transaction.
-            locations=[self.data.claimed_location(image_id, store)] if upload else [],
-            failure_status=on_failure.status if upload else None,
+            locations=[self.data.claimed_location(image_id, store)] if claimed else [],
+            failure_status=on_failure.status if claimed else None,
             **fields,
         )
-        self._repo.create(image)
+        self._repo.create(image, admit=admission if admission.needed else None)
         if upload is not None:
-            image = self.data.receive(image, upload.chunks, store, on_failure, claimed=True)
+            image = self.data.receive(image, upload.chunks, store, on_failure, claimed=claimed,
+                                      length=upload.length)
             return self._shown(principal, image)
         return self._shown(principal, self._attach(image, source, None, store, on_failure))
 
@@ -277,8 +287,8 @@ class ImageService:
         if upload is not None and not commands:
             # Data alone (v2's PUT /file): the claim that receiving starts with is the only
             # write needed before the data; it checks the image is still queued.
-            return self._shown(principal,
-                               self.data.receive(image, upload.chunks, store, on_failure))
+            return self._shown(principal, self.data.receive(image, upload.chunks, store,
+                                                            on_failure, length=upload.length))
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -541,7 +551,8 @@ class ImageService:
     ) -> Image:
         """Attach the request's data source, if any, to a freshly written image."""
         if upload is not None:
-            return self.data.receive(image, upload.chunks, store, on_failure)
+            return self.data.receive(image, upload.chunks, store, on_failure,
+                                     length=upload.length)
         if source.location is not None:
             return self.data.point_at(image, source.location)
         if source.copy_from is not None:

@@ -56,6 +56,8 @@ def error_response(error: errors.GlimpseError, request: Request) -> Response:
     if error.code == PATCH_MEDIA_TYPE:
         # A PATCH's 415 names the media types it takes.
         headers.append((b"accept-patch", ACCEPT_PATCH.encode()))
+    if isinstance(error, errors.Unavailable) and error.retry_after is not None:
+        headers.append((b"retry-after", str(error.retry_after).encode()))
     if isinstance(error, errors.RangeNotSatisfiable):
         # The data's size, so the client can ask again for a range it holds (RFC 9110).
         headers.append((b"content-range", f"bytes */{error.size}".encode()))

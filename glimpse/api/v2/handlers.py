@@ -283,7 +283,8 @@ class V2Handlers:
         call.refuse_body()
         # Per-project limits come with unified limits (Keystone); without them Glance too
         # answers an empty document.
-        return json_response({"usage": {}})
+        found = await in_thread(self.images.quota_usage, call.principal)
+        return json_response({"usage": found or {}})
 
     def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
         document = image_json(image, self.schemas.null_properties)
