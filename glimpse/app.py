@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
-from glimpse import heap
+from glimpse import heap, metrics
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import Authenticator, TrustedHeaders
+from glimpse.api.health import HealthCheck, Probe
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
@@ -29,10 +31,12 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
+from glimpse.domain.model import Status
 from glimpse.domain.ports import Store
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
+from glimpse.stores.observed import ObservedStore, probe
 from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
 
@@ -65,7 +69,14 @@ def build_audit(settings: Settings) -> StoreAudit:
 
 def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
-    engine, repo, stores = build_storage(settings, migrate)
+    engine, repo, raw_stores = build_storage(settings, migrate)
+    recorder = metrics.recorder(settings)
+    stores = raw_stores
+    if not isinstance(recorder, metrics.NullRecorder):
+        # Wrapped only when counted: with metrics off, stores are called as they are.
+        stores = {name: ObservedStore(store, recorder.store_error)
+                  for name, store in raw_stores.items()}
+        recorder.watch_pool(engine)
     external = HttpSource(
         allowed_networks=settings.external_allowed_networks,
         timeout=settings.external_timeout,
@@ -82,6 +93,8 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
             settings.inspection_relax_partition_checks,
         )),
     )
+    data.uploads.observe(lambda status, delta: recorder.transfer(
+        "import" if status == Status.IMPORTING else "upload", delta))
     images = ImageService(repo, data, limits)
     members = MemberService(repo, limits)
     inline_reads = engine.dialect.name == "sqlite"
@@ -112,7 +125,18 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
+        health_check=build_health_check(settings, engine, raw_stores),
+        metrics=recorder,
     )
+
+
+def build_health_check(settings: Settings, engine: Engine,
+                       stores: dict[str, Store]) -> HealthCheck:
+    """The detailed health check probes the database and every configured store."""
+    probes = [Probe("database", "DatabaseCheck", lambda: db_engine.ping(engine))]
+    probes += [Probe(f"store {name!r}", "StoreCheck", functools.partial(probe, store))
+               for name, store in sorted(stores.items())]
+    return HealthCheck(settings.healthcheck_disable_file, probes, settings.healthcheck_timeout)
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2
-    log_format.configure(settings.log_level)
+    log_format.configure(settings.log_level, settings.log_format)
     if args.command == "db":
         from glimpse.db import engine as db_engine
 
@@ -161,8 +161,6 @@ def _keystone_usable(settings: settings_mod.Settings) -> bool:
 
 
 def _serve(settings: settings_mod.Settings) -> int:
-    import uvicorn
-
     if (
         settings.auth_strategy == "noauth"
         and not _is_loopback(settings.host)
@@ -176,14 +174,30 @@ def _serve(settings: settings_mod.Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    from glimpse import app as app_mod
-    from glimpse.api.protocol import GlimpseHttpProtocol
-
     if settings.auth_strategy == "keystone" and not _keystone_usable(settings):
         return 2
 
     # The schema is migrated here, once, before any worker starts.
     _migrate(settings)
+    from glimpse import metrics
+
+    # Before any worker starts: they inherit the directory their values go to.
+    metrics_dir = metrics.prepare(settings)
+    try:
+        if metrics_dir is not None:
+            metrics.serve(settings, metrics_dir)
+        _run(settings)
+    finally:
+        metrics.remove(metrics_dir)
+    return 0
+
+
+def _run(settings: settings_mod.Settings) -> None:
+    import uvicorn
+
+    from glimpse import app as app_mod
+    from glimpse.api.protocol import GlimpseHttpProtocol
+
     options: dict[str, Any] = {}
     if settings.workers > 1:
         # Worker processes import the app by name; they get the settings through the
@@ -201,10 +215,9 @@ def _serve(settings: settings_mod.Settings) -> int:
         http=GlimpseHttpProtocol,
         access_log=False,
         log_level=settings.log_level,
-        log_config=log_format.logging_config(settings.log_level),
+        log_config=log_format.logging_config(settings.log_level, settings.log_format),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
         server_header=False,
         proxy_headers=False,  # identity and URLs never come from forwarded headers
     )
-    return 0
