@@ -182,7 +182,9 @@ def _make_later(metric: str) -> Any:
 
     kind, name, documentation, labels = LATER[metric]
     if kind == "gauge":
-        return Gauge(name, documentation, labels, multiprocess_mode="livesum")
+        # The cache is the node's, shared by its workers: each reports the same whole, so
+        # the newest report is the value (a sum would count it once per worker).
+        return Gauge(name, documentation, labels, multiprocess_mode="mostrecent")
     return Counter(name, documentation, labels)
 
 

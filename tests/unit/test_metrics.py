@@ -232,3 +232,13 @@ def test_json_log_lines_carry_the_request_ids() -> None:
     assert third["level"] == "ERROR" and "Traceback" in third["exception"]
     assert "pw-secret" not in out.getvalue() and "s3cr3t" not in out.getvalue()
     assert "\u2028" not in out.getvalue()
+
+
+async def test_request_ids_reach_the_threads_handlers_run_in() -> None:
+    from glimpse.api.http import in_thread
+
+    token = REQUEST_IDS.set(RequestIds("req-local", None))
+    try:
+        assert await in_thread(REQUEST_IDS.get) == RequestIds("req-local", None)
+    finally:
+        REQUEST_IDS.reset(token)
