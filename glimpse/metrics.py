@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DIRECTORY_PREFIX = "glimpse-metrics-"  # then the serving process's pid
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))
 UNMATCHED = "unmatched"
 # Seconds: metadata requests take milliseconds, image transfers up to minutes.
@@ -201,9 +202,18 @@ def prepare(settings: Settings) -> Path | None:
     environment the workers inherit. None when metrics are off."""
     if not settings.metrics_port:
         return None
-    directory = Path(tempfile.mkdtemp(prefix="glimpse-metrics-"))
+    _remove_abandoned()
+    directory = Path(tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-"))
     os.environ[DIRECTORY_ENV] = str(directory)
     return directory
+
+
+def _remove_abandoned() -> None:
+    """Directories of servers that were killed outright (SIGKILL: no clean-up ran)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIRECTORY_PREFIX}*-*"):
+        pid = path.name.removeprefix(DIRECTORY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def serve(settings: Settings, directory: Path) -> None:

@@ -185,7 +185,12 @@ def _serve(settings: settings_mod.Settings) -> int:
     metrics_dir = metrics.prepare(settings)
     try:
         if metrics_dir is not None:
-            metrics.serve(settings, metrics_dir)
+            try:
+                metrics.serve(settings, metrics_dir)
+            except OSError as exc:
+                print(f"glimpse: cannot serve metrics on {settings.metrics_host}:"
+                      f"{settings.metrics_port}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
         _run(settings)
     finally:
         metrics.remove(metrics_dir)

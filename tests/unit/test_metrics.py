@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import uuid
@@ -242,3 +243,25 @@ async def test_request_ids_reach_the_threads_handlers_run_in() -> None:
         assert await in_thread(REQUEST_IDS.get) == RequestIds("req-local", None)
     finally:
         REQUEST_IDS.reset(token)
+
+
+def test_metrics_directories_are_fresh_and_abandoned_ones_removed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from glimpse import metrics
+
+    monkeypatch.setattr(metrics.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv(metrics.DIRECTORY_ENV, raising=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    abandoned = tmp_path / f"glimpse-metrics-{dead}-abc"
+    abandoned.mkdir()
+    (abandoned / "counter_1.db").write_bytes(b"x")
+    live = tmp_path / f"glimpse-metrics-{os.getpid()}-def"
+    live.mkdir()
+    assert metrics.prepare(Settings(data_dir=tmp_path)) is None  # metrics off: nothing
+    directory = metrics.prepare(Settings(data_dir=tmp_path, metrics_port=9999))
+    assert directory is not None and directory.is_dir() and not list(directory.iterdir())
+    assert os.environ[metrics.DIRECTORY_ENV] == str(directory)
+    assert not abandoned.exists() and live.exists()
+    metrics.remove(directory)
+    assert not directory.exists()
