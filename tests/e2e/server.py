@@ -73,8 +73,9 @@ class GlimpseServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        log = self.log()  # before stop() closes it
         self.stop()
-        raise RuntimeError(f"glimpse did not become ready:\n{self.log()}")
+        raise RuntimeError(f"glimpse did not become ready:\n{log}")
 
     def log(self) -> str:
         self._log.flush()
