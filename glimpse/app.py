@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -26,13 +26,24 @@ from glimpse.api.v2.handlers import V2Handlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
+from glimpse.domain.policy import Policy
 from glimpse.domain.ports import Store
+from glimpse.domain.protections import (
+    PolicyCheck,
+    PropertyRules,
+    RuleFormat,
+    Section,
+    rule_names,
+)
+from glimpse.domain.protections import load as load_protections
+from glimpse.domain.protections import warn as warn_protections
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
@@ -95,7 +106,10 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     )
     data.uploads.observe(lambda status, delta: recorder.transfer(
         "import" if status == Status.IMPORTING else "upload", delta))
-    images = ImageService(repo, data, limits)
+    # The policy rules, for the protections' ``policies`` format (an operator's policy file
+    # overrides them through Policy's RuleOverrides).
+    protections = build_protections(settings, Policy())
+    images = ImageService(repo, data, limits, protections=protections)
     members = MemberService(repo, limits)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
@@ -105,7 +119,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True)
+                             hide_deleted=True, protections=protections)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -137,6 +151,32 @@ def build_health_check(settings: Settings, engine: Engine,
     probes += [Probe(f"store {name!r}", "StoreCheck", functools.partial(probe, store))
                for name, store in sorted(stores.items())]
     return HealthCheck(settings.healthcheck_disable_file, probes, settings.healthcheck_timeout)
+
+
+def build_protections(settings: Settings, policy: Policy | None = None,
+                      announce: bool = True) -> PropertyRules | None:
+    """The operator's property protections, or None; Invalid naming the file and the problem
+    (the command line checks this before serving, so a bad file stops glimpse at start-up).
+    ``announce``: log the file's warnings (empty operations, unknown policy rules)."""
+    if settings.property_protection_file is None:
+        return None
+    rule_format = RuleFormat(settings.property_protection_rule_format)
+    sections = load_protections(settings.property_protection_file, rule_format)
+    if announce:
+        warn_protections(sections)
+    check = (policy_check(policy or Policy(), sections, announce)
+             if rule_format is RuleFormat.POLICIES else None)
+    return PropertyRules(sections, rule_format, check)
+
+
+def policy_check(policy: Policy, sections: Sequence[Section], announce: bool) -> PolicyCheck:
+    """How the ``policies`` format evaluates a named rule: as Glance does, the rule for the
+    caller with an empty target (so a rule that compares the image's owner never passes)."""
+    for name in sorted(rule_names(sections)) if announce else ():
+        if name not in policy_mod.BY_NAME:
+            log.warning("property protections name the policy rule %r, which glimpse does not "
+                        "define: no one passes it unless the policy file defines it", name)
+    return policy.allowed
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

@@ -99,6 +99,10 @@ class Settings:
     inspection_relax_partition_checks: bool = False
     # An operator's schema-image.json (custom properties of the v2 image schema); None: none.
     image_schema_file: Path | None = None
+    # Glance's property protections (docs/property-protections.md): a file of rules, in the
+    # ``roles`` or the ``policies`` format; None: no protections.
+    property_protection_file: Path | None = None
+    property_protection_rule_format: str = "roles"
     # auth_strategy = "keystone" (docs/identity.md): glimpse's service user, and how tokens
     # are validated and cached.
     keystone_auth_url: str = ""
@@ -192,7 +196,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
-    if name == "image_schema_file":
+    if name in ("image_schema_file", "property_protection_file"):
         return Path(str(raw)) if raw not in (None, "") else None
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
@@ -253,6 +257,9 @@ def _validate(settings: Settings) -> None:
                       f"(supported: noauth, keystone)")
     if settings.auth_strategy == "keystone":
         _validate_keystone(settings)
+    if settings.property_protection_rule_format not in ("roles", "policies"):
+        raise Invalid(f"Invalid property_protection_rule_format "
+                      f"{settings.property_protection_rule_format!r} (roles or policies)")
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:

@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_mod.load(args.config, overrides=overrides)
         check_stores(settings)
         load_operator_schema(settings.image_schema_file)
+        if settings.property_protection_file is not None:
+            from glimpse.app import build_protections
+
+            # Checked before serving (warnings are the server's to log, once).
+            build_protections(settings, announce=False)
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2

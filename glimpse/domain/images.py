@@ -3,6 +3,7 @@ path (receiving, copying, releasing data) is ``data.ImageData``."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,7 @@ from glimpse.domain.model import (
     now,
 )
 from glimpse.domain.ports import ImageRepository
+from glimpse.domain.protections import CallerAccess, Operation, PropertyRules
 from glimpse.domain.validation import (
     require_formats,
     validate_fields,
@@ -72,6 +74,7 @@ class ImageService:
         self, repo: ImageRepository, data: ImageData, limits: Limits, *,
         admins_read_deactivated: bool = False,
         hide_deleted: bool = False,
+        protections: PropertyRules | None = None,
     ) -> None:
         """Where the two APIs' rules differ, each gets a service with its own answer:
 
@@ -81,18 +84,27 @@ class ImageService:
 
         ``hide_deleted``: whether a deleted image is unknown to everyone, admins included (v2:
         GET, /file, PATCH and DELETE are 404 after a delete, §2.5, and the clients check
-        their deletes so); v1 shows admins a deleted image's metadata."""
+        their deletes so); v1 shows admins a deleted image's metadata.
+
+        ``protections``: the operator's property protections (None: every property is
+        everyone's who may change the image). Every image a method returns is shown without
+        the properties its caller may not read."""
         self._repo = repo
         self.data = data
         self._limits = limits
         self._admins_read_deactivated = admins_read_deactivated
         self._hide_deleted = hide_deleted
+        self._protections = protections
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, principal: Principal, image_id: str) -> Image:
         """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
         spelling of its UUID finds it (``ids``)."""
+        return self._shown(principal, self._find(principal, image_id))
+
+    def _find(self, principal: Principal, image_id: str) -> Image:
+        """``get``, with every property: for the service's own decisions."""
         image = ids.find(self._repo, image_id)
         if image is None or (image.deleted and self._hide_deleted) or not policy.can_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
@@ -106,10 +118,17 @@ class ImageService:
         query.owner = principal.owner
         if marker_id is not None:
             try:
-                query.marker = self.get(principal, marker_id)
+                query.marker = self._find(principal, marker_id)
             except NotFound as exc:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
-        return self._repo.list_images(query)
+        access = self._access(principal)
+        if access is None:
+            return self._repo.list_images(query)
+        if any(not access.may(name, Operation.READ) for name in query.properties):
+            # A property the caller may not read is one no image has, for this caller: a
+            # filter on it must not tell which images hold which value.
+            return []
+        return [access.shown(image) for image in self._repo.list_images(query)]
 
     def open_data(self, principal: Principal, image_id: str, offset: int = 0,
                   length: int | None = None, choose: RangeChooser | None = None) -> Download:
@@ -121,7 +140,7 @@ class ImageService:
         range parser raises RangeNotSatisfiable). It is not called when that size is unknown
         (an external location whose remote did not say): the whole data is read.
         """
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
             raise Forbidden("The requested image has been deactivated. Image data download is "
@@ -132,7 +151,9 @@ class ImageService:
             raise NotFound(f"Image {image_id} is not active", code=code)
         if choose is not None and (size := data_size(image)) is not None:
             offset, length = choose(size)
-        return self.data.open(image, offset, length)
+        download = self.data.open(image, offset, length)
+        shown = self._shown(principal, download.image)
+        return download if shown is download.image else dataclasses.replace(download, image=shown)
 
     # -- creating and changing ---------------------------------------------------------------
 
@@ -145,6 +166,9 @@ class ImageService:
         self._check_input(principal, fields, source, upload)
         validate_properties(data.properties)
         validate_property_values(data.properties)
+        access = self._access(principal)
+        if access is not None:
+            access.check_create(data.properties)
         validate_tags(data.tags)
         if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
@@ -179,8 +203,9 @@ class ImageService:
         )
         self._repo.create(image)
         if upload is not None:
-            return self.data.receive(image, upload.chunks, store, on_failure, claimed=True)
-        return self._attach(image, source, None, store, on_failure)
+            image = self.data.receive(image, upload.chunks, store, on_failure, claimed=True)
+            return self._shown(principal, image)
+        return self._shown(principal, self._attach(image, source, None, store, on_failure))
 
     def update(
         self,
@@ -192,7 +217,7 @@ class ImageService:
         upload: Upload | None = None,
         on_failure: FailureRule,
     ) -> Image:
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if image.deleted:
             raise Forbidden("Forbidden to update deleted image.")
         if not policy.can_modify(principal, image):
@@ -222,7 +247,8 @@ class ImageService:
         if upload is not None and not commands:
             # Data alone (v2's PUT /file): the claim that receiving starts with is the only
             # write needed before the data; it checks the image is still queued.
-            return self.data.receive(image, upload.chunks, store, on_failure)
+            return self._shown(principal,
+                               self.data.receive(image, upload.chunks, store, on_failure))
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -237,7 +263,7 @@ class ImageService:
             # fails only logs; StoreAudit finds the object).
             for location in dropped_data(image.locations, changes.locations):
                 self.data.release(image.id, location)
-        return self._attach(updated, source, upload, store, on_failure)
+        return self._shown(principal, self._attach(updated, source, upload, store, on_failure))
 
     def delete(self, principal: Principal, image_id: str) -> None:
         raw = ids.find(self._repo, image_id)
@@ -247,7 +273,7 @@ class ImageService:
             principal, raw
         ):
             raise Forbidden(f"Forbidden to delete a {raw.status} image.")
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if image.status in (Status.DELETED, Status.PENDING_DELETE):
             raise NotFound(f"Image {image_id} not found.")
         if not policy.can_modify(principal, image):
@@ -267,7 +293,7 @@ class ImageService:
                     self.data.release_all(image)
                 return
             # The status moved under us (an upload finished); decide again on the new state.
-            image = self.get(principal, image_id)
+            image = self._find(principal, image_id)
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
         raise Conflict("The image kept changing while it was being deleted; try again.")
@@ -286,7 +312,7 @@ class ImageService:
     def _toggle(
         self, principal: Principal, image_id: str, source: Status, target: Status, verb: str
     ) -> Image:
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         for _ in range(5):
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
@@ -294,7 +320,7 @@ class ImageService:
                 raise Forbidden(f"You are not permitted to {verb} this image.")
             if image.status is target:
                 # Already there: nothing is written, updated_at included.
-                return image
+                return self._shown(principal, image)
             if image.status is not source:
                 raise Forbidden(f"Not allowed to {verb} image in status '{image.status}'")
             lifecycle.check_transition(source, target)
@@ -303,9 +329,9 @@ class ImageService:
                 expected_status=source,
             )
             if moved is not None:
-                return moved
+                return self._shown(principal, moved)
             # The status moved under us (another toggle, a delete): decide again.
-            image = self.get(principal, image_id)
+            image = self._find(principal, image_id)
         raise Conflict(f"The image kept changing while trying to {verb} it; try again.")
 
     # -- locations (v2's locations API) -------------------------------------------------------
@@ -315,23 +341,31 @@ class ImageService:
         """Point a queued image at data behind an external URL, checked by the same network
         rules as every external source; the data is verified in the background (see
         ImageData.import_location). Service callers (nova, cinder) and the owner may."""
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if not (policy.can_modify(principal, image) or policy.is_service(principal)):
             raise Forbidden("You are not permitted to add a location to this image.")
         if image.status is not Status.QUEUED:
             raise Conflict("A location can only be added to a queued image.")
         require_formats(image.disk_format, image.container_format)
         self.data.check_external(url, None)
-        return self.data.import_location(image, url, expected)
+        return self._shown(principal, self.data.import_location(image, url, expected))
 
     def locations(self, principal: Principal, image_id: str) -> list[Location]:
         """Where the image's data is: for service callers and admins only."""
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if not policy.is_service(principal):
             raise Forbidden("Only services and administrators may read image locations.")
         return list(image.locations)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _access(self, principal: Principal) -> CallerAccess | None:
+        """The caller's access to properties; None when no protections are configured."""
+        return None if self._protections is None else self._protections.for_caller(principal)
+
+    def _shown(self, principal: Principal, image: Image) -> Image:
+        access = self._access(principal)
+        return image if access is None else access.shown(image)
 
     def _client_fields(
         self, principal: Principal, values: dict[str, Any], image: Image | None
@@ -369,6 +403,10 @@ class ImageService:
         changes = Changes()
         located = LocationEdit(image, self._limits, self.data.check_external)
         properties = dict(image.properties)
+        access = self._access(principal)
+        # Properties that exist but that the caller may not read: absent as far as it can
+        # tell (not there to replace or remove, not removed by v1's purge), and never set.
+        hidden = frozenset() if access is None else access.hidden(properties)
         tags = list(image.tags)
         for command in commands:
             if isinstance(command, SetFields):
@@ -379,17 +417,36 @@ class ImageService:
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
                 validate_property_values(command.values)
-                _check_presence(command, properties)
+                _check_presence(command, properties, hidden)
+                if access is not None:
+                    access.check_set(command.values, properties, hidden)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
                 changes.remove_properties -= set(command.values)
             elif isinstance(command, RemoveProperties):
                 validate_properties(command.names)
                 for name in command.names:
-                    if name not in properties and not command.missing_ok:
-                        raise Conflict(f"Property {name} does not exist.")
+                    if name not in properties or name in hidden:
+                        if not command.missing_ok:
+                            raise Conflict(f"Property {name} does not exist.")
+                        if access is not None:
+                            # Nothing the caller can see to remove: nothing is (a hidden
+                            # property stays, and so does one added meanwhile).
+                            continue
+                    elif access is not None:
+                        access.require(name, Operation.DELETE)
                     properties.pop(name, None)
                     changes.set_properties.pop(name, None)
+                    changes.remove_properties.add(name)
+            elif isinstance(command, RemoveOtherProperties) and access is not None:
+                # Under protections, the properties the caller can see and did not resend are
+                # removed by name, each only if the caller may delete it; those it may not
+                # read stay, as in Glance v1 (and so does one added meanwhile).
+                keep = command.keep | set(changes.set_properties)
+                for name in [k for k in properties if k not in keep and k not in hidden
+                             and not k.startswith(RESERVED_PROPERTY_PREFIX)]:
+                    access.require(name, Operation.DELETE)
+                    del properties[name]
                     changes.remove_properties.add(name)
             elif isinstance(command, RemoveOtherProperties):
                 # The service's own properties are not the client's to resend: they stay.
@@ -484,14 +541,16 @@ def _fold_tag_command(command: AddTag | RemoveTag | SetTags, tags: list[str],
     return tags
 
 
-def _check_presence(command: SetProperties, properties: dict[str, str | None]) -> None:
+def _check_presence(command: SetProperties, properties: dict[str, str | None],
+                    hidden: frozenset[str]) -> None:
+    """``hidden`` (properties the caller may not read) count as absent."""
     if command.presence is Presence.PRESENT:
         for name in command.values:
-            if name not in properties:
+            if name not in properties or name in hidden:
                 raise Conflict(f"Property {name} does not exist.")
     elif command.presence is Presence.ABSENT:
         for name in command.values:
-            if name in properties:
+            if name in properties and name not in hidden:
                 raise Conflict(f"Property {name} already present.")
 
 
