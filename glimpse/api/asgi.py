@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from glimpse.api import health
 from glimpse.api.auth import Authenticator, Refusal
 from glimpse.api.http import Header, in_thread, json_response, text_response
+from glimpse.api.protocol import SENDFILE
 from glimpse.api.routing import CURRENT, KNOWN_METHODS, SUPPORTED, ApiRouter, Reply, VersionEntry
 from glimpse.errors import GlimpseError, Invalid, Unauthenticated, Unavailable
 from glimpse.log_format import REQUEST_IDS, RequestIds
@@ -100,8 +101,8 @@ class GlimpseApp:
                 message = {**message, "headers": [*message.get("headers", ()), tag]}
             elif kind == "http.response.body":
                 bytes_out += len(message.get("body", b""))
-            elif scope["method"] != "HEAD":  # a zero-copy file send: Content-Length bytes
-                bytes_out += content_length
+            elif kind == SENDFILE and scope["method"] != "HEAD":
+                bytes_out += content_length  # a zero-copy file send: the Content-Length
             await send(message)
 
         try:
