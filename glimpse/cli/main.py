@@ -121,7 +121,7 @@ def _migrate(settings: settings_mod.Settings) -> None:
     finally:
         engine.dispose()
     child = multiprocessing.get_context("spawn").Process(
-        target=_upgrade, args=(url,), name="glimpse-db-upgrade"
+        target=_upgrade, args=(url, settings.log_format), name="glimpse-db-upgrade"
     )
     child.start()
     child.join()
@@ -129,10 +129,10 @@ def _migrate(settings: settings_mod.Settings) -> None:
         raise SystemExit(f"glimpse: migrating the database schema failed (exit {child.exitcode})")
 
 
-def _upgrade(url: str) -> None:
+def _upgrade(url: str, form: str) -> None:
     from glimpse.db import engine as db_engine
 
-    log_format.configure("warning")
+    log_format.configure("warning", form)
     db_engine.upgrade(db_engine.create_engine(url))
 
 
