@@ -100,13 +100,12 @@ def metered() -> Iterator[GlimpseServer]:
     """Two workers, metrics on a port of their own, JSON logs."""
     port = free_port()
     srv = GlimpseServer({"workers": "2", "metrics_port": str(port), "log_format": "json"})
-    srv.metrics_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     yield srv
     srv.stop()
 
 
 def test_metrics_add_up_every_worker(metered: GlimpseServer) -> None:
-    metrics_url: str = metered.metrics_url  # type: ignore[attr-defined]
+    metrics_url = metered.metrics_url
     before = scrape(metrics_url)
     count = 60
     for _ in range(count):  # a connection each, so both workers serve some
@@ -125,7 +124,7 @@ def test_metrics_add_up_every_worker(metered: GlimpseServer) -> None:
 
 
 def test_transfers_bytes_and_store_metrics(metered: GlimpseServer) -> None:
-    metrics_url: str = metered.metrics_url  # type: ignore[attr-defined]
+    metrics_url = metered.metrics_url
     made = httpx.post(metered.url + "/v1/images", headers={
         **MEMBER, "x-image-meta-name": "ops", "x-image-meta-disk_format": "raw",
         "x-image-meta-container_format": "bare"})
@@ -167,7 +166,7 @@ def test_transfers_bytes_and_store_metrics(metered: GlimpseServer) -> None:
 
 
 def test_hostile_requests_add_no_series(metered: GlimpseServer) -> None:
-    metrics_url: str = metered.metrics_url  # type: ignore[attr-defined]
+    metrics_url = metered.metrics_url
     with httpx.Client(base_url=metered.url, timeout=10) as c:
         c.get("/v2/images")  # every worker has a series or two already
         before = scrape(metrics_url)
