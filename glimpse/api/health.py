@@ -16,6 +16,7 @@ name the check and the kind of failure, never a URL, a credential or a traceback
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
@@ -30,7 +31,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -77,8 +77,6 @@ class HealthCheck:
         # A probe that hangs keeps its thread until it returns; while it does, later checks
         # report it as hanging instead of starting another: at most one thread per probe.
         self._running = {probe.name: threading.Lock() for probe in self.probes}
-        self._threads = ThreadPoolExecutor(max_workers=max(1, len(self.probes)),
-                                           thread_name_prefix="health-probe")
 
     async def answer(self, request: Request, detailed: bool) -> Response:
         results = [self._disable_by_file()]
@@ -113,15 +111,26 @@ class HealthCheck:
                           f"an earlier probe has not answered after {self.timeout:g} s",
                           probe.kind)
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        # Read here: a failure settling after the timeout has no one else to read it, and
+        # asyncio would log it as never retrieved.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-        def run() -> str:
+        def run() -> None:
             try:
-                return probe.run()
+                outcome: tuple[str, BaseException | None] = (probe.run(), None)
+            except BaseException as exc:
+                outcome = ("", exc)
             finally:
                 lock.release()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_settle, future, *outcome)
 
+        # A daemon thread of its own, not a pool's: a probe hanging in a connect must not hold
+        # up the process's exit, and the lock above allows one per probe.
+        threading.Thread(target=run, name=f"health-probe {probe.name}", daemon=True).start()
         try:
-            future = asyncio.wrap_future(self._threads.submit(run))
             details = await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             return Result(False, f"{probe.name} unavailable",
@@ -134,6 +143,15 @@ class HealthCheck:
                           f"{type(exc).__name__} (see the server log)", probe.kind)
         took = (time.perf_counter() - started) * 1000
         return Result(True, OK, f"{probe.name}: {details} in {took:.1f} ms", probe.kind)
+
+
+def _settle(future: asyncio.Future[str], details: str, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(details)
+    else:
+        future.set_exception(error)
 
 
 def negotiate(accept: str | None) -> str:
