@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -54,6 +55,7 @@ from glimpse.streams.inspection import InspectionRules, Inspector
 if TYPE_CHECKING:
     from glimpse.api.keystone_tokens import IdentityServer
 
+T = TypeVar("T")
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     data = ImageData(
         repo, stores, settings.default_store, external, limits,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
-        background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
+        background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
             settings.inspection_relax_partition_checks,
@@ -207,6 +209,14 @@ def identity_server(settings: Settings) -> IdentityServer:
         project_name=settings.keystone_project_name,
         project_domain_name=settings.keystone_project_domain_name,
     ), timeout=settings.keystone_timeout)
+
+
+class RequestContextExecutor(ThreadPoolExecutor):
+    """Runs each task in the context it was submitted from: the log records of a background
+    copy or location check carry the request ids of the request that started it."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 class Sweeper:

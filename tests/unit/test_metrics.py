@@ -265,3 +265,16 @@ def test_metrics_directories_are_fresh_and_abandoned_ones_removed(
     assert not abandoned.exists() and live.exists()
     metrics.remove(directory)
     assert not directory.exists()
+
+
+def test_background_tasks_keep_the_request_ids_of_their_request() -> None:
+    from glimpse.app import RequestContextExecutor
+
+    with RequestContextExecutor(max_workers=1) as executor:
+        token = REQUEST_IDS.set(RequestIds("req-started-it", "req-global"))
+        try:
+            future = executor.submit(REQUEST_IDS.get)
+        finally:
+            REQUEST_IDS.reset(token)
+        assert future.result() == RequestIds("req-started-it", "req-global")
+        assert executor.submit(REQUEST_IDS.get).result() is None
