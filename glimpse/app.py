@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from glimpse import heap
+from glimpse import heap, metrics
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import Authenticator, TrustedHeaders
+from glimpse.api.health import HealthCheck, Probe
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
@@ -30,6 +33,7 @@ from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
+from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
 from glimpse.domain.protections import (
@@ -46,6 +50,7 @@ from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
+from glimpse.stores.observed import ObservedStore, probe
 from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
 
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
     from glimpse.api.keystone_limits import KeystoneLimits
     from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
 
+T = TypeVar("T")
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,14 @@ def build_app(settings: Settings, migrate: bool = True,
     """The application. ``policy``: the rules by name, built from the settings' policy files
     when not given (``glimpse serve`` reads them before anything else)."""
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
-    engine, repo, stores = build_storage(settings, migrate)
+    engine, repo, raw_stores = build_storage(settings, migrate)
+    recorder = metrics.recorder(settings)
+    stores = raw_stores
+    if not isinstance(recorder, metrics.NullRecorder):
+        # Wrapped only when counted: with metrics off, stores are called as they are.
+        stores = {name: ObservedStore(store, recorder.store_error)
+                  for name, store in raw_stores.items()}
+        recorder.watch_pool(engine)
     external = HttpSource(
         allowed_networks=settings.external_allowed_networks,
         timeout=settings.external_timeout,
@@ -97,12 +110,14 @@ def build_app(settings: Settings, migrate: bool = True,
         repo, stores, settings.default_store, external, limits,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         quotas=limit_source(settings),
-        background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
+        background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
             settings.inspection_relax_partition_checks,
         )),
     )
+    data.uploads.observe(lambda status, delta: recorder.transfer(
+        "import" if status == Status.IMPORTING else "upload", delta))
     # Every rule by name (glimpse.domain.policy): the defaults, and the operator's files over
     # them. One Policy for the whole process, handed to whoever authorizes.
     if policy is None:
@@ -139,7 +154,18 @@ def build_app(settings: Settings, migrate: bool = True,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
+        health_check=build_health_check(settings, engine, raw_stores),
+        metrics=recorder,
     )
+
+
+def build_health_check(settings: Settings, engine: Engine,
+                       stores: dict[str, Store]) -> HealthCheck:
+    """The detailed health check probes the database and every configured store."""
+    probes = [Probe("database", "DatabaseCheck", lambda: db_engine.ping(engine))]
+    probes += [Probe(f"store {name!r}", "StoreCheck", functools.partial(probe, store))
+               for name, store in sorted(stores.items())]
+    return HealthCheck(settings.healthcheck_disable_file, probes, settings.healthcheck_timeout)
 
 
 def build_protections(settings: Settings, policy: Policy | None = None,
@@ -244,6 +270,14 @@ def policy_overrides(settings: Settings, announce: bool = True) -> RuleOverrides
                       f"(install glimpse[policy]): {exc}") from exc
     return PolicyFiles.load(settings.policy_file, settings.policy_dirs,
                             settings.policy_reload_interval, announce=announce)
+
+
+class RequestContextExecutor(ThreadPoolExecutor):
+    """Runs each task in the context it was submitted from: the log records of a background
+    copy or location check carry the request ids of the request that started it."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 class Sweeper:

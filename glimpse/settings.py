@@ -56,6 +56,15 @@ class Settings:
     public_endpoint: str = ""
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line (docs/operations.md)
+    # Prometheus metrics (docs/operations.md): served on a listener of their own, never on the
+    # API's port; 0 leaves metrics off (and prometheus_client unloaded).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # oslo.middleware's disable_by_file: while this file exists, /healthcheck answers 503
+    # "DISABLED BY FILE" (how an operator takes a node out of a load balancer). Empty: none.
+    healthcheck_disable_file: str = ""
+    healthcheck_timeout: float = 3.0  # each probe of the detailed health check
     limit_param_default: int = 25
     api_limit_max: int = 1000
     image_size_cap: int = 1 << 40
@@ -275,6 +284,14 @@ def _validate(settings: Settings) -> None:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:
         raise Invalid("store_cleanup_interval must be >= 0")
+    if settings.log_format not in ("text", "json"):
+        raise Invalid(f"Unknown log_format {settings.log_format!r} (supported: text, json)")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise Invalid("metrics_port must be between 0 (off) and 65535")
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise Invalid("metrics_port must differ from port: metrics have a listener of their own")
+    if settings.healthcheck_timeout <= 0:
+        raise Invalid("healthcheck_timeout must be positive")
     if settings.workers < 1:
         raise Invalid("workers must be at least 1")
     if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:

@@ -9,13 +9,16 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.api.v2.schemas import load_operator_schema
 from glimpse.errors import GlimpseError, Unavailable
 from glimpse.stores.registry import check_stores
+
+if TYPE_CHECKING:
+    from glimpse.domain.policy import Policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2
-    log_format.configure(settings.log_level)
+    log_format.configure(settings.log_level, settings.log_format)
     if args.command == "db":
         from glimpse.db import engine as db_engine
 
@@ -121,7 +124,7 @@ def _migrate(settings: settings_mod.Settings) -> None:
     finally:
         engine.dispose()
     child = multiprocessing.get_context("spawn").Process(
-        target=_upgrade, args=(url,), name="glimpse-db-upgrade"
+        target=_upgrade, args=(url, settings.log_format), name="glimpse-db-upgrade"
     )
     child.start()
     child.join()
@@ -129,10 +132,10 @@ def _migrate(settings: settings_mod.Settings) -> None:
         raise SystemExit(f"glimpse: migrating the database schema failed (exit {child.exitcode})")
 
 
-def _upgrade(url: str) -> None:
+def _upgrade(url: str, form: str) -> None:
     from glimpse.db import engine as db_engine
 
-    log_format.configure("warning")
+    log_format.configure("warning", form)
     db_engine.upgrade(db_engine.create_engine(url))
 
 
@@ -186,8 +189,6 @@ def _limits_usable(settings: settings_mod.Settings) -> bool:
 
 
 def _serve(settings: settings_mod.Settings) -> int:
-    import uvicorn
-
     if (
         settings.auth_strategy == "noauth"
         and not _is_loopback(settings.host)
@@ -202,7 +203,6 @@ def _serve(settings: settings_mod.Settings) -> int:
         )
         return 2
     from glimpse import app as app_mod
-    from glimpse.api.protocol import GlimpseHttpProtocol
     from glimpse.domain.policy import Policy
 
     try:
@@ -219,6 +219,30 @@ def _serve(settings: settings_mod.Settings) -> int:
 
     # The schema is migrated here, once, before any worker starts.
     _migrate(settings)
+    from glimpse import metrics
+
+    # Before any worker starts: they inherit the directory their values go to.
+    metrics_dir = metrics.prepare(settings)
+    try:
+        if metrics_dir is not None:
+            try:
+                metrics.serve(settings, metrics_dir)
+            except OSError as exc:
+                print(f"glimpse: cannot serve metrics on {settings.metrics_host}:"
+                      f"{settings.metrics_port}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
+        _run(settings, policy)
+    finally:
+        metrics.remove(metrics_dir)
+    return 0
+
+
+def _run(settings: settings_mod.Settings, policy: Policy) -> None:
+    import uvicorn
+
+    from glimpse import app as app_mod
+    from glimpse.api.protocol import GlimpseHttpProtocol
+
     options: dict[str, Any] = {}
     if settings.workers > 1:
         # Worker processes import the app by name; they get the settings through the
@@ -236,10 +260,9 @@ def _serve(settings: settings_mod.Settings) -> int:
         http=GlimpseHttpProtocol,
         access_log=False,
         log_level=settings.log_level,
-        log_config=log_format.logging_config(settings.log_level),
+        log_config=log_format.logging_config(settings.log_level, settings.log_format),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
         server_header=False,
         proxy_headers=False,  # identity and URLs never come from forwarded headers
     )
-    return 0

@@ -48,6 +48,13 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
+def ping(engine: Engine) -> str:
+    """A round trip to the database (the health check's probe); what answered."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    return f"{engine.dialect.name} answered"
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

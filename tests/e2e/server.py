@@ -51,6 +51,9 @@ class GlimpseServer:
                 env[f"GLIMPSE_{name.upper()}"] = value
         for name, value in (settings or {}).items():
             env[f"GLIMPSE_{name.upper()}"] = str(value)
+        # The metrics listener (docs/operations.md), when the settings turn it on.
+        metrics_port = (settings or {}).get("metrics_port")
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}" if metrics_port else ""
         self.log_path = self.data_dir / "server.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
