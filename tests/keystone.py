@@ -257,7 +257,10 @@ def system_admin() -> session.Session:
         user_domain_name="Default", system_scope="all"))
 
 
-def _system(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+def system_call(method: str, path: str,
+                body: dict[str, object] | None = None) -> dict[str, Any]:
+    """A call to Keystone's API as the system-scoped admin (retried while its SQLite is
+    locked); RuntimeError for a refusal."""
     for attempt in range(5):
         # The test Keystone's SQLite refuses a write while another holds its lock (500):
         # tests in parallel workers write limits at once.
@@ -278,9 +281,9 @@ class LimitsService:
 
     def __init__(self, registered: dict[str, int]) -> None:
         kind = f"image-limits-{uuid.uuid4().hex[:10]}"
-        self.service_id = str(_system("POST", "/services", {"service": {
+        self.service_id = str(system_call("POST", "/services", {"service": {
             "type": kind, "name": kind}})["service"]["id"])
-        self.endpoint_id = str(_system("POST", "/endpoints", {"endpoint": {
+        self.endpoint_id = str(system_call("POST", "/endpoints", {"endpoint": {
             "service_id": self.service_id, "interface": "public", "region_id": REGION,
             "url": "http://127.0.0.1:9/"}})["endpoint"]["id"])
         for resource, value in registered.items():
@@ -288,36 +291,36 @@ class LimitsService:
 
     def register(self, resource: str, value: int) -> None:
         """Set the registered (default) limit of ``resource``."""
-        found = _system("GET", f"/registered_limits?service_id={self.service_id}"
+        found = system_call("GET", f"/registered_limits?service_id={self.service_id}"
                                f"&resource_name={resource}")["registered_limits"]
         if found:
-            _system("PATCH", f"/registered_limits/{found[0]['id']}",
+            system_call("PATCH", f"/registered_limits/{found[0]['id']}",
                     {"registered_limit": {"default_limit": value}})
             return
-        _system("POST", "/registered_limits", {"registered_limits": [{
+        system_call("POST", "/registered_limits", {"registered_limits": [{
             "service_id": self.service_id, "region_id": REGION, "resource_name": resource,
             "default_limit": value}]})
 
     def limit(self, project_id: str, resource: str, value: int) -> None:
         """Set ``project_id``'s own limit of ``resource`` (overriding the registered one)."""
-        found = _system("GET", f"/limits?service_id={self.service_id}&project_id={project_id}"
+        found = system_call("GET", f"/limits?service_id={self.service_id}&project_id={project_id}"
                                f"&resource_name={resource}")["limits"]
         if found:
-            _system("PATCH", f"/limits/{found[0]['id']}", {"limit": {"resource_limit": value}})
+            system_call("PATCH", f"/limits/{found[0]['id']}", {"limit": {"resource_limit": value}})
             return
-        _system("POST", "/limits", {"limits": [{
+        system_call("POST", "/limits", {"limits": [{
             "service_id": self.service_id, "project_id": project_id, "region_id": REGION,
             "resource_name": resource, "resource_limit": value}]})
 
     def remove(self) -> None:
         """Delete its limits, endpoint and service."""
-        for entry in _system("GET", f"/limits?service_id={self.service_id}")["limits"]:
-            _system("DELETE", f"/limits/{entry['id']}")
-        for entry in _system("GET", f"/registered_limits?service_id={self.service_id}"
+        for entry in system_call("GET", f"/limits?service_id={self.service_id}")["limits"]:
+            system_call("DELETE", f"/limits/{entry['id']}")
+        for entry in system_call("GET", f"/registered_limits?service_id={self.service_id}"
                              )["registered_limits"]:
-            _system("DELETE", f"/registered_limits/{entry['id']}")
-        _system("DELETE", f"/endpoints/{self.endpoint_id}")
-        _system("DELETE", f"/services/{self.service_id}")
+            system_call("DELETE", f"/registered_limits/{entry['id']}")
+        system_call("DELETE", f"/endpoints/{self.endpoint_id}")
+        system_call("DELETE", f"/services/{self.service_id}")
 
 
 def limits_missing() -> str | None:
