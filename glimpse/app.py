@@ -36,6 +36,7 @@ from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
+from glimpse.incarnation import Incarnation
 from glimpse.domain.protections import (
     PolicyCheck,
     PropertyRules,
@@ -106,8 +107,11 @@ def build_app(settings: Settings, migrate: bool = True,
     )
     # Every limit is the setting of the same name.
     limits = Limits(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Limits)})
+    # This process's identity on the uploads it claims (a uvicorn worker's own: workers build
+    # their app each); a restarted process ends its ended predecessors' uploads at once.
+    incarnation = Incarnation(settings.data_dir)
     data = ImageData(
-        repo, stores, settings.default_store, external, limits,
+        repo, stores, settings.default_store, external, limits, identity=incarnation,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         quotas=limit_source(settings),
         background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
@@ -153,7 +157,8 @@ def build_app(settings: Settings, migrate: bool = True,
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
-        on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
+        on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0),
+                     incarnation.close],
         health_check=build_health_check(settings, engine, raw_stores),
         metrics=recorder,
     )

@@ -176,9 +176,11 @@ class SqlImageRepository:
             image_locations.c.url == url)))
 
     def set_fields(
-        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None
+        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None,
+        expected_incarnation: str | None = None,
     ) -> bool:
-        return self._write(lambda conn: _set_fields(conn, image_id, fields, expected_status))
+        return self._write(lambda conn: _set_fields(conn, image_id, fields, expected_status,
+                                                    expected_incarnation))
 
     def mark_deleted(
         self, image_id: str, status: Status, when: dt.datetime, expected_status: Status
@@ -239,6 +241,14 @@ class SqlImageRepository:
         stmt = sa.select(*_SELECT_IMAGE).where(
             images.c.status.in_([str(Status.SAVING), str(Status.IMPORTING)]),
             images.c.updated_at < before
+        )
+        return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
+
+    def find_node_uploads(self, node: str) -> list[Image]:
+        # Few rows are saving at once: the status index finds them, the node filters them.
+        stmt = sa.select(*_SELECT_IMAGE).where(
+            images.c.status.in_([str(Status.SAVING), str(Status.IMPORTING)]),
+            images.c.claim_node == node,
         )
         return self._read(lambda conn: self._load(conn, conn.execute(stmt).all()))
 
@@ -718,12 +728,14 @@ def _image_where(image_id: str, expected_status: Status | None) -> sa.ColumnElem
 
 
 def _set_fields(
-    conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None
+    conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None,
+    expected_incarnation: str | None = None,
 ) -> bool:
     values = {k: (str(v) if isinstance(v, Status | Visibility) else v) for k, v in fields.items()}
-    result = conn.execute(
-        images.update().where(_image_where(image_id, expected_status)).values(**values)
-    )
+    where = _image_where(image_id, expected_status)
+    if expected_incarnation is not None:
+        where = sa.and_(where, images.c.claim_incarnation == expected_incarnation)
+    result = conn.execute(images.update().where(where).values(**values))
     return bool(result.rowcount == 1)
 
 

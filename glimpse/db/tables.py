@@ -58,6 +58,9 @@ images = sa.Table(
     # The bytes an upload in flight may still write, held against its project's size limit
     # (counted only while the image is saving; no Image field: the repository's own).
     sa.Column("upload_reserved", sa.BigInteger),
+    # The process running an upload or import: its node and incarnation (Image.claim_node).
+    sa.Column("claim_node", sa.String(255)),
+    sa.Column("claim_incarnation", sa.String(36)),
     _sort_copy("name", sa.String(255)),
     _sort_copy("container_format", sa.String(20)),
     _sort_copy("disk_format", sa.String(20)),

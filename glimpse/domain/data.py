@@ -23,7 +23,7 @@ from glimpse.domain import lifecycle
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
-from glimpse.domain.ports import ExternalSource, ImageRepository, Store
+from glimpse.domain.ports import ExternalSource, ImageRepository, ProcessIdentity, Store
 from glimpse.domain.quotas import (
     IMAGE_SIZE_TOTAL,
     Admission,
@@ -147,8 +147,12 @@ class ImageData:
         inspector: Inspector | None = None,
         names: StoreNames = StoreNames(),
         quotas: LimitSource | None = None,
+        identity: ProcessIdentity | None = None,
     ) -> None:
         self._repo = repo
+        # Recorded on every claim; None (tests of the domain alone): claims name no process,
+        # and only the heartbeat timeout recovers their uploads.
+        self._identity = identity
         self._quotas: LimitSource = quotas or StaticLimits(limits.user_storage_quota)
         self._stores = stores
         self._names = names
@@ -198,6 +202,13 @@ class ImageData:
         if name not in self._stores:
             raise Invalid(f"Required store {name} is invalid")
         return name
+
+    def claim_fields(self) -> dict[str, Any]:
+        """The fields a claim records about the process that runs the upload."""
+        if self._identity is None:
+            return {}
+        return {"claim_node": self._identity.node,
+                "claim_incarnation": self._identity.incarnation}
 
     def claimed_location(self, image_id: str, store: str) -> Location:
         """Where an upload into ``store`` writes: the object key is the image id."""
@@ -287,7 +298,8 @@ class ImageData:
             try:
                 update = self._repo.update(
                     image.id, Changes(fields={"status": Status.SAVING, "updated_at": now(),
-                                              "failure_status": on_failure.status}),
+                                              "failure_status": on_failure.status,
+                                              **self.claim_fields()}),
                     expected_status=Status.QUEUED,
                     add_locations=[] if location in image.locations else [location],
                     admit=admission if admission.needed else None,
@@ -348,7 +360,8 @@ class ImageData:
         lifecycle.check_transition(image.status, Status.IMPORTING)
         claimed = self._repo.update(
             image.id, Changes(fields={"status": Status.IMPORTING, "updated_at": now(),
-                                      "failure_status": Status.QUEUED}),
+                                      "failure_status": Status.QUEUED,
+                                      **self.claim_fields()}),
             expected_status=Status.QUEUED,
         )
         if claimed is None:
@@ -462,20 +475,54 @@ class ImageData:
             self.release(image.id, location)
 
     def recover_stale_uploads(self) -> list[str]:
-        """End the uploads that stopped beating (their server died) as their API's failure
-        rule says (v1 killed, v2 back to queued; killed when none was recorded) and delete
-        whatever data they left. Safe to run from every API process at once."""
+        """End the uploads whose server died as their API's failure rule says (v1 killed,
+        v2 back to queued; killed when none was recorded) and delete whatever data they left:
+        at once those of this node's ended incarnations (a restarted process's predecessor,
+        a sibling worker that died), after the heartbeat timeout those of other nodes. Safe
+        to run from every API process at once."""
+        recovered = self.recover_predecessors()
         before = now() - dt.timedelta(seconds=self._limits.stale_upload_timeout)
-        recovered = []
         for image in self._repo.find_stale_uploads(before):
-            target = image.failure_status or Status.KILLED
-            if not self._move(image.id, image.status, target, failure_status=None):
-                continue  # it finished, or another process got there first
-            self.release_all(image)
-            log.warning("image %s: upload abandoned (no heartbeat since %s); now %s",
-                        image.id, image.updated_at, target)
-            recovered.append(image.id)
+            if self._end(image, None):
+                log.warning("image %s: upload abandoned (no heartbeat since %s); now %s",
+                            image.id, image.updated_at, image.failure_status or Status.KILLED)
+                recovered.append(image.id)
         return recovered
+
+    def recover_predecessors(self) -> list[str]:
+        """End the uploads and imports claimed by incarnations of this node whose process has
+        ended, without waiting for their heartbeat to go stale."""
+        if self._identity is None:
+            return []
+        recovered = []
+        verdicts: dict[str, bool] = {}
+        for image in self._repo.find_node_uploads(self._identity.node):
+            incarnation = image.claim_incarnation
+            if incarnation is None:
+                continue
+            if incarnation not in verdicts:
+                verdicts[incarnation] = self._identity.ended(incarnation)
+            # Conditional on the claim too: a v2 image requeued meanwhile and claimed again by
+            # a live process is that process's upload now.
+            if verdicts[incarnation] and self._end(image, incarnation):
+                log.warning("image %s: its upload's process (incarnation %s) ended; now %s",
+                            image.id, incarnation, image.failure_status or Status.KILLED)
+                recovered.append(image.id)
+        self._identity.forget_ended()
+        return recovered
+
+    def _end(self, image: Image, incarnation: str | None) -> bool:
+        """Move an abandoned upload's image as its claim's failure rule says and delete its
+        data; False when it finished or another process got there first."""
+        target = image.failure_status or Status.KILLED
+        lifecycle.check_transition(image.status, target)
+        if not self._repo.set_fields(
+            image.id, {"status": target, "updated_at": now(), "failure_status": None},
+            expected_status=image.status, expected_incarnation=incarnation,
+        ):
+            return False
+        self.release_all(image)
+        return True
 
     def purge_leftovers(self, limit: int = 100) -> int:
         """Delete the data that killed and deleted images left in a store that could not be

@@ -231,6 +231,7 @@ class ImageService:
             created_at=stamp, updated_at=stamp,
             locations=[self.data.claimed_location(image_id, store)] if claimed else [],
             failure_status=on_failure.status if claimed else None,
+            **(self.data.claim_fields() if claimed else {}),
             **fields,
         )
         self._repo.create(image, admit=admission if admission.needed else None)

@@ -118,6 +118,13 @@ class Image:
     # While saving: where a failed upload leaves the image (the API's failure rule, recorded
     # with the claim, so that recovering an upload whose server died follows it too).
     failure_status: Status | None = None
+    # While saving or importing: which process runs the upload (the claim). ``claim_node``
+    # names the node (its host and data directory), ``claim_incarnation`` the process's run
+    # on it, new at each start: a restarted process ends the uploads of its node's dead
+    # incarnations at once, and leaves other nodes' to the heartbeat timeout. Stale (not
+    # cleared) once the image is neither saving nor importing.
+    claim_node: str | None = None
+    claim_incarnation: str | None = None
     properties: dict[str, str | None] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
     locations: list[Location] = dataclasses.field(default_factory=list)

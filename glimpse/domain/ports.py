@@ -15,6 +15,26 @@ from glimpse.domain.quotas import Usage
 Admit = Callable[[Usage], int | None]
 
 
+class ProcessIdentity(Protocol):
+    """Who runs an upload: the node (a host and its data directory) and this process's
+    incarnation on it (new at every start), recorded on each claim; and, for the other
+    incarnations of the same node, whether their process has ended."""
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def incarnation(self) -> str: ...
+
+    def ended(self, incarnation: str) -> bool:
+        """Whether the process of this node's ``incarnation`` is gone (never this one's)."""
+        ...
+
+    def forget_ended(self) -> int:
+        """Drop what this node keeps about incarnations whose process ended; how many."""
+        ...
+
+
 class ImageRepository(Protocol):
     def create(self, image: Image, admit: Admit | None = None) -> None:
         """Insert a new image with its properties, tags and locations. Conflict if the id was
@@ -24,10 +44,12 @@ class ImageRepository(Protocol):
         """The image with that id, deleted ones included."""
 
     def set_fields(
-        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None
+        self, image_id: str, fields: dict[str, Any], *, expected_status: Status | None = None,
+        expected_incarnation: str | None = None,
     ) -> bool:
-        """Change core fields, only if the image has ``expected_status`` when given; whether
-        it did. For callers that need no fresh copy of the image (no reload)."""
+        """Change core fields, only if the image has ``expected_status`` when given, and is
+        claimed by ``expected_incarnation`` when given; whether it did. For callers that need
+        no fresh copy of the image (no reload)."""
         ...
 
     def update(
@@ -72,6 +94,9 @@ class ImageRepository(Protocol):
     def find_stale_uploads(self, before: dt.datetime) -> list[Image]:
         """Images still ``saving`` or ``importing`` (an external location being verified) whose
         ``updated_at`` (the heartbeat) is older."""
+
+    def find_node_uploads(self, node: str) -> list[Image]:
+        """Images still ``saving`` or ``importing`` whose claim names ``node``."""
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""
