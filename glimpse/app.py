@@ -36,7 +36,6 @@ from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
-from glimpse.incarnation import Incarnation
 from glimpse.domain.protections import (
     PolicyCheck,
     PropertyRules,
@@ -48,6 +47,7 @@ from glimpse.domain.protections import load as load_protections
 from glimpse.domain.protections import warn as warn_protections
 from glimpse.domain.quotas import LimitSource, StaticLimits
 from glimpse.errors import Invalid
+from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
