@@ -387,6 +387,33 @@ def test_usage_stale_uploads_and_leftovers(repo: SqlImageRepository, tag: str) -
     assert killed.id not in {i.id for i in repo.leftovers(["other"], 10_000)}
 
 
+def test_node_uploads_and_claim_conditional_moves(repo: SqlImageRepository, tag: str) -> None:
+    """A claim records its node and incarnation; a node's uploads in flight are found by node,
+    and a move conditional on the claim's incarnation misses an image claimed again since."""
+    node, peer = "node-" + tag, "peer-" + tag
+    mine = new_image(tag, status=Status.SAVING, claim_node=node, claim_incarnation="a" * 32,
+                     failure_status=Status.QUEUED)
+    importing = new_image(tag, status=Status.IMPORTING, claim_node=node,
+                          claim_incarnation="b" * 32)
+    done = new_image(tag, status=Status.ACTIVE, claim_node=node, claim_incarnation="a" * 32)
+    peers = new_image(tag, status=Status.SAVING, claim_node=peer, claim_incarnation="a" * 32)
+    for image in (mine, importing, done, peers):
+        repo.create(image)
+    found = {i.id: i for i in repo.find_node_uploads(node)}
+    assert set(found) == {mine.id, importing.id}
+    assert (found[mine.id].claim_node, found[mine.id].claim_incarnation) == (node, "a" * 32)
+    assert found[mine.id].failure_status is Status.QUEUED
+    assert repo.find_node_uploads("nobody-" + tag) == []
+    # Claimed again by another incarnation: the move decided on the old claim misses it.
+    assert repo.set_fields(mine.id, {"claim_incarnation": "c" * 32},
+                           expected_status=Status.SAVING)
+    assert not repo.set_fields(mine.id, {"status": Status.QUEUED},
+                               expected_status=Status.SAVING, expected_incarnation="a" * 32)
+    assert repo.set_fields(mine.id, {"status": Status.QUEUED},
+                           expected_status=Status.SAVING, expected_incarnation="c" * 32)
+    assert set(i.id for i in repo.find_node_uploads(node)) == {importing.id}
+
+
 @pytest.mark.parametrize("sort_key", ["name", "status", "size", "created_at", "updated_at"])
 @pytest.mark.parametrize("sort_dir", ["asc", "desc"])
 def test_visible_pages_merge_public_owned_and_shared_once_each(

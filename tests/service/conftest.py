@@ -39,7 +39,7 @@ from glimpse.domain.model import (
     SortKey,
     Visibility,
 )
-from glimpse.domain.ports import Store
+from glimpse.domain.ports import ProcessIdentity, Store
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
@@ -185,7 +185,8 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 ServiceFactory = Callable[..., Services]
 
 
-def build_services(directory: Path, template: Path, store: Store, **limits: Any) -> Services:
+def build_services(directory: Path, template: Path, store: Store,
+                   identity: ProcessIdentity | None = None, **limits: Any) -> Services:
     path = directory / f"db-{uuid.uuid4().hex}.sqlite"
     shutil.copyfile(template, path)
     engine = db_engine.create_engine(f"sqlite:///{path}")
@@ -193,7 +194,7 @@ def build_services(directory: Path, template: Path, store: Store, **limits: Any)
     settings = Limits(disk_formats=DEFAULT_DISK_FORMATS,
                       container_formats=DEFAULT_CONTAINER_FORMATS, **limits)
     data = ImageData(repo, {store.name: store}, store.name, HttpSource(allowed_networks=()),
-                     settings, background=InlineExecutor(), inspector=None)
+                     settings, background=InlineExecutor(), inspector=None, identity=identity)
     return Services(engine, repo, store, settings, data, ImageService(repo, data, settings),
                     MemberService(repo, settings), StoreAudit(repo, {store.name: store}))
 
@@ -208,8 +209,8 @@ def build(tmp_path: Path, template_db: Path, store: Store) -> Iterator[ServiceFa
     """Services on a fresh database and the test's store, with ``Limits`` overrides."""
     built: list[Services] = []
 
-    def factory(**limits: Any) -> Services:
-        services = build_services(tmp_path, template_db, store, **limits)
+    def factory(identity: ProcessIdentity | None = None, **limits: Any) -> Services:
+        services = build_services(tmp_path, template_db, store, identity, **limits)
         built.append(services)
         return services
 
