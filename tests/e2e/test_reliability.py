@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -221,6 +222,91 @@ def test_restart_ends_its_predecessors_uploads_at_once(tmp_path: Path) -> None:
     finally:
         restarted.stop()
     print(f"\nrestart recovery: restart to settled {settled:.2f} s")
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The uvicorn worker processes of a multi-worker server (its spawned children)."""
+    pids = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                pids.append(int(child))
+    return sorted(pids)
+
+
+def connection_holder(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of the processes ``pids`` holds the server's end of the client's connection."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if (int(local.split(":")[1], 16) == server_port
+                and int(remote.split(":")[1], 16) == client_port):
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return pid
+    return None
+
+
+def test_a_worker_restarted_by_its_supervisor_ends_its_predecessors_uploads(
+        tmp_path: Path) -> None:
+    """Two uvicorn workers: one is SIGKILLed with uploads in flight and uvicorn starts a new
+    one, which ends them at once; the surviving worker's uploads (same node, a live
+    incarnation) stream on and complete."""
+    srv = GlimpseServer({**RESTART_RECOVERY, "workers": "2"}, data_dir=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while len(workers := worker_pids(srv.process.pid)) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        held: dict[int, list[socket.socket]] = {pid: [] for pid in workers}
+        for _ in range(40):
+            if all(held.values()):
+                break
+            sock = raw_upload_start(srv.port, 0)
+            send_chunk(sock, os.urandom(100_000))
+            holder = None
+            for _ in range(50):
+                holder = connection_holder(workers, srv.port, sock.getsockname()[1])
+                if holder is not None:
+                    break
+                time.sleep(0.05)
+            assert holder is not None
+            held[holder].append(sock)
+        assert all(held.values()), "the connections all went to one worker"
+        victim, survivor = workers
+        wait_for_saving(srv.url, len(held[victim]) + len(held[survivor]))
+        os.kill(victim, signal.SIGKILL)
+        started = time.monotonic()
+        while True:
+            statuses = [str(i["status"]) for i in all_images(srv.url)]
+            if statuses.count("killed") == len(held[victim]):
+                break
+            assert time.monotonic() - started < SETTLED_WITHIN, statuses
+            time.sleep(0.05)
+        settled = time.monotonic() - started
+        assert statuses.count("saving") == len(held[survivor])
+        assert victim not in worker_pids(srv.process.pid)
+        for sock in held[victim]:
+            sock.close()
+        for sock in held[survivor]:
+            send_chunk(sock, b"more")
+            sock.sendall(b"0\r\n\r\n")
+            sock.settimeout(30)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 201")
+            sock.close()
+        check_consistency(srv.url, tmp_path)
+    finally:
+        srv.stop()
+    print(f"\nworker restart: {len(held[victim])} uploads of the killed worker settled "
+          f"{settled:.2f} s after the SIGKILL, {len(held[survivor])} of its sibling completed")
 
 
 def test_a_restarting_node_leaves_a_peer_nodes_live_upload_alone(tmp_path: Path) -> None:
