@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """glimpse's benchmark: one or two image services side by side (Python 3.11 stdlib only).
 
-    python3 bench/glimpse_bench.py --url http://127.0.0.1:9292 --header 'X-Tenant-Id: bench' \\
+    python3 bench/glimpse_bench.py --url http://127.0.0.1:9292 \\
+        --header 'X-Tenant-Id: bench' --header 'X-Roles: admin' \\
         [--url-b http://127.0.0.1:9393 --api-b v2 --header-b 'X-Roles: admin' ...] \\
         [SCENARIO ...] [--json out.json] [--baseline old.json]
 

@@ -495,7 +495,8 @@ class Runner:
                 raise BenchError(
                     f"{t.label} list_1000: {len(created)} listing-set images created but only"
                     f" {now - have} more are listed: this identity does not see its own images"
-                    " (give identity headers, e.g. --header 'X-Tenant-Id: bench')"
+                    " (give identity headers, e.g. --header 'X-Tenant-Id: bench'"
+                    " --header 'X-Roles: admin')"
                 )
         log(f"  {t.label}: created {missing} in {time.perf_counter() - start:.1f} s")
 

@@ -74,6 +74,7 @@ def test_bench_refuses_another_multihash(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, str(BENCH), *TINY, "--data-dir", str(tmp_path / "data"),
              "--url", srv.url, "--api", "v2", "--header", "X-Tenant-Id: bench",
+             "--header", "X-Roles: admin",
              "--multihash", "sha256", "upload_small"],
             capture_output=True, text=True, timeout=300, check=False,
         )
