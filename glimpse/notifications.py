@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -136,17 +137,22 @@ def oslo_sender(transport_url: str, drivers: Sequence[str], topics: Sequence[str
     own (glimpse does not read oslo.config files), on Glance's exchange."""
 
     def connect() -> Callable[[str, Payload, bool], None]:
-        import oslo_messaging
-        from oslo_config import cfg
+        with warnings.catch_warnings():
+            # oslo.messaging still imports eventlet (for its eventlet executor, unused here),
+            # which warns of its own deprecation into the server's log on every start.
+            warnings.simplefilter("ignore")
+            import oslo_messaging
+            from oslo_config import cfg
 
         conf = cfg.ConfigOpts()
         conf([], project="glimpse", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(CONTROL_EXCHANGE)
         transport = oslo_messaging.get_notification_transport(conf, url=transport_url or None)
         conf.set_override("control_exchange", CONTROL_EXCHANGE)
+        # Several drivers are named through the configuration (the argument takes one).
+        conf.set_override("driver", list(drivers), group="oslo_messaging_notifications")
         notifier = oslo_messaging.Notifier(transport, publisher_id=publisher_id,
-                                           driver=list(drivers), topics=list(topics),
-                                           retry=retry)
+                                           topics=list(topics), retry=retry)
 
         def send(event_type: str, payload: Payload, error: bool) -> None:
             # Glance sends an empty request context.
