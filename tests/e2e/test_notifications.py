@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -253,3 +253,20 @@ def test_a_broker_that_stops_answering_never_slows_a_request(consumer: rabbit.Co
     finally:
         srv.stop()
         proxy.close()
+
+
+def test_log_driver_writes_events_to_the_log(
+        server_factory: Callable[..., GlimpseServer]) -> None:
+    """No broker needed: the log driver writes each event to the server's log."""
+    srv = server_factory(notifications="true", notification_driver="log",
+                         disabled_notifications="image.member")
+    owner = f"logged-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        resp = client.post("/v2/images", headers=tenant(owner), json={"name": "logged"})
+        assert resp.status_code == 201
+        image_id = resp.json()["id"]
+        deadline = time.monotonic() + 20
+        while image_id not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    log = srv.log()
+    assert "image.create" in log and image_id in log
