@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from typing import Any
 
 import pytest
@@ -36,8 +37,10 @@ class Consumer:
     each (priority, publisher_id, event_type, payload, metadata)."""
 
     def __init__(self) -> None:
-        import oslo_messaging
-        from oslo_config import cfg
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # eventlet's deprecation, imported by oslo
+            import oslo_messaging
+            from oslo_config import cfg
 
         self.topic = f"glimpse-test-{uuid.uuid4().hex[:12]}"
         self.events: list[tuple[str, str, str, Any, dict[str, Any]]] = []

@@ -145,6 +145,13 @@ def test_v2_operations_send_glances_events_in_order(
         assert removed[3]["member_id"] == member and removed[3]["deleted"] is True
         assert removed[3]["deleted_at"].endswith("Z")
 
+        admin = tenant("notify-admin", "admin")
+        for action, status in (("deactivate", "deactivated"), ("reactivate", "active")):
+            done = client.post(f"/v2/images/{image_id}/actions/{action}", headers=admin)
+            assert done.status_code == 204, done.text
+            (update,) = steps.expect("image.update")
+            assert update[3]["status"] == status
+
         got = client.get(f"/v2/images/{image_id}/file", headers=tenant(member + "-x", "admin"))
         assert got.status_code == 200 and got.content == DATA
         (sent,) = steps.expect("image.send")
@@ -193,6 +200,15 @@ def test_v1_operations_send_glances_events_in_order(
         assert client.delete(url, headers=tenant(owner)).status_code == 204
         (removed,) = steps.expect("image.member.delete")
         assert removed[3]["deleted"] is True
+        # Replacing the list: one event per membership created, changed or removed.
+        listed = f"/v1/images/{image_id}/members"
+        assert client.put(listed, headers=tenant(owner), json={"memberships": [
+            {"member_id": member, "can_share": False}]}).status_code == 204
+        steps.expect("image.member.create")
+        assert client.put(listed, headers=tenant(owner), json={"memberships": [
+            {"member_id": member + "-2", "can_share": False}]}).status_code == 204
+        created, removed = steps.expect("image.member.create", "image.member.delete")
+        assert created[3]["member_id"] == member + "-2" and removed[3]["member_id"] == member
 
         got = client.get(f"/v1/images/{image_id}", headers=tenant(owner))
         assert got.status_code == 200 and got.content == DATA
