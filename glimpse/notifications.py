@@ -19,12 +19,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from glimpse.redaction import redact_urls
+
 log = logging.getLogger(__name__)
 
-# The drivers glimpse accepts (oslo.messaging's names): messagingv2 sends the JSON envelope
-# every consumer reads (ceilometer included), messaging its older unwrapped form, log writes
-# each notification to the log, noop drops them.
-DRIVERS = ("messagingv2", "messaging", "log", "noop")
 # Glance's exchange: ceilometer listens to the "glance" exchange for image events.
 CONTROL_EXCHANGE = "glance"
 # How often a run of drops is logged: the first at once, then one summary a period.
@@ -155,6 +153,10 @@ def oslo_sender(transport_url: str, drivers: Sequence[str], topics: Sequence[str
                                            topics=list(topics), retry=retry)
 
         def send(event_type: str, payload: Payload, error: bool) -> None:
+            if isinstance(payload, str):
+                # A failed upload's message: its sources already quote URLs redacted; this
+                # keeps any other userinfo out of what every consumer of the topic reads.
+                payload = redact_urls(payload)
             # Glance sends an empty request context.
             if error:
                 notifier.error({}, event_type, payload)

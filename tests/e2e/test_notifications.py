@@ -220,6 +220,28 @@ def test_v1_operations_send_glances_events_in_order(
         assert deleted[3]["deleted"] is True and deleted[3]["status"] == "deleted"
 
 
+def test_a_failed_upload_is_an_error_with_glances_message(
+        notifying: GlimpseServer, consumer: rabbit.Consumer) -> None:
+    owner = f"failing-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=notifying.url, timeout=30) as client:
+        created = client.post("/v2/images", headers=tenant(owner), json={
+            "name": "not-qcow2", "disk_format": "qcow2", "container_format": "bare"})
+        image_id = created.json()["id"]
+        # Zeros are no qcow2: the inspection refuses them once they have streamed in.
+        put = client.put(f"/v2/images/{image_id}/file", content=bytes(65536),
+                         headers={**tenant(owner), **OCTETS})
+        assert put.status_code == 415, put.text
+    # The ERROR travels on its own queue (<topic>.error): its order against the INFO
+    # events is the broker's, so only the INFO ones are checked for order.
+    found = consumer.wait_for(3, image_id)
+    assert sorted(found) == ["image.create", "image.prepare", "image.upload"], found
+    events = consumer.of(image_id)
+    assert [e[2] for e in events if e[0] == "INFO"] == ["image.create", "image.prepare"]
+    (failed,) = [e for e in events if e[0] == "ERROR"]
+    assert failed[2] == "image.upload" and isinstance(failed[3], str)
+    assert failed[3].startswith(f"Failed to upload image data for image {image_id}: ")
+
+
 def test_a_broker_that_stops_answering_never_slows_a_request(consumer: rabbit.Consumer) -> None:
     """The machine's RabbitMQ stays up (others use it): a proxy in front of it stops
     answering (every connection cut, new ones never answered), then passes again."""
