@@ -46,6 +46,9 @@ class QueuedNotifier:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Set when the sender returns. Not Thread.join: importing oslo.messaging (in the
+        # thread) imports eventlet, after which join() no longer sees the thread end.
+        self._done = threading.Event()
         self.dropped = 0
         self.sent = 0
         self.failed = 0
@@ -93,6 +96,12 @@ class QueuedNotifier:
 
     def _run(self) -> None:
         try:
+            self._send_all()
+        finally:
+            self._done.set()
+
+    def _send_all(self) -> None:
+        try:
             send = self._connect()
         except Exception:
             log.exception("notifications cannot be sent: their transport could not be built")
@@ -125,7 +134,7 @@ class QueuedNotifier:
             except queue.Full:
                 if time.monotonic() >= deadline:
                     return
-        thread.join(max(deadline - time.monotonic(), 0))
+        self._done.wait(max(deadline - time.monotonic(), 0))
 
 
 def oslo_sender(transport_url: str, drivers: Sequence[str], topics: Sequence[str],
