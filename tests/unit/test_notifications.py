@@ -122,3 +122,21 @@ def test_settings_checked_only_when_on() -> None:
         "GLIMPSE_NOTIFICATIONS": "1",
         "GLIMPSE_NOTIFICATION_TRANSPORT_URL": "rabbit://u:hush@h:5672/"})
     assert "hush" not in repr(secret)
+
+
+def test_stop_returns_once_the_sender_is_done_even_after_importing_oslo() -> None:
+    """The sender thread imports oslo.messaging (and so eventlet), after which Thread.join
+    no longer sees that thread end: stop must not wait its whole timeout."""
+
+    def connect() -> Any:
+        import oslo_messaging  # noqa: F401
+
+        return lambda event_type, payload, error: None
+
+    notifier = QueuedNotifier(connect, capacity=10)
+    notifier.notify("image.create", {})
+    time.sleep(0.5)
+    start = time.monotonic()
+    notifier.stop(5)
+    assert time.monotonic() - start < 2
+    assert notifier.sent == 1
