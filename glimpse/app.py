@@ -30,12 +30,13 @@ from glimpse.db.repository import SqlImageRepository
 from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
+from glimpse.domain.events import NO_NOTIFIER, Events
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
-from glimpse.domain.ports import Store
+from glimpse.domain.ports import Notifier, Store
 from glimpse.domain.protections import (
     PolicyCheck,
     PropertyRules,
@@ -49,6 +50,7 @@ from glimpse.domain.quotas import LimitSource, StaticLimits
 from glimpse.errors import Invalid
 from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
+from glimpse.notifications import QueuedNotifier, oslo_sender
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
 from glimpse.stores.observed import ObservedStore, probe
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
+# Seconds a stopping worker gives queued notifications to go out.
+NOTIFICATIONS_DRAIN = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -105,6 +109,8 @@ def build_app(settings: Settings, migrate: bool = True,
         timeout=settings.external_timeout,
         max_redirects=settings.external_max_redirects,
     )
+    notifier = build_notifier(settings, recorder)
+    events = Events(notifier)
     # Every limit is the setting of the same name.
     limits = Limits(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Limits)})
     # This process's identity on the uploads it claims (a uvicorn worker's own: workers build
@@ -114,6 +120,7 @@ def build_app(settings: Settings, migrate: bool = True,
         repo, stores, settings.default_store, external, limits, identity=incarnation,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         quotas=limit_source(settings),
+        events=events,
         background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
@@ -129,7 +136,7 @@ def build_app(settings: Settings, migrate: bool = True,
     # The operator's property protections (their ``policies`` format asks the same rules).
     protections = build_protections(settings, policy)
     images = ImageService(repo, data, limits, policy=policy, protections=protections)
-    members = MemberService(repo, limits, policy)
+    members = MemberService(repo, limits, policy, events=events)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
@@ -158,10 +165,26 @@ def build_app(settings: Settings, migrate: bool = True,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0),
-                     incarnation.close],
+                     incarnation.close,
+                     *([functools.partial(notifier.stop, NOTIFICATIONS_DRAIN)]
+                       if isinstance(notifier, QueuedNotifier) else [])],
         health_check=build_health_check(settings, engine, raw_stores),
         metrics=recorder,
     )
+
+
+def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:
+    """Glance's notifications through oslo.messaging, queued off the request path; the null
+    notifier when they are off (oslo.messaging is then never imported)."""
+    if not settings.notifications:
+        return NO_NOTIFIER
+    connect = oslo_sender(
+        settings.notification_transport_url, settings.notification_driver,
+        settings.notification_topics, settings.notification_publisher_id,
+        settings.notification_retry)
+    return QueuedNotifier(connect, settings.notification_queue_size,
+                          on_drop=lambda: recorder.later("notification_drops"),
+                          disabled=settings.disabled_notifications)
 
 
 def build_health_check(settings: Settings, engine: Engine,

@@ -131,6 +131,21 @@ class Settings:
     keystone_limits_endpoint_id: str = ""  # empty: the keystone_service_type endpoint
     keystone_limits_region: str = ""
     keystone_limits_interface: str = "public"
+    # Glance's notifications (docs/notifications.md), sent through oslo.messaging (the extra
+    # glimpse[notifications]); off by default. The transport URL holds the broker's password:
+    # it is never logged nor shown.
+    notifications: bool = False
+    notification_driver: tuple[str, ...] = ("messagingv2",)
+    notification_transport_url: str = dataclasses.field(default="", repr=False)
+    notification_topics: tuple[str, ...] = ("notifications",)
+    notification_publisher_id: str = "image.localhost"  # Glance's default_publisher_id
+    # Events waiting for the sender thread, per process; past this they are dropped.
+    notification_queue_size: int = 1000
+    # oslo.messaging's retry of one event while the broker is unreachable: -1 retries until
+    # it is back (the queue fills meanwhile, and drops), 0 tries once.
+    notification_retry: int = -1
+    # Glance's disabled_notifications: event types (image.send) or groups (image.member).
+    disabled_notifications: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -217,7 +232,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
-                "service_token_roles"):
+                "service_token_roles", "notification_driver", "notification_topics",
+                "disabled_notifications"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):
@@ -305,10 +321,29 @@ def _validate(settings: Settings) -> None:
         raise Invalid("enforce_new_defaults = false is not supported: glimpse enforces "
                       "Glance's current defaults only; write the rules you need in "
                       "policy_file instead")
+    if settings.notifications:
+        _validate_notifications(settings)
     uninspectable = sorted(set(settings.inspection_disk_formats) - set(INSPECTABLE_DISK_FORMATS))
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
                       f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
+
+
+def _validate_notifications(settings: Settings) -> None:
+    known = ("messagingv2", "messaging", "log", "noop")
+    unknown = [d for d in settings.notification_driver if d not in known]
+    if unknown or not settings.notification_driver:
+        raise Invalid(f"notification_driver: one or more of {', '.join(known)}")
+    sends = {"messagingv2", "messaging"} & set(settings.notification_driver)
+    if sends and not settings.notification_transport_url:
+        raise Invalid("notification_driver messagingv2/messaging needs "
+                      "notification_transport_url (rabbit://user:password@host:5672/)")
+    if sends and not settings.notification_topics:
+        raise Invalid("notification_topics must name at least one topic")
+    if settings.notification_queue_size < 1:
+        raise Invalid("notification_queue_size must be at least 1")
+    if settings.notification_retry < -1:
+        raise Invalid("notification_retry must be -1 (until delivered) or more")
 
 
 def _validate_limits(settings: Settings) -> None:

@@ -234,11 +234,11 @@ async def data_response(download: Download, headers: list[Header],
         headers = [*headers, ACCEPT_RANGES]
     if download.file is not None:
         return FileResponse(headers, download.file, download.length or 0, download.offset,
-                            status)
+                            status, sent=download.sent)
     source = download.chunks or iter(())
     first = await in_thread(next, source, None)
     chunks = itertools.chain([first] if first is not None else [], source)
-    return StreamResponse(headers, chunks, download.length, status)
+    return StreamResponse(headers, chunks, download.length, status, sent=download.sent)
 
 
 class FileResponse:
@@ -246,23 +246,26 @@ class FileResponse:
     offers the glimpse.sendfile extension, read in blocks otherwise."""
 
     def __init__(self, headers: list[Header], file: BinaryIO, length: int, offset: int = 0,
-                 status: int = 200) -> None:
+                 status: int = 200, sent: Callable[[int], None] | None = None) -> None:
         self.headers = headers
         self.file = file
         self.length = length
         self.offset = offset
         self.status = status
+        self.sent = sent  # Download.sent: told the byte count once the body is out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if SENDFILE not in scope.get("extensions", {}):
             await StreamResponse(self.headers, _file_blocks(self.file, self.offset, self.length),
-                                 self.length, self.status)(scope, receive, send)
+                                 self.length, self.status, self.sent)(scope, receive, send)
             return
         try:
             await send(_data_start(self.status, self.headers, self.length))
             await send({"type": SENDFILE, "file": self.file, "offset": self.offset})
         finally:
             self.file.close()
+        if self.sent is not None and scope["method"] != "HEAD":
+            self.sent(self.length)
 
 
 def _data_start(status: int, headers: list[Header], length: int | None) -> Message:
@@ -293,12 +296,13 @@ class StreamResponse:
 
     def __init__(
         self, headers: list[Header], chunks: Iterator[bytes], length: int | None,
-        status: int = 200,
+        status: int = 200, sent: Callable[[int], None] | None = None,
     ) -> None:
         self.headers = headers
         self.chunks = chunks
         self.length = length
         self.status = status
+        self.sent = sent  # Download.sent: told the byte count once the body is out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _data_start(self.status, self.headers, self.length)
@@ -316,6 +320,8 @@ class StreamResponse:
             if self.length is not None and sent != self.length:
                 raise RuntimeError(f"store delivered {sent} of {self.length} bytes")
             await send({"type": "http.response.body", "body": b""})
+            if self.sent is not None:
+                self.sent(sent)
         finally:
             close = getattr(self.chunks, "close", None)
             if close is not None:

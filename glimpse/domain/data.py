@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from typing import Any, BinaryIO, ClassVar
 
 from glimpse.domain import lifecycle
+from glimpse.domain.events import Events
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
@@ -107,6 +108,10 @@ class Download:
     file: BinaryIO | None = None
     offset: int = 0
     length: int | None = 0
+    # Called by whoever sends the data, with the byte count, once the whole body has gone
+    # (not for HEAD, nor for a send cut short): the domain's image.send. Only the sender
+    # knows when a zero-copy file has left; the domain decides what that means.
+    sent: Callable[[int], None] | None = None
 
 
 # Given an image's data size, the (offset, length) to read of it; length None: to the end.
@@ -148,11 +153,14 @@ class ImageData:
         names: StoreNames = StoreNames(),
         quotas: LimitSource | None = None,
         identity: ProcessIdentity | None = None,
+        events: Events | None = None,
     ) -> None:
         self._repo = repo
         # Recorded on every claim; None (tests of the domain alone): claims name no process,
         # and only the heartbeat timeout recovers their uploads.
         self._identity = identity
+        # Notifications of the data path (image.prepare, image.upload, image.activate).
+        self.events = events or Events()
         self._quotas: LimitSource = quotas or StaticLimits(limits.user_storage_quota)
         self._stores = stores
         self._names = names
@@ -231,6 +239,7 @@ class ImageData:
         )
         if active is None:
             raise Conflict("Cannot set the location of an unqueued image")
+        self.events.image("image.activate", active)
         return active
 
     # -- receiving --------------------------------------------------------------------------
@@ -283,6 +292,7 @@ class ImageData:
         (Content-Length), which the quotas reserve when given."""
         location = self.claimed_location(image.id, store_name)
         admitted = None
+        self.events.prepare(image)
         if not claimed:
             # The limits are read before the claim's transaction (a remote call), and checked
             # in it, under the owner's lock.
@@ -332,6 +342,8 @@ class ImageData:
             # closed now, it stops counting as in flight (else shutdown waits its timeout).
             with contextlib.suppress(ValueError):  # still running on a store's reader thread
                 watched.close()
+            self.events.upload_failed(image.id, exc.message if isinstance(exc, GlimpseError)
+                                      else f"internal error ({type(exc).__name__})")
             try:
                 self._fail(image.id, on_failure, exc)
             finally:
@@ -347,6 +359,7 @@ class ImageData:
             raise PreconditionFailed(
                 f"Image {image.id} was deleted while its data was being uploaded."
             )
+        self.events.uploaded(finished, activated=True)
         return finished
 
     # -- verifying an external location (v2's locations API) ----------------------------------
@@ -388,6 +401,8 @@ class ImageData:
         )
         if done is None:
             log.info("image %s changed while its location was verified; left as it is", image.id)
+        else:
+            self.events.image("image.activate", done)
 
     def _hash_external(
         self, image: Image, url: str, expected: HashCheck | None

@@ -170,6 +170,10 @@ class ImageService:
         if choose is not None and (size := data_size(image)) is not None:
             offset, length = choose(size)
         download = self.data.open(image, offset, length)
+        if self.data.events.on:
+            events, promised = self.data.events, download.length
+            download = dataclasses.replace(download, sent=lambda count: events.sent(
+                image, principal, count, promised))
         shown = self._shown(principal, download.image)
         return download if shown is download.image else dataclasses.replace(download, image=shown)
 
@@ -235,6 +239,7 @@ class ImageService:
             **fields,
         )
         self._repo.create(image, admit=admission if admission.needed else None)
+        self.data.events.image("image.create", image)
         if upload is not None:
             image = self.data.receive(image, upload.chunks, store, on_failure, claimed=claimed,
                                       length=upload.length)
@@ -299,6 +304,8 @@ class ImageService:
         )
         if updated is None:
             raise Conflict("The image changed while it was being updated; try again.")
+        self.data.events.image("image.update", updated)
+        self.data.events.tags(updated, image.tags)
         if changes.locations is not None:
             # Committed: glimpse's own copies that no location names any more go (a store that
             # fails only logs; StoreAudit finds the object).
@@ -329,7 +336,13 @@ class ImageService:
                 else Status.DELETED
             )
             lifecycle.check_transition(image.status, target)
-            if self._repo.mark_deleted(image.id, target, now(), expected_status=image.status):
+            if gone := self._repo.mark_deleted(image.id, target, now(),
+                                               expected_status=image.status):
+                # The image as it was, in its new status: the stored one has lost its
+                # properties and tags, which Glance's payload still shows.
+                self.data.events.deleted(dataclasses.replace(
+                    image, status=gone.status, deleted=True, deleted_at=gone.deleted_at,
+                    updated_at=gone.updated_at))
                 if target is Status.DELETED:
                     self.data.release_all(image)
                 return
@@ -369,6 +382,7 @@ class ImageService:
                 expected_status=source,
             )
             if moved is not None:
+                self.data.events.image("image.update", moved)
                 return self._shown(principal, moved)
             # The status moved under us (another toggle, a delete): decide again.
             image = self._find(principal, image_id)

@@ -12,7 +12,10 @@ it, and each member sets its own status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from glimpse.domain import ids
+from glimpse.domain.events import Events
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Image, Member, MemberStatus, Principal, Visibility
 from glimpse.domain.policy import DEFAULT_POLICY, ImageTarget, Policy, owns
@@ -25,8 +28,9 @@ NOT_SHARED = "Only shared images have members."
 
 class MemberService:
     def __init__(self, repo: ImageRepository, limits: Limits,
-                 policy: Policy = DEFAULT_POLICY) -> None:
+                 policy: Policy = DEFAULT_POLICY, events: Events | None = None) -> None:
         self._repo = repo
+        self._events = events or Events()
         self._check_quota = limits.check_members
         self._policy = policy
 
@@ -66,8 +70,10 @@ class MemberService:
             raise Conflict(f"Member {member_id} already has a membership of image {image.id}.")
         self._check_quota(len(members) + 1)
         # Both checked again under the image's lock: concurrent invites may not pass together.
-        return self._repo.add_member(image.id, member_id, MemberStatus.PENDING,
-                                     self._check_quota)
+        member = self._repo.add_member(image.id, member_id, MemberStatus.PENDING,
+                                       self._check_quota)
+        self._events.member("image.member.create", member)
+        return member
 
     def set_status(
         self, principal: Principal, image_id: str, member_id: str, status: MemberStatus
@@ -89,13 +95,13 @@ class MemberService:
         member = self._repo.set_member_status(image.id, member_id, MemberStatus(status))
         if member is None:  # removed meanwhile
             raise NotFound("Membership could not be found.")
+        self._events.member("image.member.update", member)
         return member
 
     def uninvite(self, principal: Principal, image_id: str, member_id: str) -> None:
         """Remove a membership: the owner or an admin, of a shared image."""
         image = self._owned_shared_image(principal, image_id, "delete_member")
-        if not self._repo.remove_member(image.id, member_id):
-            raise NotFound("Membership could not be found.")
+        self._remove(image, member_id)
 
     # -- v1 -----------------------------------------------------------------------------------
 
@@ -113,6 +119,8 @@ class MemberService:
         # Checked again under the image's lock: concurrent adds may not pass the quota together.
         self._repo.set_member(image.id, member_id, can_share, self._check_quota,
                               status=None if member_id in existing else status)
+        if self._events.on:
+            self._report(image.id, {m: None for m in existing}, only=member_id)
 
     def replace(
         self, principal: Principal, image_id: str, members: list[tuple[str, bool | None]],
@@ -123,12 +131,15 @@ class MemberService:
         for member_id, _ in members:
             check_member_id(member_id)
         self._check_quota(len({m for m, _ in members}))
+        before = {m.member_id: m for m in self._repo.members(image.id)} if self._events.on \
+            else {}
         self._repo.replace_members(image.id, members, status)
+        if self._events.on:
+            self._report(image.id, before)
 
     def remove(self, principal: Principal, image_id: str, member_id: str) -> None:
         image = self._shareable_image(principal, image_id, "delete_member")
-        if not self._repo.remove_member(image.id, member_id):
-            raise NotFound("Membership could not be found.")
+        self._remove(image, member_id)
 
     def shared_images(self, principal: Principal, member_id: str) -> list[Member]:
         """v1's images shared with ``member_id``: a list of images (get_images)."""
@@ -143,6 +154,34 @@ class MemberService:
         return [m for m, owner in shared if owner == principal.owner]
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _remove(self, image: Image, member_id: str) -> None:
+        """Remove a membership and report it (image.member.delete)."""
+        gone = next((m for m in self._repo.members(image.id) if m.member_id == member_id),
+                    None) if self._events.on else None
+        if not self._repo.remove_member(image.id, member_id):
+            raise NotFound("Membership could not be found.")
+        if gone is not None:
+            self._events.member("image.member.delete", gone)
+
+    def _report(self, image_id: str, before: Mapping[str, Member | None],
+                only: str | None = None) -> None:
+        """v1's add and replace, as Glance's member events: created for a member that was
+        not there, updated for one that was (and changed, when known), deleted for one that
+        is gone. ``only``: report that member alone."""
+        after = {m.member_id: m for m in self._repo.members(image_id)}
+        for member_id, member in after.items():
+            if only is not None and member_id != only:
+                continue
+            old = before.get(member_id)
+            if member_id not in before:
+                self._events.member("image.member.create", member)
+            elif old is None or (old.can_share, old.status) != (member.can_share,
+                                                                 member.status):
+                self._events.member("image.member.update", member)
+        for member_id, old in before.items():
+            if only is None and member_id not in after and old is not None:
+                self._events.member("image.member.delete", old)
 
     def _shown(self, principal: Principal, image: Image) -> list[Member]:
         members = self._repo.members(image.id)

@@ -198,3 +198,15 @@ class ExternalSource(Protocol):
     def open(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """As Store.open: a remote that does not honour the range is an error, never taken
         for the bytes asked for."""
+
+
+class Notifier(Protocol):
+    """Where the domain reports what happened (Glance's notifications, docs/notifications.md):
+    called once per event, after the change it reports is committed. It must return at once
+    and never raise: a notification is never a reason for an operation to fail or wait."""
+
+    def notify(self, event_type: str, payload: dict[str, Any] | str,
+               error: bool = False) -> None:
+        """One event: its type (``image.create``...), Glance's payload for it (a message
+        string for a failed upload, as Glance sends), and whether it reports an error (sent
+        at the ERROR priority instead of INFO)."""
