@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -85,6 +86,7 @@ class _SortColumn(NamedTuple):
 class SqlImageRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._fast_get = _SqliteImageRead(engine) if engine.dialect.name == "sqlite" else None
 
     # -- images ---------------------------------------------------------------------------
 
@@ -109,6 +111,11 @@ class SqlImageRepository:
             raise Conflict(f"An image with identifier {image.id} already exists") from exc
 
     def get(self, image_id: str) -> Image | None:
+        if self._fast_get is not None:
+            try:
+                return self._fast_get(image_id)
+            except sqlite3.Error:
+                pass  # the way below retries what is transient and reports the rest
         return transactions.run(
             self._engine, lambda conn: _one_image(conn, image_id), write=False, single_read=True
         )
@@ -657,6 +664,45 @@ _ONE_IMAGE = sa.union_all(
 )
 
 
+class _SqliteImageRead:
+    """``_ONE_IMAGE`` on SQLite straight through the driver: the SQL compiled once, a pooled
+    connection, and the column types' own result conversions. SQLAlchemy's connection,
+    execution context and result objects cost about 100 of the 130 us of a read (measured
+    in process), a quarter of a metadata GET's CPU. A single statement needs no transaction
+    on SQLite (the connections run in autocommit mode, see engine.py): it reads one snapshot.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        compiled = _ONE_IMAGE.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._binds = len(compiled.positiontup or ())
+        dialect = engine.dialect
+        converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for column in _SELECT_IMAGE]
+        self._converted = [(_RELATED_WIDTH + n, convert)
+                           for n, convert in enumerate(converters) if convert is not None]
+
+    def __call__(self, image_id: str) -> Image | None:
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self._sql, [image_id] * self._binds)
+                rows: list[Any] = list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            connection.close()  # back to the pool
+        for n, row in enumerate(rows):
+            if row[0] == "i":
+                values = list(row)
+                for at, convert in self._converted:
+                    values[at] = convert(values[at])
+                rows[n] = values
+        return _image_of_rows(image_id, rows)
+
+
 class _Related:
     """The properties, tags and locations of some images, gathered from related rows."""
 
@@ -704,7 +750,10 @@ def _set_fields(
 
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:
-    rows = conn.execute(_ONE_IMAGE, {"image_id": image_id}).all()
+    return _image_of_rows(image_id, conn.execute(_ONE_IMAGE, {"image_id": image_id}).all())
+
+
+def _image_of_rows(image_id: str, rows: Sequence[Sequence[Any]]) -> Image | None:
     image = next((row for row in rows if row[0] == "i"), None)
     if image is None:
         return None
