@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import operator
 import sqlite3
@@ -98,7 +99,7 @@ class SqlImageRepository:
             row["failure_status"] = str(image.failure_status)
 
         def work(conn: Connection) -> None:
-            conn.execute(images.insert().values(**row))
+            conn.execute(_INSERT_IMAGE, row)
             self._write_properties(conn, image.id, image.properties)
             _add_tags(conn, image.id, image.tags)
             _add_locations(conn, image.id, image.locations, start=0)
@@ -362,7 +363,11 @@ class SqlImageRepository:
         return transactions.run(self._engine, work, write=True)
 
     def _reload(self, conn: Connection, image_id: str) -> Image:
-        image = _one_image(conn, image_id)
+        if self._fast_get is not None:
+            # Read in the transaction, on its own driver connection.
+            image = self._fast_get.read(conn.connection.dbapi_connection, image_id)
+        else:
+            image = _one_image(conn, image_id)
         assert image is not None, "reloaded inside the transaction that holds its row"
         return image
 
@@ -456,7 +461,7 @@ class SqlImageRepository:
     ) -> None:
         if properties:
             conn.execute(
-                image_properties.insert(),
+                _INSERT_PROPERTY,
                 [{"image_id": image_id, "name": k, "value": v} for k, v in properties.items()],
             )
 
@@ -686,14 +691,18 @@ class _SqliteImageRead:
     def __call__(self, image_id: str) -> Image | None:
         connection = self._engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, [image_id] * self._binds)
-                rows: list[Any] = list(cursor.fetchall())
-            finally:
-                cursor.close()
+            return self.read(connection.dbapi_connection, image_id)
         finally:
             connection.close()  # back to the pool
+
+    def read(self, connection: Any, image_id: str) -> Image | None:
+        """The image through ``connection`` (a driver connection, perhaps in a transaction)."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self._sql, [image_id] * self._binds)
+            rows: list[Any] = list(cursor.fetchall())
+        finally:
+            cursor.close()
         for n, row in enumerate(rows):
             if row[0] == "i":
                 values = list(row)
@@ -742,11 +751,38 @@ def _image_where(image_id: str, expected_status: Status | None) -> sa.ColumnElem
 def _set_fields(
     conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None
 ) -> bool:
-    values = {k: (str(v) if isinstance(v, Status | Visibility) else v) for k, v in fields.items()}
-    result = conn.execute(
-        images.update().where(_image_where(image_id, expected_status)).values(**values)
-    )
-    return bool(result.rowcount == 1)
+    values = {_SET_PARAM + k: (str(v) if isinstance(v, Status | Visibility) else v)
+              for k, v in fields.items()}
+    values[_ID_PARAM] = image_id
+    if expected_status is not None:
+        values[_EXPECTED_PARAM] = str(expected_status)
+    stmt = _field_update(frozenset(fields), expected_status is not None)
+    return bool(conn.execute(stmt, values).rowcount == 1)
+
+
+# Writes that every upload makes, built once with bound parameters rather than per call
+# with the values inlined: SQLAlchemy then finds their compiled form by a key memoized on the
+# statement, instead of building the statement, coercing every value and keying it anew
+# (measured on SQLite: two thirds of the CPU of an upload's claim and finishing writes).
+_ID_PARAM = "_image_id"
+_SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is reserved)
+_EXPECTED_PARAM = "_expected_status"
+_INSERT_IMAGE = images.insert()
+_INSERT_PROPERTY = image_properties.insert()
+_INSERT_TAG = image_tags.insert()
+_INSERT_LOCATION = image_locations.insert()
+_NEXT_LOCATION = sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1) + 1) \
+    .where(image_locations.c.image_id == sa.bindparam(_ID_PARAM))
+
+
+@functools.lru_cache(maxsize=256)
+def _field_update(names: frozenset[str], conditional: bool) -> sa.Update:
+    """UPDATE images SET <names> WHERE id = :_image_id [AND status = :_expected_status]."""
+    where = images.c.id == sa.bindparam(_ID_PARAM)
+    if conditional:
+        where = sa.and_(where, images.c.status == sa.bindparam(_EXPECTED_PARAM))
+    return images.update().where(where).values(
+        {name: sa.bindparam(_SET_PARAM + name) for name in names})
 
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:
@@ -774,7 +810,7 @@ def _has_location(*also: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
 def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
     values = [{"image_id": image_id, "value": t} for t in dict.fromkeys(tags)]
     if values:
-        conn.execute(image_tags.insert(), values)
+        conn.execute(_INSERT_TAG, values)
 
 
 def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
@@ -821,10 +857,8 @@ def _add_locations(
     if not locations:
         return
     if start is None:
-        start = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1))
-            .where(image_locations.c.image_id == image_id)).scalar_one() + 1
-    conn.execute(image_locations.insert(), [
+        start = conn.execute(_NEXT_LOCATION, {_ID_PARAM: image_id}).scalar_one()
+    conn.execute(_INSERT_LOCATION, [
         {"image_id": image_id, "position": start + n, "store": loc.store, "url": loc.url,
          "meta": json.dumps(dict(loc.metadata)), "status": str(loc.status)}
         for n, loc in enumerate(locations)])
