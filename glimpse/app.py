@@ -64,6 +64,7 @@ def build_audit(settings: Settings) -> StoreAudit:
 
 
 def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+    heap.limit_arenas()  # before any thread of the server allocates
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine, repo, stores = build_storage(settings, migrate)
     external = HttpSource(
