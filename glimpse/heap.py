@@ -19,8 +19,8 @@ TRIM_PERIOD = 1.0
 # per core, and each keeps the memory its thread freed. A server's threads (the event loop,
 # request workers, an upload's hashes) then hold freed upload buffers in several arenas at
 # once. Measured after the same 64 KiB uploads and GET load on a fresh server: 78.4 MiB
-# resident with the default, 68.2 with two arenas; during a 1 GiB upload peak 113 vs 101 MiB
-# at the same throughput. Python's own small objects do not come from these arenas.
+# resident with the default, 68.2 with two arenas. The peak during a 1 GiB upload (the data
+# in flight) stays the same. Python's own small objects do not come from these arenas.
 ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
