@@ -95,6 +95,7 @@ def build_app(settings: Settings, migrate: bool = True,
               policy: Policy | None = None) -> GlimpseApp:
     """The application. ``policy``: the rules by name, built from the settings' policy files
     when not given (``glimpse serve`` reads them before anything else)."""
+    heap.limit_arenas()  # before any thread of the server allocates
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
     engine, repo, raw_stores = build_storage(settings, migrate)
     recorder = metrics.recorder(settings)

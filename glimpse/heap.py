@@ -15,6 +15,14 @@ import gc
 from collections.abc import Callable
 
 TRIM_PERIOD = 1.0
+# glibc gives every thread that finds the others' arenas busy an arena of its own, up to eight
+# per core, and each keeps the memory its thread freed. A server's threads (the event loop,
+# request workers, an upload's hashes) then hold freed upload buffers in several arenas at
+# once. Measured after the same 64 KiB uploads and GET load on a fresh server: 78.4 MiB
+# resident with the default, 68.2 with two arenas. The peak during a 1 GiB upload (the data
+# in flight) stays the same. Python's own small objects do not come from these arenas.
+ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
 def trimmer() -> Callable[[], object] | None:
@@ -29,6 +37,23 @@ def trimmer() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+def limit_arenas(count: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (as MALLOC_ARENA_MAX does, but from inside the
+    server however it is started). Takes effect for arenas made afterwards, so it is called
+    before the server starts its threads. False where the C library has no ``mallopt`` or
+    refuses."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, count) == 1)
 
 
 def freeze_startup_objects() -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -87,6 +89,7 @@ class _SortColumn(NamedTuple):
 class SqlImageRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._fast_get = _SqliteImageRead(engine) if engine.dialect.name == "sqlite" else None
 
     # -- images ---------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class SqlImageRepository:
         def work(conn: Connection) -> None:
             if admit is not None:
                 _lock_project(conn, image.owner)
-            conn.execute(images.insert().values(**row))
+            conn.execute(_INSERT_IMAGE, row)
             if admit is not None:
                 reserved = admit(_usage(conn, image.owner, image.id))
                 if reserved is not None:
@@ -117,6 +120,11 @@ class SqlImageRepository:
             raise Conflict(f"An image with identifier {image.id} already exists") from exc
 
     def get(self, image_id: str) -> Image | None:
+        if self._fast_get is not None:
+            try:
+                return self._fast_get(image_id)
+            except sqlite3.Error:
+                pass  # the way below retries what is transient and reports the rest
         return transactions.run(
             self._engine, lambda conn: _one_image(conn, image_id), write=False, single_read=True
         )
@@ -389,7 +397,11 @@ class SqlImageRepository:
         return transactions.run(self._engine, work, write=True)
 
     def _reload(self, conn: Connection, image_id: str) -> Image:
-        image = _one_image(conn, image_id)
+        if self._fast_get is not None:
+            # Read in the transaction, on its own driver connection.
+            image = self._fast_get.read(conn.connection.dbapi_connection, image_id)
+        else:
+            image = _one_image(conn, image_id)
         assert image is not None, "reloaded inside the transaction that holds its row"
         return image
 
@@ -483,7 +495,7 @@ class SqlImageRepository:
     ) -> None:
         if properties:
             conn.execute(
-                image_properties.insert(),
+                _INSERT_PROPERTY,
                 [{"image_id": image_id, "name": k, "value": v} for k, v in properties.items()],
             )
 
@@ -691,6 +703,49 @@ _ONE_IMAGE = sa.union_all(
 )
 
 
+class _SqliteImageRead:
+    """``_ONE_IMAGE`` on SQLite straight through the driver: the SQL compiled once, a pooled
+    connection, and the column types' own result conversions. SQLAlchemy's connection,
+    execution context and result objects cost about 100 of the 130 us of a read (measured
+    in process), a quarter of a metadata GET's CPU. A single statement needs no transaction
+    on SQLite (the connections run in autocommit mode, see engine.py): it reads one snapshot.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        compiled = _ONE_IMAGE.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._binds = len(compiled.positiontup or ())
+        dialect = engine.dialect
+        converters = [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for column in _SELECT_IMAGE]
+        self._converted = [(_RELATED_WIDTH + n, convert)
+                           for n, convert in enumerate(converters) if convert is not None]
+
+    def __call__(self, image_id: str) -> Image | None:
+        connection = self._engine.raw_connection()
+        try:
+            return self.read(connection.dbapi_connection, image_id)
+        finally:
+            connection.close()  # back to the pool
+
+    def read(self, connection: Any, image_id: str) -> Image | None:
+        """The image through ``connection`` (a driver connection, perhaps in a transaction)."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self._sql, [image_id] * self._binds)
+            rows: list[Any] = list(cursor.fetchall())
+        finally:
+            cursor.close()
+        for n, row in enumerate(rows):
+            if row[0] == "i":
+                values = list(row)
+                for at, convert in self._converted:
+                    values[at] = convert(values[at])
+                rows[n] = values
+        return _image_of_rows(image_id, rows)
+
+
 class _Related:
     """The properties, tags and locations of some images, gathered from related rows."""
 
@@ -731,12 +786,46 @@ def _set_fields(
     conn: Connection, image_id: str, fields: dict[str, Any], expected_status: Status | None,
     expected_incarnation: str | None = None,
 ) -> bool:
-    values = {k: (str(v) if isinstance(v, Status | Visibility) else v) for k, v in fields.items()}
-    where = _image_where(image_id, expected_status)
+    values = {_SET_PARAM + k: (str(v) if isinstance(v, Status | Visibility) else v)
+              for k, v in fields.items()}
+    values[_ID_PARAM] = image_id
+    if expected_status is not None:
+        values[_EXPECTED_PARAM] = str(expected_status)
     if expected_incarnation is not None:
-        where = sa.and_(where, images.c.claim_incarnation == expected_incarnation)
-    result = conn.execute(images.update().where(where).values(**values))
-    return bool(result.rowcount == 1)
+        values[_INCARNATION_PARAM] = expected_incarnation
+    stmt = _field_update(frozenset(fields), expected_status is not None,
+                         expected_incarnation is not None)
+    return bool(conn.execute(stmt, values).rowcount == 1)
+
+
+# Writes that every upload makes, built once with bound parameters rather than per call
+# with the values inlined: SQLAlchemy then finds their compiled form by a key memoized on the
+# statement, instead of building the statement, coercing every value and keying it anew
+# (measured on SQLite: two thirds of the CPU of an upload's claim and finishing writes).
+_ID_PARAM = "_image_id"
+_SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is reserved)
+_EXPECTED_PARAM = "_expected_status"
+_INCARNATION_PARAM = "_expected_incarnation"
+_INSERT_IMAGE = images.insert()
+_INSERT_PROPERTY = image_properties.insert()
+_INSERT_TAG = image_tags.insert()
+_INSERT_LOCATION = image_locations.insert()
+_NEXT_LOCATION = sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1) + 1) \
+    .where(image_locations.c.image_id == sa.bindparam(_ID_PARAM))
+
+
+@functools.lru_cache(maxsize=256)
+def _field_update(names: frozenset[str], conditional: bool,
+                  by_incarnation: bool = False) -> sa.Update:
+    """UPDATE images SET <names> WHERE id = :_image_id [AND status = :_expected_status]
+    [AND claim_incarnation = :_expected_incarnation]."""
+    where = images.c.id == sa.bindparam(_ID_PARAM)
+    if conditional:
+        where = sa.and_(where, images.c.status == sa.bindparam(_EXPECTED_PARAM))
+    if by_incarnation:
+        where = sa.and_(where, images.c.claim_incarnation == sa.bindparam(_INCARNATION_PARAM))
+    return images.update().where(where).values(
+        {name: sa.bindparam(_SET_PARAM + name) for name in names})
 
 
 _NOT_LIVE = [str(Status.KILLED), str(Status.DELETED), str(Status.PENDING_DELETE)]
@@ -783,7 +872,10 @@ def _usage(conn: Connection, owner: str | None, image_id: str | None) -> Usage:
 
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:
-    rows = conn.execute(_ONE_IMAGE, {"image_id": image_id}).all()
+    return _image_of_rows(image_id, conn.execute(_ONE_IMAGE, {"image_id": image_id}).all())
+
+
+def _image_of_rows(image_id: str, rows: Sequence[Sequence[Any]]) -> Image | None:
     image = next((row for row in rows if row[0] == "i"), None)
     if image is None:
         return None
@@ -804,7 +896,7 @@ def _has_location(*also: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
 def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
     values = [{"image_id": image_id, "value": t} for t in dict.fromkeys(tags)]
     if values:
-        conn.execute(image_tags.insert(), values)
+        conn.execute(_INSERT_TAG, values)
 
 
 def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
@@ -851,10 +943,8 @@ def _add_locations(
     if not locations:
         return
     if start is None:
-        start = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1))
-            .where(image_locations.c.image_id == image_id)).scalar_one() + 1
-    conn.execute(image_locations.insert(), [
+        start = conn.execute(_NEXT_LOCATION, {_ID_PARAM: image_id}).scalar_one()
+    conn.execute(_INSERT_LOCATION, [
         {"image_id": image_id, "position": start + n, "store": loc.store, "url": loc.url,
          "meta": json.dumps(dict(loc.metadata)), "status": str(loc.status)}
         for n, loc in enumerate(locations)])

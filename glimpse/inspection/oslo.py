@@ -25,13 +25,14 @@ VHD_FOOTER = 512
 # covers the fixed structures the inspectors read (VHDX's lie furthest, within the first MiBs).
 PADDED_LENGTH = 4 << 20
 _PAD_BLOCK = 1 << 20
+_ZEROS = bytes(_PAD_BLOCK)  # one block of padding, shared: feeding never changes it
 
 
 class OsloDetector:
     """One run of oslo.utils' inspectors over one stream (see streams.inspection)."""
 
-    def __init__(self, *, with_footer: bool = True) -> None:
-        self._inspectors = [fi.ALL_FORMATS[name]() for name in FORMATS]
+    def __init__(self, *, with_footer: bool = True, formats: tuple[str, ...] = FORMATS) -> None:
+        self._inspectors = [fi.ALL_FORMATS[name]() for name in formats]
         self._feeding = list(self._inspectors)
         self._broken: dict[str, str] = {}
         self._size = 0
@@ -76,13 +77,17 @@ class OsloDetector:
     def _padded(self, truncated: set[str]) -> list[Finding]:
         """Formats the short stream turns out to be once padded with zeros: it ends inside
         their structures, which a hypervisor would still open."""
-        again = OsloDetector(with_footer=False)
+        # Only the truncated formats' inspectors: the others' findings are not asked for, and
+        # one that stays hungry (a VMDK capturing the stream's end) would have every short
+        # upload padded to the full length. (Measured: the padded pass of all formats was
+        # about a fifth of the CPU of a 64 KiB upload, copying and zeroing 4 MiB.)
+        again = OsloDetector(with_footer=False, formats=tuple(sorted(truncated)))
         again._head = None
         for chunk in self._head or ():
             again.feed(chunk)
         remaining = PADDED_LENGTH - self._size
         while remaining > 0 and again._feeding:
-            again.feed(bytes(min(remaining, _PAD_BLOCK)))
+            again.feed(_ZEROS if remaining >= _PAD_BLOCK else bytes(remaining))
             remaining -= _PAD_BLOCK
         return [
             Finding(m.format, m.virtual_size,

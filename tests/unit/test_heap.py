@@ -17,3 +17,9 @@ def test_trimmer_on_glibc() -> None:
     garbage = [bytes(1 << 20) for _ in range(8)]
     del garbage[::2]
     assert trim() in (0, 1)
+
+
+def test_limit_arenas_on_glibc() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's; elsewhere limit_arenas says False by design")
+    assert heap.limit_arenas(heap.ARENAS) is True
