@@ -23,7 +23,7 @@ from glimpse.domain import lifecycle
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
-from glimpse.domain.ports import ExternalSource, ImageRepository, Store
+from glimpse.domain.ports import ExternalSource, ImageRepository, SharedStore, Store
 from glimpse.domain.uploads import UploadGuard
 from glimpse.errors import (
     Conflict,
@@ -190,8 +190,24 @@ class ImageData:
         return name
 
     def claimed_location(self, image_id: str, store: str) -> Location:
-        """Where an upload into ``store`` writes: the object key is the image id."""
+        """Where an upload into ``store`` writes: the object key is the image id, or the URL a
+        shared store gives that key (an RBD store: rbd://<fsid>/<pool>/<image id>/snap)."""
+        target = self._stores.get(store)
+        if isinstance(target, SharedStore):
+            return Location(store, target.location_url(image_id))
         return Location(store, image_id)
+
+    def check_not_in_use(self, image: Image) -> None:
+        """Conflict (409, "in use") when another service depends on the image's stored data:
+        deleting it would break a server's disk or a volume cloned from it (Glance answers
+        the same). The store refuses as well, should a clone appear after this check."""
+        for location in image.locations:
+            store = self._stores.get(location.store)
+            if isinstance(store, SharedStore) and store.in_use(location.url):
+                raise Conflict(
+                    f"Image {image.id} could not be deleted because it is in use: the image "
+                    "cannot be deleted because it is in use through the backend store outside "
+                    "of glimpse.", code="in_use")
 
     def check_external(self, url: str, declared_size: int | None) -> int | None:
         """Validate an external URL; the size the remote reports, if any."""

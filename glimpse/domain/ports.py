@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from glimpse.domain.model import Changes, Image, ListQuery, Location, Member, MemberStatus, Status
 
@@ -150,6 +150,20 @@ class Store(Protocol):
     def open_file(self, key: str) -> BinaryIO | None:
         """The data as an open local file, for zero-copy sending; None when the store is not
         local. The caller closes it."""
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store whose objects other services use in place: Ceph RBD, whose images nova and
+    cinder clone copy-on-write. Such a store names its objects by URLs those services
+    understand (recorded as the locations, and taken as keys), and an object they depend on
+    is not deleted."""
+
+    def location_url(self, key: str) -> str:
+        """The URL other services know the object of ``key`` by."""
+
+    def in_use(self, key: str) -> bool:
+        """Whether another service depends on the object (a clone of it exists)."""
 
 
 class ExternalSource(Protocol):
