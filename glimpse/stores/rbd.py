@@ -56,9 +56,10 @@ class RbdOptions:
     pool: str = "images"
     # The cephx user (without "client."), its keyring and the cluster's configuration file;
     # empty: librados' defaults (client.admin, the keyring and ceph.conf under /etc/ceph).
+    # Where the credentials are is kept out of reprs (and so out of logs) as well.
     user: str = ""
-    keyring: str = ""
-    conf_file: str = ""
+    keyring: str = dataclasses.field(default="", repr=False)
+    conf_file: str = dataclasses.field(default="", repr=False)
     # The RBD object size: a power of two from 64 KiB to 32 MiB (Glance's rbd_store_chunk_size).
     chunk_size: int = 8 << 20
     concurrent_writes: int = 4
