@@ -6,6 +6,8 @@ from typing import Any
 
 from rados import Ioctx
 
+RBD_FEATURE_LAYERING: int
+
 class Error(Exception):
     errno: int | None
 

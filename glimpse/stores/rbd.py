@@ -6,13 +6,17 @@ known to other services as ``rbd://<fsid>/<pool>/<image>/snap``. Such a URL is a
 store records as the image's location, and the store takes it as a key as well as the bare
 image name.
 
-Writes go to ``<image>.partial`` and are renamed once the data and its snapshot are complete,
-so a reader never finds half an image under its name. They are object-sized (the RBD object
-size, ``chunk_size``), aligned, and up to ``concurrent_writes`` of them are in flight at once
-(librbd's asynchronous writes): memory stays below (concurrent_writes + 1) objects. Runs of
-zeros (64 KiB blocks) are not written, so sparse data stays sparse. The image grows ahead of
-the data in steps that double (up to 8 GiB a step) and shrinks to the exact size at the end.
-Reads come from the snapshot, an object-sized block ahead of what is sent.
+Writes go to ``<image>.<nonce>.partial`` and are renamed once the data and its snapshot are
+complete, so a reader never finds half an image under its name. A failed write removes its
+partial image; if Ceph cannot be reached then, the store keeps trying in the background until
+it can (a name no other write uses, so that removal never meets a newer upload of the image).
+
+Writes are object-sized (the RBD object size, ``chunk_size``), aligned, and up to
+``concurrent_writes`` of them are in flight at once (librbd's asynchronous writes): memory
+stays below (concurrent_writes + 1) objects. Runs of zeros (64 KiB blocks) are not written, so
+sparse data stays sparse. The image grows ahead of the data in steps that double (up to 8 GiB
+a step) and shrinks to the exact size at the end. Reads come from the snapshot, an
+object-sized block ahead of what is sent.
 
 Delete refuses (Conflict, 409 "in use") while the snapshot has clones: a VM or a volume
 depends on the data, and destroying it would break them (docs/configuration.md, RBD store).
@@ -29,6 +33,7 @@ import dataclasses
 import errno
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,7 +49,8 @@ from glimpse.stores.segments import Pieces
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snap"  # Glance's snapshot name, which nova and cinder clone from
-_PARTIAL = ".partial"  # the name of an image while it is being written
+_PARTIAL = ".partial"  # the end of the name of an image while it is being written
+_RETRY_INTERVAL = 2.0  # seconds between tries to remove what failed writes left
 _READ_CHUNK = 1 << 20  # what readers are handed at most
 _ZERO_BLOCK = 1 << 16  # the granularity of skipped zeros
 _ZEROS = bytes(_ZERO_BLOCK)
@@ -98,6 +104,10 @@ class RbdStore:
         # so that a server starts while Ceph is down; made again after a failed connect.
         self._cluster: rados.Rados | None = None
         self._lock = threading.Lock()
+        # Partial images of failed writes that could not be removed yet, and the thread that
+        # retries them.
+        self._leftovers: set[str] = set()
+        self._reaper: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"RbdStore({self.name!r}, pool={self.options.pool!r})"
@@ -106,27 +116,27 @@ class RbdStore:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         name = self._image_name(key)
-        partial = name + _PARTIAL
-        with self._ioctx() as ioctx:
-            # What an earlier try of this image left (its upload failed while Ceph was down).
-            for leftover in (partial, name):
-                self._remove(ioctx, leftover)
-            self._call(lambda: rbd.RBD().create(ioctx, partial, 0, order=self._order,
-                                                old_format=False))
-            try:
+        partial = f"{name}.{uuid.uuid4().hex[:12]}{_PARTIAL}"
+        try:
+            with self._session() as ioctx:
+                # What an earlier try of this image left (its upload failed while Ceph was
+                # down, or the server died).
+                for leftover in (*self._partials(ioctx, name), name):
+                    self._remove(ioctx, leftover)
+                # Layering only (what clones need): no exclusive lock, which a writer that lost
+                # Ceph mid-upload would leave behind, stopping the image's removal. Clones
+                # choose their own features.
+                self._call(lambda: rbd.RBD().create(ioctx, partial, 0, order=self._order,
+                                                    old_format=False,
+                                                    features=rbd.RBD_FEATURE_LAYERING))
                 with rbd.Image(ioctx, partial) as image:
                     written = _Writer(self, image).write(chunks)
-                    self._call(lambda: image.create_snap(SNAPSHOT))
-                    self._call(lambda: image.protect_snap(SNAPSHOT))
-                self._call(lambda: rbd.RBD().rename(ioctx, partial, name))
-            except BaseException:
-                try:
-                    self._remove(ioctx, partial)
-                except GlimpseError as exc:
-                    # Deleting the image again (the leftover purge does) removes it.
-                    log.warning("store %s: could not remove the partial image %s: %s",
-                                self.name, name, exc.message)
-                raise
+                    self._call(image.create_snap, SNAPSHOT)
+                    self._call(image.protect_snap, SNAPSHOT)
+                self._call(rbd.RBD().rename, ioctx, partial, name)
+        except BaseException:
+            self._remove_partial(partial)
+            raise
         return written
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
@@ -162,8 +172,8 @@ class RbdStore:
 
     def delete(self, key: str) -> None:
         name = self._image_name(key)
-        with self._ioctx() as ioctx:
-            for image in (name, name + _PARTIAL):
+        with self._session() as ioctx:
+            for image in (name, *self._partials(ioctx, name)):
                 self._remove(ioctx, image)
 
     def size(self, key: str) -> int:
@@ -203,6 +213,48 @@ class RbdStore:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _partials(self, ioctx: rados.Ioctx, name: str) -> list[str]:
+        """The partial images of writes of ``name`` that failed or are under way."""
+        names: list[str] = self._call(rbd.RBD().list, ioctx)
+        return [n for n in names if n.startswith(name + ".") and n.endswith(_PARTIAL)]
+
+    def _remove_partial(self, partial: str) -> None:
+        """Remove a failed write's partial image, in a session of its own (the write's may
+        hold a watch that a failed close left); if Ceph cannot be reached, keep trying in the
+        background."""
+        try:
+            with self._session() as ioctx:
+                self._remove(ioctx, partial)
+            return
+        except GlimpseError as exc:
+            log.warning("store %s: could not remove the partial image %s yet (will retry): %s",
+                        self.name, partial, exc.message)
+        with self._lock:
+            self._leftovers.add(partial)
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap, daemon=True,
+                                                name=f"rbd-{self.name}-reaper")
+                self._reaper.start()
+
+    def _reap(self) -> None:
+        """Retry removing the partial images of failed writes until none is left."""
+        while True:
+            time.sleep(_RETRY_INTERVAL)
+            with self._lock:
+                pending = sorted(self._leftovers)
+                if not pending:
+                    self._reaper = None
+                    return
+            for partial in pending:
+                try:
+                    with self._session() as ioctx:
+                        self._remove(ioctx, partial)
+                except GlimpseError:
+                    continue  # Ceph is still away, or the OSD still holds a broken watch
+                with self._lock:
+                    self._leftovers.discard(partial)
+                log.info("store %s: removed the partial image %s", self.name, partial)
+
     def _image_name(self, key: str) -> str:
         """The RBD image a key names: an image id, or this store's rbd:// location of one.
         Anything else names nothing here (NotFound): keys never steer the store elsewhere."""
@@ -228,29 +280,48 @@ class RbdStore:
         return fsid
 
     def _connect(self) -> rados.Rados:
+        """The shared connection, for reads: they open images read-only, which holds no watch
+        on them."""
         with self._lock:
-            if self._cluster is not None:
-                return self._cluster
-            o = self.options
-            conf = {
-                "rados_osd_op_timeout": str(o.op_timeout),
-                "rados_mon_op_timeout": str(o.op_timeout),
-                "client_mount_timeout": str(o.connect_timeout),
-            }
-            if o.keyring:
-                conf["keyring"] = o.keyring
+            if self._cluster is None:
+                self._cluster = self._new_cluster()
+            return self._cluster
+
+    def _new_cluster(self) -> rados.Rados:
+        o = self.options
+        conf = {
+            "rados_osd_op_timeout": str(o.op_timeout),
+            "rados_mon_op_timeout": str(o.op_timeout),
+            "client_mount_timeout": str(o.connect_timeout),
+        }
+        if o.keyring:
+            conf["keyring"] = o.keyring
+        try:
+            cluster = rados.Rados(rados_id=o.user or None, conffile=o.conf_file or "", conf=conf)
             try:
-                cluster = rados.Rados(rados_id=o.user or None, conffile=o.conf_file or "",
-                                      conf=conf)
-                try:
-                    cluster.connect(timeout=o.connect_timeout)
-                except BaseException:
-                    cluster.shutdown()
-                    raise
-            except (rados.Error, rbd.Error) as exc:
-                _raise_unavailable(self.name, exc, "could not connect")
-            self._cluster = cluster
-            return cluster
+                cluster.connect(timeout=o.connect_timeout)
+            except BaseException:
+                cluster.shutdown()
+                raise
+        except (rados.Error, rbd.Error) as exc:
+            _raise_unavailable(self.name, exc, "could not connect")
+        return cluster
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[rados.Ioctx]:
+        """The pool through a connection of its own (about 10 ms to make), for what changes
+        images. Opening an image for writing watches it; if Ceph breaks off, closing it cannot
+        end the watch, which then keeps the image busy for as long as that connection lives:
+        shut down with the work, it ends with it."""
+        cluster = self._new_cluster()
+        try:
+            ioctx: rados.Ioctx = self._call(cluster.open_ioctx, self.options.pool)
+            try:
+                yield ioctx
+            finally:
+                ioctx.close()
+        finally:
+            cluster.shutdown()
 
     def _open_ioctx(self) -> rados.Ioctx:
         cluster = self._connect()
@@ -438,7 +509,8 @@ def _zeros(block: bytes) -> bool:
 
 def _in_use(name: str) -> Conflict:
     return Conflict(f"Image {name} could not be deleted because it is in use: its data has "
-                    f"clones (a server or a volume) in the store.", code="in_use")
+                    f"clones (a server's disk or a volume), or a client has it open.",
+                    code="in_use")
 
 
 def _errno_name(code: int) -> str:

@@ -47,7 +47,8 @@ def ceph_restored() -> Iterator[None]:
 
 def upload_with_fault(server: GlimpseServer, path: str, method: str, fault: str) -> tuple[int, str]:
     """Send 12 MiB over a socket: after 6 MiB (several objects are written) stop the Ceph
-    daemon ``fault``; send 5 MiB more, then read the answer as a client would see it."""
+    daemon ``fault``, send the rest, then read the answer as a client would see it. (With the
+    monitor stopped, the OSD still takes the data: what fails is the snapshot at the end.)"""
     block = b"x" * MiB
     with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
         sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: glimpse\r\n"
@@ -59,7 +60,7 @@ def upload_with_fault(server: GlimpseServer, path: str, method: str, fault: str)
         time.sleep(1.5)  # let the first objects reach the OSD
         ceph.daemon("stop", fault)
         try:
-            for _ in range(5):
+            for _ in range(6):
                 sock.sendall(block)
         except OSError:
             pass  # glimpse may answer and close before reading all of it
