@@ -17,7 +17,8 @@ glimpse is driven with curl (so the client costs little) and runs with its defau
 options (Swift: 1 GiB segments; S3: 16 MiB parts growing past 1,000 parts). The direct clients
 run as a user would run them: swiftclient's put_object/get_object on the file, boto3's managed
 upload_file/download_fileobj with their default settings, ``rbd import`` of the file (with
-glimpse's 8 MiB object size) and ``rbd export`` of the image to /dev/null, as glimpse's Ceph user.
+glimpse's 8 MiB object size) and ``rbd export`` of the image to stdout (/dev/null), as glimpse's
+Ceph user.
 On RBD the OSD runs on the same machine and shares its cores with glimpse and the client.
 ``--variant DRIVER:OPTION=VALUE,...`` adds a glimpse server whose store has other options,
 measured in the same rounds (A/B of a setting). The cases run in turn within each round, so a
@@ -126,16 +127,16 @@ def s3_round(path: Path) -> tuple[float, float]:
 
 
 def rbd_round(path: Path) -> tuple[float, float]:
-    name = f"bench-{uuid.uuid4()}"
+    image = f"{ceph.POOL}/bench-{uuid.uuid4()}"
     tool = ["rbd", "-c", str(ceph.CONF), "--id", ceph.USER, "--keyring", str(ceph.KEYRING),
-            "-p", ceph.POOL]
+            "--no-progress"]
 
     def run(*args: str) -> None:
-        subprocess.run([*tool, "--no-progress", *args], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*tool, *args], check=True, stdout=subprocess.DEVNULL)
 
-    up = timed(lambda: run("import", "--object-size", "8M", str(path), name))
-    down = timed(lambda: run("export", name, "/dev/null"))
-    run("rm", name)
+    up = timed(lambda: run("import", "--object-size", "8M", str(path), image))
+    down = timed(lambda: run("export", image, "-"))  # to stdout, which goes to /dev/null
+    run("rm", image)
     return up, down
 
 

@@ -15,8 +15,8 @@ Writes are object-sized (the RBD object size, ``chunk_size``), aligned, and up t
 ``concurrent_writes`` of them are in flight at once (librbd's asynchronous writes): memory
 stays below (concurrent_writes + 1) objects. Runs of zeros (64 KiB blocks) are not written, so
 sparse data stays sparse. The image grows ahead of the data in steps that double (up to 8 GiB
-a step) and shrinks to the exact size at the end. Reads come from the snapshot, an
-object-sized block ahead of what is sent.
+a step) and shrinks to the exact size at the end. Reads come from the snapshot, ``read_ahead``
+object-sized blocks ahead of what is sent.
 
 Delete refuses (Conflict, 409 "in use") while the snapshot has clones: a VM or a volume
 depends on the data, and destroying it would break them (docs/configuration.md, RBD store).
@@ -28,6 +28,7 @@ and rados_mon_op_timeout), after which the store reports Unavailable.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -69,6 +70,8 @@ class RbdOptions:
     # The RBD object size: a power of two from 64 KiB to 32 MiB (Glance's rbd_store_chunk_size).
     chunk_size: int = 8 << 20
     concurrent_writes: int = 4
+    # Object-sized reads of a download in flight at once.
+    read_ahead: int = 4
     # Bounds on librados' waits (it waits forever by default), in whole seconds (librados
     # takes no fractions).
     connect_timeout: int = 30
@@ -81,8 +84,8 @@ class RbdOptions:
         size = self.chunk_size
         if size & (size - 1) or not 1 << 16 <= size <= 1 << 25:
             raise ValueError("chunk_size must be a power of two from 64KB to 32MB")
-        if not 1 <= self.concurrent_writes <= 64:
-            raise ValueError("concurrent_writes must be between 1 and 64")
+        if not 1 <= self.concurrent_writes <= 64 or not 1 <= self.read_ahead <= 64:
+            raise ValueError("concurrent_writes and read_ahead must be between 1 and 64")
         if not 1 <= self.connect_timeout <= 3600 or not 1 <= self.op_timeout <= 3600:
             raise ValueError("connect_timeout and op_timeout must be between 1 and 3600 seconds")
         if not self.pool or "/" in self.pool:
@@ -153,17 +156,22 @@ class RbdStore:
 
     def _read(self, ioctx: rados.Ioctx, image: rbd.Image, offset: int,
               length: int | None) -> Iterator[bytes]:
-        """Object-sized reads, each asked for before the previous one is sent on (one block
-        ahead), handed out in pieces of at most 1 MiB."""
+        """Object-sized asynchronous reads, ``read_ahead`` of them asked for ahead of what is
+        being sent (as ``rbd export`` keeps several in flight), handed out in pieces of at
+        most 1 MiB."""
         try:
             size: int = self._call(image.size)
             end = size if length is None else min(size, offset + length)
-            position = offset
-            ahead = _AioRead.start(self, image, position, end)
-            while ahead is not None:
-                data = ahead.result()
-                position += len(data)
-                ahead = _AioRead.start(self, image, position, end)
+            block = self.options.chunk_size
+            window: collections.deque[_AioRead] = collections.deque()
+            asked = offset
+            while True:
+                while asked < end and len(window) < self.options.read_ahead:
+                    window.append(_AioRead(self, image, asked, min(block, end - asked)))
+                    asked += block
+                if not window:
+                    return
+                data = window.popleft().result()
                 for at in range(0, len(data), _READ_CHUNK):
                     yield data[at:at + _READ_CHUNK]
         finally:
@@ -468,14 +476,6 @@ class _Writer:
 
 class _AioRead:
     """One asynchronous read of an image, started at once, waited for by ``result``."""
-
-    @classmethod
-    def start(cls, store: RbdStore, image: rbd.Image, offset: int, end: int) -> _AioRead | None:
-        """The read of the object-sized block at ``offset`` (short of ``end``); None at the
-        end."""
-        if offset >= end:
-            return None
-        return cls(store, image, offset, min(store.options.chunk_size, end - offset))
 
     def __init__(self, store: RbdStore, image: rbd.Image, offset: int, length: int) -> None:
         self._store = store
