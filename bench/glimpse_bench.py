@@ -5,6 +5,11 @@
         [--url-b http://127.0.0.1:9393 --api-b v2 --header-b 'X-Roles: admin' ...] \\
         [SCENARIO ...] [--json out.json] [--baseline old.json]
 
+A target in keystone mode gets a real token (--keystone-token, --keystone-token-b), asked for
+once from the Keystone of --keystone-url; with one target in keystone mode and one not, the
+run ends with what keystone mode costs per head_rps request, and --keystone-log (Keystone's
+access log) counts the token validations it made.
+
 Each target speaks Images v1 or v2 (--api, --api-b): glimpse either, Glance v2 only.
 Scenarios: upload_1g download_1g upload_small head_rps list_1000 server_rss (default: all).
 Each scenario runs --rounds times per target, interleaved A B A B ..., and the table shows per
@@ -32,7 +37,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import proctree
 from apis import BenchError
+from keystone import Account, Token, ValidationLog, issue_token
 from scenarios import (
     CPU_METRICS,
     METRICS,
@@ -54,7 +61,10 @@ FAIL_EXIT = 2
 DEFAULT_V1_HEADERS = {"X-Tenant-Id": "bench", "X-Roles": "admin"}
 
 
-def target_headers(items: list[str], api: str) -> dict[str, str]:
+def target_headers(items: list[str], api: str, token: Token | None = None) -> dict[str, str]:
+    if token is not None:
+        # glimpse in keystone mode ignores identity headers: the token is the identity.
+        return {**parse_headers(items), "X-Auth-Token": token.value}
     if not items and api == "v1":
         return dict(DEFAULT_V1_HEADERS)
     return parse_headers(items)
@@ -101,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="request header for B (repeatable); v1 default as for A",
     )
     tg.add_argument("--pid-b", type=int, help="B's server PID")
+    tg.add_argument("--keystone-token", action="store_true",
+                    help="A is in keystone mode: send it a Keystone token (X-Auth-Token), asked "
+                    "for once at the start")
+    tg.add_argument("--keystone-token-b", action="store_true", help="the same for B")
+    ks = ap.add_argument_group(
+        "keystone (for --keystone-token; defaults from the OS_* variables of OpenStack's clients)")
+    env = os.environ
+    ks.add_argument("--keystone-url", default=env.get("OS_AUTH_URL"),
+                    help="identity v3 URL, e.g. http://127.0.0.1:5000/v3 (OS_AUTH_URL)")
+    ks.add_argument("--keystone-user", default=env.get("OS_USERNAME"), help="(OS_USERNAME)")
+    ks.add_argument("--keystone-password", default=env.get("OS_PASSWORD"),
+                    help="(OS_PASSWORD)")
+    ks.add_argument("--keystone-project", default=env.get("OS_PROJECT_NAME"),
+                    help="the token's project (OS_PROJECT_NAME)")
+    ks.add_argument("--keystone-domain", default="Default",
+                    help="the user's and the project's domain (%(default)s)")
+    ks.add_argument("--keystone-log", metavar="FILE",
+                    help="Keystone's access log (scripts/keystone: .keystone/log/access.log): "
+                    "count the token validations (GET /v3/auth/tokens) of each run and of the "
+                    "whole benchmark")
     sz = ap.add_argument_group("sizes")
     sz.add_argument("--rounds", type=int, default=3, help="runs per target and scenario (3)")
     # Defaults are the Settings dataclass's, so they are written once.
@@ -241,6 +271,80 @@ def print_baseline(samples: Samples, path: str) -> None:
             )
 
 
+def print_keystone_cost(samples: Samples, targets: list[Target], keystone: list[bool],
+                        validations: ValidationLog | None, started: float) -> None:
+    """What keystone mode adds to a head_rps request: the keystone target's medians less the
+    other's, from the same interleaved rounds."""
+    per_label = samples.data.get("head_rps", {})
+    if len(targets) != 2 or keystone[0] == keystone[1] or len(per_label) != 2:
+        return
+    ks, plain = (targets[0], targets[1]) if keystone[0] else (targets[1], targets[0])
+
+    def med(t: Target, metric: str) -> float | None:
+        return median(per_label.get(t.label, {}).get(metric))
+
+    print()
+    print(f"# keystone mode's cost per head_rps request: {ks.label} (keystone mode) less "
+          f"{plain.label} (not), medians of the same interleaved rounds")
+    def per_request(t: Target) -> float | None:
+        rate = med(t, "req/s")  # closed loop: its inverse is the wall time per request
+        return 1e6 / rate if rate else None
+
+    rows = (("server CPU per request (us)", med(ks, "srv_us/req"), med(plain, "srv_us/req")),
+            ("wall time per request, 1/(req/s) (us)", per_request(ks), per_request(plain)),
+            ("p50 latency (ms)", med(ks, "p50_ms"), med(plain, "p50_ms")),
+            ("p99 latency (ms)", med(ks, "p99_ms"), med(plain, "p99_ms")))
+    for name, a, b in rows:
+        if a is None or not b:
+            continue
+        print(f"#   {name:<40} {ks.label} {fmt(a):>8}  {plain.label} {fmt(b):>8}  "
+              f"added {fmt(a - b):>8} ({fmt(100 * (a - b) / b)}%)")
+    # Round i of one target ran right after round i of the other: their differences show how
+    # far the machine's noise reaches.
+    ks_rounds = per_label.get(ks.label, {}).get("srv_us/req", [])
+    plain_rounds = per_label.get(plain.label, {}).get("srv_us/req", [])
+    paired = [k - p for k, p in zip(ks_rounds, plain_rounds, strict=False)]
+    if len(paired) > 1:
+        print(f"#   server CPU added per request, round by round (us): median "
+              f"{fmt(statistics.median(paired))} [{fmt(min(paired))} to {fmt(max(paired))}]")
+    _, srv_ks, srv_plain = rows[0]
+    if srv_ks is not None and srv_plain is not None:
+        added_ms = (srv_ks - srv_plain) / 1e3
+        verdict = "met" if added_ms <= 0.1 else "NOT met"
+        print(f"#   goal, a cache hit adds at most 0.1 ms of server CPU: {verdict} "
+              f"({fmt(added_ms)} ms)")
+    if validations is not None:
+        total = validations.count()
+        timed = sum(per_label.get(ks.label, {}).get("ks_validations", []))
+        processes = len(proctree.tree(ks.pid)) if ks.pid else 0
+        print(f"# Keystone validations (GET /v3/auth/tokens in {validations.path}): "
+              f"{total} in the {time.time() - started:.0f} s since the token was issued, "
+              f"{fmt(timed)} during the timed head_rps runs; one token; "
+              f"{ks.label}'s server tree has {processes or '?'} process(es)")
+
+
+SECRET_OPTIONS = ("--keystone-password",)
+SECRET_HEADERS = ("x-auth-token", "x-service-token")
+
+
+def redacted(argv: list[str]) -> list[str]:
+    """The command line as the --json file may keep it: no password, no token."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append("***")
+        elif name in SECRET_OPTIONS and eq:
+            out.append(name + "=***")
+        elif any(f"{h}:" in arg.lower() for h in SECRET_HEADERS):
+            out.append(arg.partition(":")[0] + ": ***")
+        else:
+            out.append(arg)
+        hide_next = not hide_next and arg in SECRET_OPTIONS
+    return out
+
+
 def write_json(path: str, doc: dict[str, Any]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -265,11 +369,36 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
                            if hasattr(args, f.name)})
-    targets = [Target("A", args.url, args.api, target_headers(args.header, args.api), args.pid)]
+    keystone = [args.keystone_token, bool(args.url_b) and args.keystone_token_b]
+    if args.keystone_token_b and not args.url_b:
+        parser.error("--keystone-token-b needs --url-b")
+    token: Token | None = None
+    validations: ValidationLog | None = None
+    if any(keystone):
+        missing = [name for name in ("url", "user", "password", "project")
+                   if not getattr(args, "keystone_" + name)]
+        if missing:
+            parser.error("--keystone-token needs " + ", ".join(f"--keystone-{m}" for m in missing))
+        if args.keystone_log:
+            validations = ValidationLog(args.keystone_log)
+        try:
+            token = issue_token(Account(args.keystone_url, args.keystone_user,
+                                        args.keystone_password, args.keystone_project,
+                                        args.keystone_domain))
+        except BenchError as exc:
+            print(f"BENCH FAILED: {exc}", file=sys.stderr)
+            return FAIL_EXIT
+        log(f"got {token.describe()} for project {token.project_id}, "
+            f"expires {token.expires_at}")
+    targets = [Target("A", args.url, args.api,
+                      target_headers(args.header, args.api, token if keystone[0] else None),
+                      args.pid)]
     if args.url_b:
         api_b = args.api_b or args.api
         targets.append(
-            Target("B", args.url_b, api_b, target_headers(args.header_b, api_b), args.pid_b)
+            Target("B", args.url_b, api_b,
+                   target_headers(args.header_b, api_b, token if keystone[1] else None),
+                   args.pid_b)
         )
     runner = Runner(settings)
     samples = Samples()
@@ -279,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         execute.insert(0, "upload_1g")
     started = time.time()
     failure: str | None = None
+    keystone = keystone[: len(targets)]
+    mode = {t.label: ks for t, ks in zip(targets, keystone, strict=True)}
     for t in targets:
         log(t.describe())
     try:
@@ -309,8 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in execute:
             for rnd in range(1, args.rounds + 1):
                 for t in targets:
+                    before = validations.count() if validations and mode[t.label] else None
                     try:
                         metrics = runner.run(scenario, t)
+                        if validations is not None and before is not None:
+                            metrics["ks_validations"] = float(validations.count() - before)
                     except BenchError:
                         raise
                     except Exception as exc:
@@ -356,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             del samples.data["upload_1g"]
     if samples.data:
         print_table(samples, targets, args.rounds, time.time() - started, settings.multihash)
+        print_keystone_cost(samples, targets, keystone, validations, started)
     if args.baseline:
         try:
             print_baseline(samples, args.baseline)
@@ -369,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                 "format": 1,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "seconds": time.time() - started,
-                "argv": sys.argv[1:] if argv is None else argv,
+                "argv": redacted(sys.argv[1:] if argv is None else argv),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
@@ -379,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "scenarios": chosen,
                 "targets": {t.label: t.describe() for t in targets},
+                "keystone_mode": mode,
                 "results": samples.data,
                 "failed": failure,
             },

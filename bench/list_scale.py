@@ -247,8 +247,9 @@ def scenarios(repo: SqlImageRepository, limit: int) -> dict[str, Callable[[], li
 
 
 # v2 callers: an admin with a project of its own, and one of the 1,000 tenants.
-V2_ADMIN = Principal(tenant="admin", user="a", roles=("admin",), is_admin=True, owner="admin")
-V2_TENANT = Principal(tenant="tenant-7", user="t", roles=("member",), is_admin=False,
+V2_ADMIN = Principal(tenant="admin", user="a", roles=("admin", "member", "reader"),
+                     is_admin=True, owner="admin")
+V2_TENANT = Principal(tenant="tenant-7", user="t", roles=("member", "reader"), is_admin=False,
                       owner="tenant-7")
 
 

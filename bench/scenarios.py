@@ -30,8 +30,8 @@ METRICS: dict[str, list[tuple[str, str]]] = {
     "upload_1g": [("MiB/s", "hi"), ("seconds", "lo")],
     "download_1g": [("MiB/s", "hi"), ("seconds", "lo"), ("rss_peak_MiB", "lo")],
     "upload_small": [("images/s", "hi"), ("seconds", "lo")],
-    "head_rps": [("req/s", "hi"), ("p50_ms", "lo"), ("p99_ms", "lo"), ("requests", ""),
-                 ("reconnects", "")],
+    "head_rps": [("req/s", "hi"), ("p50_ms", "lo"), ("p99_ms", "lo"), ("srv_us/req", "lo"),
+                 ("requests", ""), ("reconnects", "")],
     "list_1000": [
         ("page_p50_ms", "lo"),
         ("total_s", "lo"),
@@ -41,7 +41,10 @@ METRICS: dict[str, list[tuple[str, str]]] = {
     ],
     "server_rss": [("rss_peak_MiB", "lo"), ("pss_peak_MiB", "lo"), ("rss_before_MiB", "lo")],
 }
-CPU_METRICS = [("srv_cpu_s", "lo"), ("cli_cpu_s", ""), ("other_cpu_s", "")]
+# ks_validations: token validations Keystone served during the run (keystone-mode targets, with
+# --keystone-log).
+CPU_METRICS = [("srv_cpu_s", "lo"), ("cli_cpu_s", ""), ("other_cpu_s", ""),
+               ("ks_validations", "")]
 SCENARIOS = list(METRICS)
 _T = TypeVar("_T")
 
@@ -88,6 +91,14 @@ class Blob(Content):
     path: str
 
 
+def shown(name: str, value: str) -> str:
+    """A header's value as the output may show it: a token only as its hash's first characters
+    (as glimpse's logs name one)."""
+    if name.lower() in ("x-auth-token", "x-service-token"):
+        return f"<token sha256:{hashlib.sha256(value.encode()).hexdigest()[:8]}>"
+    return value
+
+
 class Target:
     """One server under test, and the images the harness made on it."""
 
@@ -110,7 +121,7 @@ class Target:
         return Conn(self.endpoint, self.headers)
 
     def describe(self) -> str:
-        names = ", ".join(f"{k}: {v}" for k, v in self.headers.items()) or "none"
+        names = ", ".join(f"{k}: {shown(k, v)}" for k, v in self.headers.items()) or "none"
         return (
             f"{self.label}: {self.url} (API {self.api.name}, server pid {self.pid or 'unknown'}, "
             f"headers {names})"
@@ -406,14 +417,19 @@ class Runner:
         if not res.latencies:
             raise BenchError(f"{t.label} head_rps: no request completed")
         lat = res.latencies
+        cpu_metrics = cpu.metrics()
+        srv_us = cpu_metrics.get("srv_cpu_s")
         return {
             "req/s": len(lat) / res.wall,
             "p50_ms": percentile(lat, 50) * 1e3,
             "p99_ms": percentile(lat, 99) * 1e3,
+            # The server's CPU per answer: what a request costs it, steadier than wall time
+            # on a shared machine.
+            **({"srv_us/req": srv_us * 1e6 / len(lat)} if srv_us is not None else {}),
             "requests": float(len(lat)),
             # Answers after which the server closed the connection (each costs a reconnect).
             "reconnects": float(res.reconnects),
-            **cpu.metrics(),
+            **cpu_metrics,
         }
 
     # list_1000 -------------------------------------------------------------------------------

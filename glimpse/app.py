@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from glimpse import heap
+from glimpse import heap, metrics
 from glimpse import settings as settings_mod
 from glimpse.api.asgi import GlimpseApp
 from glimpse.api.auth import Authenticator, TrustedHeaders
+from glimpse.api.health import HealthCheck, Probe
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
@@ -24,28 +27,48 @@ from glimpse.api.v2.handlers import V2Handlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.images import ImageService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
+from glimpse.domain.model import Status
+from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
 from glimpse.domain.ports import Store
+from glimpse.domain.protections import (
+    PolicyCheck,
+    PropertyRules,
+    RuleFormat,
+    Section,
+    rule_names,
+)
+from glimpse.domain.protections import load as load_protections
+from glimpse.domain.protections import warn as warn_protections
+from glimpse.domain.quotas import LimitSource, StaticLimits
+from glimpse.errors import Invalid
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
+from glimpse.stores.observed import ObservedStore, probe
 from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 if TYPE_CHECKING:
-    from glimpse.api.keystone_tokens import IdentityServer
+    from glimpse.api.keystone_limits import KeystoneLimits
+    from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
 
+T = TypeVar("T")
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
 log = logging.getLogger(__name__)
 
 
 def worker_app() -> GlimpseApp:
-    """The app in a worker process of a multi-worker server: the parent migrated already."""
-    return build_app(settings_mod.from_json(os.environ[SETTINGS_ENV]), migrate=False)
+    """The app in a worker process of a multi-worker server: the parent migrated already, and
+    read the policy files (and said what it had to say about them)."""
+    settings = settings_mod.from_json(os.environ[SETTINGS_ENV])
+    return build_app(settings, migrate=False,
+                     policy=Policy(policy_overrides(settings, announce=False)))
 
 
 def build_storage(settings: Settings, migrate: bool = True) -> tuple[Engine, SqlImageRepository,
@@ -63,9 +86,19 @@ def build_audit(settings: Settings) -> StoreAudit:
     return StoreAudit(repo, stores)
 
 
-def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
+def build_app(settings: Settings, migrate: bool = True,
+              policy: Policy | None = None) -> GlimpseApp:
+    """The application. ``policy``: the rules by name, built from the settings' policy files
+    when not given (``glimpse serve`` reads them before anything else)."""
     GlimpseHttpProtocol.configure(settings.header_timeout, settings.body_idle_timeout)
-    engine, repo, stores = build_storage(settings, migrate)
+    engine, repo, raw_stores = build_storage(settings, migrate)
+    recorder = metrics.recorder(settings)
+    stores = raw_stores
+    if not isinstance(recorder, metrics.NullRecorder):
+        # Wrapped only when counted: with metrics off, stores are called as they are.
+        stores = {name: ObservedStore(store, recorder.store_error)
+                  for name, store in raw_stores.items()}
+        recorder.watch_pool(engine)
     external = HttpSource(
         allowed_networks=settings.external_allowed_networks,
         timeout=settings.external_timeout,
@@ -76,14 +109,23 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     data = ImageData(
         repo, stores, settings.default_store, external, limits,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
-        background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy-from"),
+        quotas=limit_source(settings),
+        background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
             settings.inspection_relax_partition_checks,
         )),
     )
-    images = ImageService(repo, data, limits)
-    members = MemberService(repo, limits)
+    data.uploads.observe(lambda status, delta: recorder.transfer(
+        "import" if status == Status.IMPORTING else "upload", delta))
+    # Every rule by name (glimpse.domain.policy): the defaults, and the operator's files over
+    # them. One Policy for the whole process, handed to whoever authorizes.
+    if policy is None:
+        policy = Policy(policy_overrides(settings))
+    # The operator's property protections (their ``policies`` format asks the same rules).
+    protections = build_protections(settings, policy)
+    images = ImageService(repo, data, limits, policy=policy, protections=protections)
+    members = MemberService(repo, limits, policy)
     inline_reads = engine.dialect.name == "sqlite"
     handlers = V1Handlers(
         images, members, ListLimits(settings.limit_param_default, settings.api_limit_max),
@@ -92,7 +134,7 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True)
+                             hide_deleted=True, policy=policy, protections=protections)
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
@@ -107,17 +149,56 @@ def build_app(settings: Settings, migrate: bool = True) -> GlimpseApp:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(v2)],
-        auth=build_authenticator(settings),
+        auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
         on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
         on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0)],
+        health_check=build_health_check(settings, engine, raw_stores),
+        metrics=recorder,
     )
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_health_check(settings: Settings, engine: Engine,
+                       stores: dict[str, Store]) -> HealthCheck:
+    """The detailed health check probes the database and every configured store."""
+    probes = [Probe("database", "DatabaseCheck", lambda: db_engine.ping(engine))]
+    probes += [Probe(f"store {name!r}", "StoreCheck", functools.partial(probe, store))
+               for name, store in sorted(stores.items())]
+    return HealthCheck(settings.healthcheck_disable_file, probes, settings.healthcheck_timeout)
+
+
+def build_protections(settings: Settings, policy: Policy | None = None,
+                      announce: bool = True) -> PropertyRules | None:
+    """The operator's property protections, or None; Invalid naming the file and the problem
+    (the command line checks this before serving, so a bad file stops glimpse at start-up).
+    ``announce``: log the file's warnings (empty operations, unknown policy rules)."""
+    if settings.property_protection_file is None:
+        return None
+    rule_format = RuleFormat(settings.property_protection_rule_format)
+    sections = load_protections(settings.property_protection_file, rule_format)
+    if announce:
+        warn_protections(sections)
+    check = (policy_check(policy or Policy(), sections, announce)
+             if rule_format is RuleFormat.POLICIES else None)
+    return PropertyRules(sections, rule_format, check)
+
+
+def policy_check(policy: Policy, sections: Sequence[Section], announce: bool) -> PolicyCheck:
+    """How the ``policies`` format evaluates a named rule: as Glance does, the rule for the
+    caller with an empty target (so a rule that compares the image's owner never passes)."""
+    for name in sorted(rule_names(sections)) if announce else ():
+        if name not in policy_mod.BY_NAME and policy.overrides is None:
+            log.warning("property protections name the policy rule %r, which glimpse does not "
+                        "define: no one passes it unless the policy file defines it", name)
+    return policy.allowed
+
+
+def build_authenticator(settings: Settings, policy: Policy = DEFAULT_POLICY) -> Authenticator:
+    """The identity mode's authenticator; ``policy`` decides who is an admin (its
+    context_is_admin rule)."""
     if settings.auth_strategy != "keystone":
-        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant)
+        return TrustedHeaders(owner_is_tenant=settings.owner_is_tenant, policy=policy)
     # Imported here: a noauth server never loads keystoneauth1 (and requests).
     from glimpse.api.keystone_auth import KeystoneTokens
     from glimpse.api.token_cache import TokenCache
@@ -129,20 +210,74 @@ def build_authenticator(settings: Settings) -> Authenticator:
         service_type=settings.keystone_service_type,
         service_token_roles=settings.service_token_roles,
         service_token_roles_required=settings.service_token_roles_required,
+        policy=policy,
+    )
+
+
+def limit_source(settings: Settings) -> LimitSource:
+    """Where per-project quotas come from: Keystone's unified limits when use_keystone_limits
+    (user_storage_quota is then ignored, as Glance does), else the settings."""
+    if settings.use_keystone_limits:
+        return keystone_limits(settings)
+    return StaticLimits(settings.user_storage_quota)
+
+
+def keystone_limits(settings: Settings) -> KeystoneLimits:
+    # Imported here: a server without unified limits never loads keystoneauth1 for them.
+    from glimpse.api.keystone_limits import KeystoneLimits
+
+    return KeystoneLimits(
+        service_credentials(settings), timeout=settings.keystone_timeout,
+        cache_time=settings.keystone_limits_cache_time,
+        endpoint_id=settings.keystone_limits_endpoint_id,
+        service_type=settings.keystone_service_type, region=settings.keystone_limits_region,
+        interface=settings.keystone_limits_interface,
     )
 
 
 def identity_server(settings: Settings) -> IdentityServer:
     """Keystone as glimpse's service user sees it (auth_strategy keystone)."""
-    from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
+    from glimpse.api.keystone_tokens import IdentityServer
 
-    return IdentityServer(ServiceCredentials(
+    return IdentityServer(service_credentials(settings), timeout=settings.keystone_timeout)
+
+
+def service_credentials(settings: Settings) -> ServiceCredentials:
+    from glimpse.api.keystone_tokens import ServiceCredentials
+
+    return ServiceCredentials(
         auth_url=settings.keystone_auth_url, username=settings.keystone_username,
         password=settings.keystone_password,
         user_domain_name=settings.keystone_user_domain_name,
         project_name=settings.keystone_project_name,
         project_domain_name=settings.keystone_project_domain_name,
-    ), timeout=settings.keystone_timeout)
+    )
+
+
+def policy_overrides(settings: Settings, announce: bool = True) -> RuleOverrides | None:
+    """The operator's policy files (docs/identity.md), read once here and then only when they
+    change; None when none is configured (every rule its default). Raises Invalid naming the
+    file and the problem for files that cannot be used, or when oslo.policy (the extra
+    ``glimpse[policy]``) is missing. ``announce``: log the start-up warnings (unknown rule
+    names), which one process of a server says for all."""
+    if settings.policy_file is None and not settings.policy_dirs:
+        return None
+    try:
+        # Imported here: a server without policy files never loads oslo.policy.
+        from glimpse.policy_files import PolicyFiles
+    except ImportError as exc:
+        raise Invalid(f"policy_file and policy_dirs need oslo.policy, which is not installed "
+                      f"(install glimpse[policy]): {exc}") from exc
+    return PolicyFiles.load(settings.policy_file, settings.policy_dirs,
+                            settings.policy_reload_interval, announce=announce)
+
+
+class RequestContextExecutor(ThreadPoolExecutor):
+    """Runs each task in the context it was submitted from: the log records of a background
+    copy or location check carry the request ids of the request that started it."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 class Sweeper:

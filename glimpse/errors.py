@@ -4,6 +4,7 @@
     ├── Invalid              the request is malformed or names a bad value       (400)
     ├── Unauthenticated      the caller has no identity where one is needed     (401)
     ├── Forbidden            the caller may see the image but not do this       (403)
+    │   └── PropertyProtected  a property protection refuses it (``name``)
     ├── NotFound             unknown, or invisible to the caller                (404)
     ├── Conflict             the image is not in a state that allows this       (409)
     ├── Gone                 the target store is read-only                      (410)
@@ -42,6 +43,15 @@ class Forbidden(GlimpseError):
     pass
 
 
+class PropertyProtected(Forbidden):
+    """The operator's property protections refuse the caller this change of property
+    ``name``; each API words it its own way."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Property '{name}' is protected", code="property_protected")
+        self.name = name
+
+
 class NotFound(GlimpseError):
     pass
 
@@ -67,7 +77,13 @@ class UnsupportedMediaType(GlimpseError):
 
 
 class Unavailable(GlimpseError):
-    pass
+    """``retry_after``: the seconds a client should wait before trying again, when known
+    (answered as ``Retry-After``)."""
+
+    def __init__(self, message: str, code: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 class RangeNotSatisfiable(GlimpseError):

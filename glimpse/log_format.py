@@ -6,10 +6,19 @@ record. So the formatter, not each call site, escapes control characters in the 
 and indents every continuation line of a traceback; a line that starts at column 0 is always
 the start of a real record. URL credentials are redacted too, as a safety net for any that
 reached a message (see glimpse.redaction).
+
+The setting ``log_format = "json"`` writes each record as one JSON object instead, for log
+collectors: JSON's own escaping keeps a record on one line (control characters and U+2028/9
+are written as ``\\uNNNN``), and every record carries the request id and the global request
+id (``X-OpenStack-Request-ID`` from nova or cinder) of the request it was written for, or null.
 """
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
+import datetime as dt
+import json
 import logging
 import logging.config
 import re
@@ -22,6 +31,21 @@ CONTINUATION = "    "  # the prefix of every line of a record after its first
 # C0, DEL, C1, and the Unicode line and paragraph separators some viewers break lines at.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+FORMATS = ("text", "json")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestIds:
+    """The ids of the request a record is written for."""
+
+    local: str  # glimpse's own "req-<uuid>", answered in X-OpenStack-Request-ID
+    global_id: str | None  # the caller's X-OpenStack-Request-ID, when it is a valid one
+
+
+# Set by the ASGI core for the length of a request; worker threads inherit it (anyio copies
+# the context into the threads it runs handlers in).
+REQUEST_IDS: contextvars.ContextVar[RequestIds | None] = contextvars.ContextVar(
+    "glimpse_request_ids", default=None)
 
 
 def escape_controls(text: str) -> str:
@@ -64,16 +88,48 @@ class EscapingFormatter(logging.Formatter):
         return "\n".join(lines)
 
 
-def logging_config(level: str) -> dict[str, Any]:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: time (UTC, ISO 8601), level, logger,
+    message, request_id, global_request_id, process, and exception or stack when there is
+    one. URL credentials are redacted as in the text form."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = REQUEST_IDS.get()
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        document: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            # Escaped as the text form's line is: a reader that prints the decoded message
+            # still sees one line.
+            "message": redact_urls(escape_controls(record.getMessage())),
+            "request_id": ids.local if ids else None,
+            "global_request_id": ids.global_id if ids else None,
+            "process": record.process,
+        }
+        if record.exc_info:
+            document["exception"] = redact_urls(self.formatException(record.exc_info))
+        elif record.exc_text:
+            document["exception"] = redact_urls(record.exc_text)
+        if record.stack_info:
+            document["stack"] = redact_urls(self.formatStack(record.stack_info))
+        # ensure_ascii: every control character and line separator is a \\u escape.
+        return json.dumps(document, ensure_ascii=True)
+
+
+def logging_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """The ``logging.config.dictConfig`` configuration of a glimpse process at ``level``
-    (``debug``, ``info``...). Handed to uvicorn as its ``log_config`` too, so uvicorn's own
-    records and those of every worker process it starts go the same way."""
+    (``debug``, ``info``...) writing ``log_format`` ("text" or "json"). Handed to uvicorn as
+    its ``log_config`` too, so uvicorn's own records and those of every worker process it
+    starts go the same way."""
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.{JsonFormatter.__name__}"} if log_format == "json"
+        else {"()": f"{__name__}.{EscapingFormatter.__name__}", "fmt": FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "glimpse": {"()": f"{__name__}.{EscapingFormatter.__name__}", "fmt": FORMAT}
-        },
+        "formatters": {"glimpse": formatter},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -90,5 +146,5 @@ def logging_config(level: str) -> dict[str, Any]:
     }
 
 
-def configure(level: str) -> None:
-    logging.config.dictConfig(logging_config(level))
+def configure(level: str, log_format: str = "text") -> None:
+    logging.config.dictConfig(logging_config(level, log_format))

@@ -56,6 +56,15 @@ class Settings:
     public_endpoint: str = ""
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line (docs/operations.md)
+    # Prometheus metrics (docs/operations.md): served on a listener of their own, never on the
+    # API's port; 0 leaves metrics off (and prometheus_client unloaded).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # oslo.middleware's disable_by_file: while this file exists, /healthcheck answers 503
+    # "DISABLED BY FILE" (how an operator takes a node out of a load balancer). Empty: none.
+    healthcheck_disable_file: str = ""
+    healthcheck_timeout: float = 3.0  # each probe of the detailed health check
     limit_param_default: int = 25
     api_limit_max: int = 1000
     image_size_cap: int = 1 << 40
@@ -90,6 +99,10 @@ class Settings:
     inspection_relax_partition_checks: bool = False
     # An operator's schema-image.json (custom properties of the v2 image schema); None: none.
     image_schema_file: Path | None = None
+    # Glance's property protections (docs/property-protections.md): a file of rules, in the
+    # ``roles`` or the ``policies`` format; None: no protections.
+    property_protection_file: Path | None = None
+    property_protection_rule_format: str = "roles"
     # auth_strategy = "keystone" (docs/identity.md): glimpse's service user, and how tokens
     # are validated and cached.
     keystone_auth_url: str = ""
@@ -105,6 +118,19 @@ class Settings:
     token_cache_size: int = 10000
     service_token_roles: tuple[str, ...] = ("service",)
     service_token_roles_required: bool = True
+    # Operators' policy overrides (docs/identity.md): Glance's policy.yaml and policy.d.
+    policy_file: Path | None = None
+    policy_dirs: tuple[Path, ...] = ()
+    policy_reload_interval: float = 5.0  # 0: read once at start-up
+    # oslo.policy's option, accepted only at its value: glimpse has no deprecated defaults.
+    enforce_new_defaults: bool = True
+    # Quotas from Keystone's unified limits (docs/identity.md), read with the keystone_*
+    # service user scoped to the system; they replace user_storage_quota.
+    use_keystone_limits: bool = False
+    keystone_limits_cache_time: float = 60.0
+    keystone_limits_endpoint_id: str = ""  # empty: the keystone_service_type endpoint
+    keystone_limits_region: str = ""
+    keystone_limits_interface: str = "public"
 
     @property
     def effective_database_url(self) -> str:
@@ -183,8 +209,11 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
-    if name == "image_schema_file":
+    if name in ("image_schema_file", "property_protection_file", "policy_file"):
         return Path(str(raw)) if raw not in (None, "") else None
+    if name == "policy_dirs":
+        items = _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
+        return tuple(Path(item) for item in items)
     if name == "external_allowed_networks":
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
@@ -244,21 +273,57 @@ def _validate(settings: Settings) -> None:
                       f"(supported: noauth, keystone)")
     if settings.auth_strategy == "keystone":
         _validate_keystone(settings)
+    if settings.property_protection_rule_format not in ("roles", "policies"):
+        raise Invalid(f"Invalid property_protection_rule_format "
+                      f"{settings.property_protection_rule_format!r} (roles or policies)")
+    if settings.use_keystone_limits:
+        _validate_limits(settings)
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:
         raise Invalid("store_cleanup_interval must be >= 0")
+    if settings.log_format not in ("text", "json"):
+        raise Invalid(f"Unknown log_format {settings.log_format!r} (supported: text, json)")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise Invalid("metrics_port must be between 0 (off) and 65535")
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise Invalid("metrics_port must differ from port: metrics have a listener of their own")
+    if settings.healthcheck_timeout <= 0:
+        raise Invalid("healthcheck_timeout must be positive")
     if settings.workers < 1:
         raise Invalid("workers must be at least 1")
     if not 0 < settings.upload_heartbeat_interval < settings.stale_upload_timeout / 2:
         raise Invalid("upload_heartbeat_interval must be positive and under half of "
                       "stale_upload_timeout, or live uploads would be taken for dead ones")
+    if settings.policy_reload_interval < 0:
+        raise Invalid("policy_reload_interval must be >= 0")
+    if not settings.enforce_new_defaults:
+        # oslo.policy would OR every rule with its deprecated form, which for Glance is
+        # "anyone": glimpse refuses that rather than open every API (docs/identity.md).
+        raise Invalid("enforce_new_defaults = false is not supported: glimpse enforces "
+                      "Glance's current defaults only; write the rules you need in "
+                      "policy_file instead")
     uninspectable = sorted(set(settings.inspection_disk_formats) - set(INSPECTABLE_DISK_FORMATS))
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
                       f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
+
+
+def _validate_limits(settings: Settings) -> None:
+    missing = [name for name in ("keystone_auth_url", "keystone_username", "keystone_password")
+               if not getattr(settings, name)]
+    if missing:
+        raise Invalid(f"use_keystone_limits needs {', '.join(missing)}")
+    if not settings.keystone_auth_url.startswith(("http://", "https://")):
+        raise Invalid("keystone_auth_url must be an http:// or https:// URL")
+    if settings.keystone_limits_cache_time < 0:
+        raise Invalid("keystone_limits_cache_time must be >= 0")
+    if settings.keystone_limits_interface not in ("public", "internal", "admin"):
+        raise Invalid("keystone_limits_interface must be public, internal or admin")
+    if settings.keystone_timeout <= 0:
+        raise Invalid("keystone_timeout must be positive")
 
 
 def _validate_keystone(settings: Settings) -> None:

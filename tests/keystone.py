@@ -8,7 +8,13 @@ of a throwaway loopback service, not secrets.
 from __future__ import annotations
 
 import functools
+import http.client
+import http.server
 import os
+import threading
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,3 +189,161 @@ def ensure_user(name: str, password: str, project: str | None = None,
 def token_for(user: str, password: str, project: str) -> str:
     """A project-scoped token of ``user``."""
     return str(password_session(user, password, project).get_token())
+
+
+class CountingProxy:
+    """A reverse proxy in front of the test Keystone that writes one access-log line per
+    request, in the common log format of Keystone's own access log (request line only, never a
+    header: no token). Pointing a server's keystone_auth_url at it counts that server's calls
+    alone, whatever else uses the shared Keystone meanwhile."""
+
+    def __init__(self, log_path: Path) -> None:
+        upstream = f"127.0.0.1:{PORT}"
+        log_file = log_path.open("ab", buffering=0)
+        self._log_file = log_file
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "keep-alive")}
+                conn = http.client.HTTPConnection(upstream, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+                with lock:
+                    log_file.write(f'127.0.0.1 - - [{stamp}] "{self.requestline}" '
+                                   f'{answer.status} {len(data)}\n'.encode())
+                self.send_response_only(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                            "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = do_DELETE = do_PATCH = do_PUT = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the access log above is the record
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.auth_url = f"http://127.0.0.1:{self._server.server_address[1]}/v3"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._log_file.close()
+# --- unified limits: registered and project limits, set as a system-scoped admin ------------
+
+@functools.cache
+def system_admin() -> session.Session:
+    """Keystone's admin scoped to the system: only such a token may set registered limits
+    (scripts/keystone bootstraps the admin with the admin role on the system)."""
+    return session.Session(auth=v3.Password(
+        auth_url=AUTH_URL, username=ADMIN_USER, password=ADMIN_PASSWORD,
+        user_domain_name="Default", system_scope="all"))
+
+
+def system_call(method: str, path: str,
+                body: dict[str, object] | None = None) -> dict[str, Any]:
+    """A call to Keystone's API as the system-scoped admin (retried while its SQLite is
+    locked); RuntimeError for a refusal."""
+    for attempt in range(5):
+        # The test Keystone's SQLite refuses a write while another holds its lock (500):
+        # tests in parallel workers write limits at once.
+        answer = system_admin().request(AUTH_URL + path, method, json=body, raise_exc=False)
+        if answer.status_code < 500 or attempt == 4:
+            break
+        time.sleep(0.2 * (attempt + 1))
+    if answer.status_code >= 400:
+        raise RuntimeError(f"Keystone answered {method} {path} with {answer.status_code}: "
+                           f"{answer.text[:200]}")
+    return answer.json() if answer.content else {}
+
+
+class LimitsService:
+    """A catalog service of its own (type ``image-limits-<hex>``, one public endpoint) whose
+    registered limits a test sets without touching anyone else's: glimpse reads them with
+    ``keystone_limits_endpoint_id = endpoint_id``."""
+
+    def __init__(self, registered: dict[str, int]) -> None:
+        kind = f"image-limits-{uuid.uuid4().hex[:10]}"
+        self.service_id = str(system_call("POST", "/services", {"service": {
+            "type": kind, "name": kind}})["service"]["id"])
+        self.endpoint_id = str(system_call("POST", "/endpoints", {"endpoint": {
+            "service_id": self.service_id, "interface": "public", "region_id": REGION,
+            "url": "http://127.0.0.1:9/"}})["endpoint"]["id"])
+        for resource, value in registered.items():
+            self.register(resource, value)
+
+    def register(self, resource: str, value: int) -> None:
+        """Set the registered (default) limit of ``resource``."""
+        found = system_call("GET", f"/registered_limits?service_id={self.service_id}"
+                               f"&resource_name={resource}")["registered_limits"]
+        if found:
+            system_call("PATCH", f"/registered_limits/{found[0]['id']}",
+                    {"registered_limit": {"default_limit": value}})
+            return
+        system_call("POST", "/registered_limits", {"registered_limits": [{
+            "service_id": self.service_id, "region_id": REGION, "resource_name": resource,
+            "default_limit": value}]})
+
+    def limit(self, project_id: str, resource: str, value: int) -> None:
+        """Set ``project_id``'s own limit of ``resource`` (overriding the registered one)."""
+        found = system_call("GET", f"/limits?service_id={self.service_id}&project_id={project_id}"
+                               f"&resource_name={resource}")["limits"]
+        if found:
+            system_call("PATCH", f"/limits/{found[0]['id']}", {"limit": {"resource_limit": value}})
+            return
+        system_call("POST", "/limits", {"limits": [{
+            "service_id": self.service_id, "project_id": project_id, "region_id": REGION,
+            "resource_name": resource, "resource_limit": value}]})
+
+    def remove(self) -> None:
+        """Delete its limits, endpoint and service."""
+        for entry in system_call("GET", f"/limits?service_id={self.service_id}")["limits"]:
+            system_call("DELETE", f"/limits/{entry['id']}")
+        for entry in system_call("GET", f"/registered_limits?service_id={self.service_id}"
+                             )["registered_limits"]:
+            system_call("DELETE", f"/registered_limits/{entry['id']}")
+        system_call("DELETE", f"/endpoints/{self.endpoint_id}")
+        system_call("DELETE", f"/services/{self.service_id}")
+
+
+def limits_missing() -> str | None:
+    """Why unified-limit tests cannot run (None when they can): glimpse's service user needs
+    the system reader role (scripts/keystone provision grants it)."""
+    reason = _identity_reason()
+    if reason:
+        return reason
+    user = session.Session(auth=v3.Password(
+        auth_url=AUTH_URL, username=USER, password=PASSWORD, user_domain_name="Default",
+        system_scope="all"))
+    try:
+        roles = set(user.auth.get_access(user).role_names or ())
+    except ks_exceptions.ClientException as exc:
+        return f"glimpse's service user cannot get a system-scoped token ({exc}): run " \
+               "scripts/keystone provision from this tree (it grants system reader)"
+    if "reader" not in roles:
+        return f"glimpse's service user lacks system reader (has {sorted(roles)}): run " \
+               "scripts/keystone provision from this tree"
+    return None
+
+
+def require_limits() -> None:
+    reason = limits_missing()
+    if reason:
+        pytest.skip(reason)

@@ -2,8 +2,8 @@
 
 Request ids, header limits, one log line per request, version discovery (the 200 and 300
 documents), routing by URL prefix and then by Accept to one API router, identity, the 500
-fallback, lifespan hooks. What a version answers, its refusals and errors included, is its
-router's (see routing.py).
+fallback, lifespan hooks, ``/healthcheck`` (health.py) and each request's metrics. What a
+version answers, its refusals and errors included, is its router's (see routing.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,15 +21,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from glimpse.api import health
 from glimpse.api.auth import Authenticator, Refusal
 from glimpse.api.http import Header, in_thread, json_response, text_response
+from glimpse.api.protocol import SENDFILE
 from glimpse.api.routing import CURRENT, KNOWN_METHODS, SUPPORTED, ApiRouter, Reply, VersionEntry
-from glimpse.errors import GlimpseError
+from glimpse.errors import GlimpseError, Invalid, Unauthenticated, Unavailable
+from glimpse.log_format import REQUEST_IDS, RequestIds
+from glimpse.metrics import UNMATCHED, NullRecorder, Recorder
 
 log = logging.getLogger("glimpse.request")
 
 MAX_HEADERS = 256
 REQUEST_ID = b"x-openstack-request-id"
+# The global request id nova and cinder send (oslo.context's form); any other value is ignored,
+# so what reaches the logs is always this shape, never a client's raw text.
+GLOBAL_REQUEST_ID = re.compile(
+    r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Where the core notes, in the ASGI scope, the route template the request matched: its label.
+ROUTE_KEY = "glimpse.route"
 Router = ApiRouter[Any]
 
 
@@ -41,6 +52,8 @@ class GlimpseApp:
         max_header_line: int = 16384,
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
+        health_check: health.HealthCheck | None = None,
+        metrics: Recorder | None = None,
     ) -> None:
         if not routers:
             raise ValueError("GlimpseApp needs at least one API router")
@@ -53,6 +66,8 @@ class GlimpseApp:
         self.auth = auth
         self.public_endpoint = public_endpoint.rstrip("/")
         self.max_header_line = max_header_line
+        self.health = health_check or health.HealthCheck()
+        self.metrics: Recorder = metrics or NullRecorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -61,27 +76,47 @@ class GlimpseApp:
         if scope["type"] != "http":
             return
         request_id = f"req-{uuid.UUID(int=random.getrandbits(128), version=4)}"
+        ids = REQUEST_IDS.set(RequestIds(request_id, _global_request_id(scope["headers"])))
         tag: Header = (REQUEST_ID, request_id.encode())
         started = time.perf_counter()
         status = 0
+        bytes_in = bytes_out = 0
+        content_length = 0
+
+        async def receive_counted() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
 
         async def send_tagged(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, bytes_out, content_length
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
+                content_length = _content_length(message.get("headers", ()))
                 # Added as the response starts, so every response carries it, whichever
                 # router (or none) built it.
                 message = {**message, "headers": [*message.get("headers", ()), tag]}
+            elif kind == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif kind == SENDFILE and scope["method"] != "HEAD":
+                bytes_out += content_length  # a zero-copy file send: the Content-Length
             await send(message)
 
         try:
-            response = await self.respond(scope, receive, request_id)
-            await response(scope, receive, send_tagged)
+            response = await self.respond(scope, receive_counted, request_id)
+            await response(scope, receive_counted, send_tagged)
         finally:
+            took = time.perf_counter() - started
             log.info(
                 "%s %s %s %s %.1fms", request_id, scope["method"], scope["path"],
-                status or "aborted", (time.perf_counter() - started) * 1000,
+                status or "aborted", took * 1000,
             )
+            self.metrics.request(scope["method"], scope.get(ROUTE_KEY, UNMATCHED), status,
+                                 took, bytes_in, bytes_out)
+            REQUEST_IDS.reset(ids)
 
     async def respond(self, scope: Scope, receive: Receive, request_id: str) -> Reply:
         try:
@@ -91,7 +126,11 @@ class GlimpseApp:
                 # protocol's own 400s (and like v1).
                 return text_response(400, refusal)
             request = Request(scope, receive)
+            if scope["path"] == health.PATH:
+                scope[ROUTE_KEY] = health.PATH
+                return await self._health(request)
             if scope["path"] == "/versions" and scope["method"] in ("GET", "HEAD"):
+                scope[ROUTE_KEY] = "/versions"
                 return json_response(self._versions_document(request), 200)
             routed = self._route(scope["path"], request.headers.get("accept", ""))
             if routed is None:
@@ -122,6 +161,9 @@ class GlimpseApp:
     async def _dispatch(self, router: Router, request: Request, path: str) -> Reply:
         method = request.method
         found = router.match(method, path) if "\x00" not in path else None
+        if found is not None:
+            # The router's own prefix (the shortest: "v2", not "v2.16") and the template.
+            request.scope[ROUTE_KEY] = f"/{min(router.prefixes, key=len)}{found.template}"
         if found is None:
             if method in KNOWN_METHODS:
                 return router.not_found(request)
@@ -135,6 +177,22 @@ class GlimpseApp:
         context = router.context(request, principal, found.params, self._base_url)
         reply: Reply = await found.handler(context)
         return reply
+
+    async def _health(self, request: Request) -> Reply:
+        """oslo.middleware's healthcheck: the plain form for anyone, before identity (load
+        balancers send no token); the detailed form for administrators only."""
+        detailed = request.query_params.get("detailed", "").lower() in ("true", "1", "yes")
+        if detailed and request.method != "HEAD":
+            try:
+                principal = await self.auth.principal(request)
+            except Refusal as refusal:
+                return refusal.response
+            except GlimpseError as exc:
+                # No API version was chosen: plain text, as for the header refusals.
+                return text_response(_HEALTH_REFUSALS.get(type(exc), 403), exc.message)
+            if not principal.is_admin:
+                return text_response(403, "The detailed health check is for administrators.")
+        return await self.health.answer(request, detailed and request.method != "HEAD")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -171,6 +229,24 @@ class GlimpseApp:
                 for v in self._versions
             ]
         }
+
+
+_HEALTH_REFUSALS = {Invalid: 400, Unauthenticated: 401, Unavailable: 503}
+
+
+def _global_request_id(headers: list[Header]) -> str | None:
+    for name, value in headers:
+        if name == REQUEST_ID:
+            text = value.decode("latin-1")
+            return text if GLOBAL_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def _content_length(headers: Sequence[Header]) -> int:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _index(

@@ -35,6 +35,7 @@ from glimpse.api.auth import Refusal
 from glimpse.api.keystone_tokens import KeystoneDown
 from glimpse.api.token_cache import Loaded, TokenCache, token_key
 from glimpse.domain.model import Principal
+from glimpse.domain.policy import DEFAULT_POLICY, SCOPE_MESSAGE, Policy
 from glimpse.errors import Forbidden
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ class KeystoneTokens:
         service_type: str = "image",
         service_token_roles: Sequence[str] = ("service",),
         service_token_roles_required: bool = True,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         self._server = server
+        self._policy = policy
         self.cache = cache
         self._challenge = f'Keystone uri="{www_authenticate_uri}"'
         self._service_type = service_type
@@ -130,13 +133,17 @@ class KeystoneTokens:
                                      f"{request.url.path}")
         principal = user.principal
         if principal.tenant is None:
-            # Glance's rules are all project-scoped (scope_types=['project']).
-            raise Forbidden("Only a project-scoped token may use the image API")
+            # Glance's rules are all project-scoped (scope_types=['project']): a domain- or
+            # system-scoped token fails every rule (the policy's scope check), and an unscoped
+            # one holds no roles; all are refused here at once, whatever the request.
+            raise Forbidden(SCOPE_MESSAGE)
         if service is not None:
             principal = dataclasses.replace(
                 principal, service_roles=service.principal.roles,
                 service_user=service.principal.user, service_project=service.principal.tenant)
-        return principal
+        # is_admin is the context_is_admin rule's, asked per request (not cached with the
+        # token), so that an operator's change of the rule applies at once.
+        return self._policy.admitted(principal)
 
     async def _validated(self, token: str, allow_expired: bool) -> ValidToken | None:
         if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARACTERS.fullmatch(token):
@@ -210,7 +217,7 @@ def valid_token(data: Mapping[str, Any]) -> ValidToken:
         tenant=project_id,
         user=str(user["id"]),
         roles=roles,
-        is_admin="admin" in roles,
+        is_admin=False,  # the context_is_admin rule's, per request (KeystoneTokens.principal)
         owner=project_id,
         user_domain_id=_id_of(user.get("domain")),
         project_domain_id=_id_of(project.get("domain")) if project else None,

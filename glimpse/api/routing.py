@@ -37,6 +37,10 @@ class Route(Generic[H]):
     pattern: re.Pattern[str]
     methods: Mapping[str, H]
     allow: str
+    # The path with each parameter as {name} ("/images/{image_id}/file"): what metrics label
+    # a request by, so that the number of label values is the number of routes, whatever
+    # paths clients send.
+    template: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +48,21 @@ class Match(Generic[H]):
     handler: H | None  # None: the path is known but not the method
     params: dict[str, str]
     allow: str
+    template: str = ""
 
 
 def route(path: str, allow: str, **methods: H) -> Route[H]:
     """A route for the whole of ``path`` (a regular expression with named groups)."""
-    return Route(re.compile(f"^{path}$"), methods, allow)
+    return Route(re.compile(f"^{path}$"), methods, allow, template_of(path))
+
+
+_PARAMETER = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def template_of(path: str) -> str:
+    """The route's path pattern as a template: each named group as ``{name}``, an optional
+    slash as a slash (``/images/(?P<image_id>[^/]+)`` -> ``/images/{image_id}``)."""
+    return _PARAMETER.sub(r"{\1}", path).replace("/?", "/")
 
 
 def match(routes: Sequence[Route[H]], method: str, path: str) -> Match[H] | None:
@@ -56,7 +70,8 @@ def match(routes: Sequence[Route[H]], method: str, path: str) -> Match[H] | None
     for candidate in routes:
         found = candidate.pattern.match(path)
         if found is not None:
-            return Match(candidate.methods.get(method), found.groupdict(), candidate.allow)
+            return Match(candidate.methods.get(method), found.groupdict(), candidate.allow,
+                         candidate.template)
     return None
 
 

@@ -9,13 +9,16 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.api.v2.schemas import load_operator_schema
-from glimpse.errors import GlimpseError
+from glimpse.errors import GlimpseError, Unavailable
 from glimpse.stores.registry import check_stores
+
+if TYPE_CHECKING:
+    from glimpse.domain.policy import Policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_mod.load(args.config, overrides=overrides)
         check_stores(settings)
         load_operator_schema(settings.image_schema_file)
+        if settings.property_protection_file is not None:
+            from glimpse.app import build_protections
+
+            # Checked before serving (warnings are the server's to log, once).
+            build_protections(settings, announce=False)
     except (GlimpseError, OSError, ValueError) as exc:
         print(f"glimpse: configuration error: {exc}", file=sys.stderr)
         return 2
-    log_format.configure(settings.log_level)
+    log_format.configure(settings.log_level, settings.log_format)
     if args.command == "db":
         from glimpse.db import engine as db_engine
 
@@ -116,7 +124,7 @@ def _migrate(settings: settings_mod.Settings) -> None:
     finally:
         engine.dispose()
     child = multiprocessing.get_context("spawn").Process(
-        target=_upgrade, args=(url,), name="glimpse-db-upgrade"
+        target=_upgrade, args=(url, settings.log_format), name="glimpse-db-upgrade"
     )
     child.start()
     child.join()
@@ -124,10 +132,10 @@ def _migrate(settings: settings_mod.Settings) -> None:
         raise SystemExit(f"glimpse: migrating the database schema failed (exit {child.exitcode})")
 
 
-def _upgrade(url: str) -> None:
+def _upgrade(url: str, form: str) -> None:
     from glimpse.db import engine as db_engine
 
-    log_format.configure("warning")
+    log_format.configure("warning", form)
     db_engine.upgrade(db_engine.create_engine(url))
 
 
@@ -160,9 +168,27 @@ def _keystone_usable(settings: settings_mod.Settings) -> bool:
     return True
 
 
-def _serve(settings: settings_mod.Settings) -> int:
-    import uvicorn
+def _limits_usable(settings: settings_mod.Settings) -> bool:
+    """The start-up check of unified limits: False (after saying why) for a configuration
+    error (a model other than flat, no endpoint, a service user that may not read limits);
+    an unreachable Keystone is an outage: the server starts, quota checks answer 503."""
+    import logging
 
+    from glimpse import app as app_mod
+
+    try:
+        app_mod.keystone_limits(settings).check()
+    except Unavailable as exc:
+        logging.getLogger("glimpse.cli").warning(
+            "starting without the unified limits check (quota checks get 503 until Keystone "
+            "answers): %s", exc.message)
+    except GlimpseError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return False
+    return True
+
+
+def _serve(settings: settings_mod.Settings) -> int:
     if (
         settings.auth_strategy == "noauth"
         and not _is_loopback(settings.host)
@@ -177,13 +203,46 @@ def _serve(settings: settings_mod.Settings) -> int:
         )
         return 2
     from glimpse import app as app_mod
-    from glimpse.api.protocol import GlimpseHttpProtocol
+    from glimpse.domain.policy import Policy
 
+    try:
+        # Read here, once, so that a file that cannot be used stops glimpse before it serves,
+        # and its warnings are logged once (workers read the files again, quietly).
+        policy = Policy(app_mod.policy_overrides(settings))
+    except GlimpseError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return 2
     if settings.auth_strategy == "keystone" and not _keystone_usable(settings):
+        return 2
+    if settings.use_keystone_limits and not _limits_usable(settings):
         return 2
 
     # The schema is migrated here, once, before any worker starts.
     _migrate(settings)
+    from glimpse import metrics
+
+    # Before any worker starts: they inherit the directory their values go to.
+    metrics_dir = metrics.prepare(settings)
+    try:
+        if metrics_dir is not None:
+            try:
+                metrics.serve(settings, metrics_dir)
+            except OSError as exc:
+                print(f"glimpse: cannot serve metrics on {settings.metrics_host}:"
+                      f"{settings.metrics_port}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
+        _run(settings, policy)
+    finally:
+        metrics.remove(metrics_dir)
+    return 0
+
+
+def _run(settings: settings_mod.Settings, policy: Policy) -> None:
+    import uvicorn
+
+    from glimpse import app as app_mod
+    from glimpse.api.protocol import GlimpseHttpProtocol
+
     options: dict[str, Any] = {}
     if settings.workers > 1:
         # Worker processes import the app by name; they get the settings through the
@@ -192,7 +251,7 @@ def _serve(settings: settings_mod.Settings) -> int:
         target: Any = "glimpse.app:worker_app"
         options = {"factory": True, "workers": settings.workers}
     else:
-        target = app_mod.build_app(settings, migrate=False)  # _migrate() did
+        target = app_mod.build_app(settings, migrate=False, policy=policy)  # _migrate() did
     uvicorn.run(
         target,
         **options,
@@ -201,10 +260,9 @@ def _serve(settings: settings_mod.Settings) -> int:
         http=GlimpseHttpProtocol,
         access_log=False,
         log_level=settings.log_level,
-        log_config=log_format.logging_config(settings.log_level),
+        log_config=log_format.logging_config(settings.log_level, settings.log_format),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
         server_header=False,
         proxy_headers=False,  # identity and URLs never come from forwarded headers
     )
-    return 0

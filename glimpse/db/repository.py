@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from glimpse.db import transactions
@@ -29,6 +29,7 @@ from glimpse.db.tables import (
     image_properties,
     image_tags,
     images,
+    quota_locks,
 )
 from glimpse.domain.model import (
     RELATED_FIELDS,
@@ -47,6 +48,7 @@ from glimpse.domain.model import (
     Visibility,
     now,
 )
+from glimpse.domain.quotas import Usage
 from glimpse.errors import Conflict, NotFound
 
 T = TypeVar("T")
@@ -88,7 +90,7 @@ class SqlImageRepository:
 
     # -- images ---------------------------------------------------------------------------
 
-    def create(self, image: Image) -> None:
+    def create(self, image: Image, admit: Callable[[Usage], int | None] | None = None) -> None:
         row = {name: getattr(image, name) for name in _IMAGE_COLUMNS}
         row["status"] = str(image.status)
         row["visibility"] = str(image.visibility)
@@ -96,7 +98,13 @@ class SqlImageRepository:
             row["failure_status"] = str(image.failure_status)
 
         def work(conn: Connection) -> None:
+            if admit is not None:
+                _lock_project(conn, image.owner)
             conn.execute(images.insert().values(**row))
+            if admit is not None:
+                reserved = admit(_usage(conn, image.owner, image.id))
+                if reserved is not None:
+                    _set_fields(conn, image.id, {"upload_reserved": reserved}, None)
             self._write_properties(conn, image.id, image.properties)
             _add_tags(conn, image.id, image.tags)
             _add_locations(conn, image.id, image.locations, start=0)
@@ -121,8 +129,18 @@ class SqlImageRepository:
         expected_status: Status | None = None,
         check_counts: Callable[[int, int], None] | None = None,
         add_locations: Sequence[Location] = (),
+        admit: Callable[[Usage], int | None] | None = None,
     ) -> Image | None:
         def work(conn: Connection) -> Image | None:
+            owner: str | None = None
+            if admit is not None:
+                # The project's lock first, the image's after: the order creates take too.
+                found = conn.execute(sa.select(images.c.owner).where(images.c.id == image_id)
+                                     ).first()
+                if found is None:
+                    return None
+                owner = found[0]
+                _lock_project(conn, owner)
             # Either statement takes the image's row lock: property and tag changes below
             # apply to what the previous writer left, never to a stale read.
             if changes.fields:
@@ -142,9 +160,15 @@ class SqlImageRepository:
             if changes.locations is not None:
                 _replace_locations(conn, image_id, changes.locations, changes.locations_before)
             _add_locations(conn, image_id, add_locations)
+            if admit is not None:
+                reserved = admit(_usage(conn, owner, image_id))
+                _set_fields(conn, image_id, {"upload_reserved": reserved}, None)
             return self._reload(conn, image_id)
 
         return self._write(work)
+
+    def quota_usage(self, owner: str | None) -> Usage:
+        return self._read(lambda conn: _usage(conn, owner, None))
 
     def remove_location(self, image_id: str, store: str, url: str) -> None:
         self._write(lambda conn: conn.execute(image_locations.delete().where(
@@ -701,6 +725,49 @@ def _set_fields(
         images.update().where(_image_where(image_id, expected_status)).values(**values)
     )
     return bool(result.rowcount == 1)
+
+
+_NOT_LIVE = [str(Status.KILLED), str(Status.DELETED), str(Status.PENDING_DELETE)]
+_RECEIVING = [str(Status.SAVING), str(Status.UPLOADING), str(Status.IMPORTING)]
+
+
+def _lock_project(conn: Connection, project: str | None) -> None:
+    """Take the project's quota lock (its row in quota_locks, made on first use) until the
+    transaction ends. SQLite needs none (its writers take turns) but runs the same."""
+    key = project or ""
+    locked = sa.select(quota_locks.c.project).where(quota_locks.c.project == key)
+    if conn.execute(locked.with_for_update()).first() is not None:
+        return
+    # The first claim of a project: an upsert that writes the row, so that it is locked (an
+    # INSERT IGNORE would take MariaDB's shared lock, and two of them then deadlock).
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg_insert = postgresql.insert(quota_locks).values(project=key)
+        conn.execute(pg_insert.on_conflict_do_update(
+            index_elements=[quota_locks.c.project], set_={"project": pg_insert.excluded.project}))
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(quota_locks).values(project=key).on_conflict_do_nothing())
+    else:
+        my_insert = mysql.insert(quota_locks).values(project=key)
+        conn.execute(my_insert.on_duplicate_key_update(project=my_insert.inserted.project))
+
+
+def _usage(conn: Connection, owner: str | None, image_id: str | None) -> Usage:
+    """The owner's usage (domain/quotas.py): its live images; ``image_id``'s size left out.
+    An upload in flight counts the bytes it reserved; a declared size counts as held."""
+    c = images.c
+    reserved = sa.case((sa.and_(c.status == str(Status.SAVING), c.upload_reserved.is_not(None)),
+                        c.upload_reserved), else_=sa.func.coalesce(c.size, 0))
+    held = reserved if image_id is None else sa.case((c.id == image_id, 0), else_=reserved)
+    staged = sa.case((c.status == str(Status.UPLOADING), sa.func.coalesce(c.size, 0)), else_=0)
+    row = conn.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((c.status.in_(_RECEIVING), 1),
+                                                              else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(held), 0), sa.func.coalesce(sa.func.sum(staged), 0),
+    ).where(c.owner == owner if owner is not None else c.owner.is_(None),
+            c.deleted.is_(False), c.status.not_in(_NOT_LIVE))).one()
+    return Usage(count_total=int(row[0]), count_uploading=int(row[1]), size_total=int(row[2]),
+                 stage_total=int(row[3]))
 
 
 def _one_image(conn: Connection, image_id: str) -> Image | None:

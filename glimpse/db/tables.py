@@ -55,6 +55,9 @@ images = sa.Table(
     sa.Column("deleted_at", Timestamp),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("failure_status", sa.String(30)),
+    # The bytes an upload in flight may still write, held against its project's size limit
+    # (counted only while the image is saving; no Image field: the repository's own).
+    sa.Column("upload_reserved", sa.BigInteger),
     _sort_copy("name", sa.String(255)),
     _sort_copy("container_format", sa.String(20)),
     _sort_copy("disk_format", sa.String(20)),
@@ -81,6 +84,9 @@ images = sa.Table(
     # Visibility: a tenant's list is a union of these two ranges and its shares.
     sa.Index("ix_images_owner", "deleted", "owner", "created_at", "id"),
     sa.Index("ix_images_visibility", "deleted", "visibility", "created_at", "id"),
+    # v2 lists hide os_hidden images unless asked for them: a list of the (few) hidden ones
+    # is a range of its own.
+    sa.Index("ix_images_os_hidden", "deleted", "os_hidden", "created_at", "id"),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -141,5 +147,14 @@ image_locations = sa.Table(
     sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON object
     sa.Column("status", sa.String(30), nullable=False, default="active"),
     sa.Index("ix_image_locations_image_id", "image_id", "position"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# One row per project whose quotas were checked: the lock (SELECT ... FOR UPDATE) that admits
+# the project's creates and upload claims one at a time (domain/quotas.py).
+quota_locks = sa.Table(
+    "quota_locks",
+    metadata,
+    sa.Column("project", sa.String(255), primary_key=True),
     **MYSQL_TABLE_OPTIONS,
 )

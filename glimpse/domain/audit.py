@@ -10,7 +10,7 @@ import logging
 from glimpse.domain import lifecycle
 from glimpse.domain.data import EXTERNAL_STORE, release_data
 from glimpse.domain.model import Image, Location, Status, now
-from glimpse.domain.ports import ImageRepository, SharedStore, Store
+from glimpse.domain.ports import ImageRepository, Store, shared_store
 from glimpse.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class StoreAudit:
             for key in store.object_keys():
                 report.objects += 1
                 # A shared store's locations are URLs of its keys (RBD: rbd://...).
-                url = store.location_url(key) if isinstance(store, SharedStore) else key
+                shared = shared_store(store)
+                url = shared.location_url(key) if shared is not None else key
                 if (name, key) not in owned and (name, url) not in owned:
                     report.orphans.append(f"{name}/{key}")
                     if repair:

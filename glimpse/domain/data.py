@@ -23,7 +23,15 @@ from glimpse.domain import lifecycle
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
-from glimpse.domain.ports import ExternalSource, ImageRepository, SharedStore, Store
+from glimpse.domain.ports import ExternalSource, ImageRepository, Store, shared_store
+from glimpse.domain.quotas import (
+    IMAGE_SIZE_TOTAL,
+    Admission,
+    LimitSource,
+    ProjectLimits,
+    StaticLimits,
+    Usage,
+)
 from glimpse.domain.uploads import UploadGuard
 from glimpse.errors import (
     Conflict,
@@ -138,8 +146,10 @@ class ImageData:
         background: Executor,
         inspector: Inspector | None = None,
         names: StoreNames = StoreNames(),
+        quotas: LimitSource | None = None,
     ) -> None:
         self._repo = repo
+        self._quotas: LimitSource = quotas or StaticLimits(limits.user_storage_quota)
         self._stores = stores
         self._names = names
         self.default_store = names.aliases.get(default_store, default_store)
@@ -192,8 +202,8 @@ class ImageData:
     def claimed_location(self, image_id: str, store: str) -> Location:
         """Where an upload into ``store`` writes: the object key is the image id, or the URL a
         shared store gives that key (an RBD store: rbd://<fsid>/<pool>/<image id>/snap)."""
-        target = self._stores.get(store)
-        if isinstance(target, SharedStore):
+        target = shared_store(self._stores.get(store))
+        if target is not None:
             return Location(store, target.location_url(image_id))
         return Location(store, image_id)
 
@@ -202,8 +212,8 @@ class ImageData:
         deleting it would break a server's disk or a volume cloned from it (Glance answers
         the same). The store refuses as well, should a clone appear after this check."""
         for location in image.locations:
-            store = self._stores.get(location.store)
-            if isinstance(store, SharedStore) and store.in_use(location.url):
+            store = shared_store(self._stores.get(location.store))
+            if store is not None and store.in_use(location.url):
                 raise Conflict(
                     f"Image {image.id} could not be deleted because it is in use: the image "
                     "cannot be deleted because it is in use through the backend store outside "
@@ -251,32 +261,65 @@ class ImageData:
         except Exception:
             log.exception("copy-from for image %s failed", image_id)
 
+    # -- quotas -------------------------------------------------------------------------------
+
+    def admission(self, owner: str | None, *, new_image: bool, upload: bool,
+                  declared: int | None = None) -> Admission:
+        """The quota check of a create (``new_image``) or an upload's claim, with the owner's
+        limits read now (Unavailable when their source cannot tell)."""
+        return Admission(owner, self._quotas.limits(owner), new_image=new_image, upload=upload,
+                         declared=declared, unified=self._quotas.unified)
+
+    def quota_report(self, owner: str | None) -> tuple[ProjectLimits, Usage] | None:
+        """The owner's limits and usage (``/v2/info/usage``); None without unified limits
+        (Glance then reports nothing)."""
+        if not self._quotas.unified:
+            return None
+        return self._quotas.limits(owner), self._repo.quota_usage(owner)
+
+    # -- receiving: claim, stream, finish -------------------------------------------------------
+
     def receive(
         self, image: Image, chunks: Iterable[bytes], store_name: str, on_failure: FailureRule,
-        claimed: bool = False,
+        claimed: bool = False, length: int | None = None,
     ) -> Image:
         """Stream data into a store: claim (unless the image was created claimed), stream with
-        no transaction open, then finish."""
+        no transaction open, then finish. ``length``: the byte count the transport declared
+        (Content-Length), which the quotas reserve when given."""
         location = self.claimed_location(image.id, store_name)
+        admitted = None
         if not claimed:
+            # The limits are read before the claim's transaction (a remote call), and checked
+            # in it, under the owner's lock.
+            admission = self.admission(
+                image.owner, new_image=False, upload=True,
+                declared=length if length is not None else image.size or None)
             # Where the data goes is recorded before any byte is written: if the upload fails
             # and the store cannot be cleaned at once, purge_leftovers() finds it there later,
             # and so does the sweep after a server died mid-upload.
             # A requeued image may still have it, if its store could not delete the data of
             # the failed try: this upload overwrites that object, under the one location.
             lifecycle.check_transition(image.status, Status.SAVING)
-            update = self._repo.update(
-                image.id, Changes(fields={"status": Status.SAVING, "updated_at": now(),
-                                          "failure_status": on_failure.status}),
-                expected_status=Status.QUEUED,
-                add_locations=[] if location in image.locations else [location],
-            )
+            try:
+                update = self._repo.update(
+                    image.id, Changes(fields={"status": Status.SAVING, "updated_at": now(),
+                                              "failure_status": on_failure.status}),
+                    expected_status=Status.QUEUED,
+                    add_locations=[] if location in image.locations else [location],
+                    admit=admission if admission.needed else None,
+                )
+            except OverLimit:
+                # Refused before any byte: v1's image is spent, v2's stays queued.
+                if on_failure.status is not Status.QUEUED:
+                    self._move(image.id, Status.QUEUED, on_failure.status)
+                raise
             if update is None:
                 raise Conflict("Cannot upload to an unqueued image")
             image = update
+            admitted = admission
         store = self._stores[store_name]
         expected = image.size or None
-        stages = self._stages(image, chunks, Status.SAVING, expected)
+        stages = self._stages(image, chunks, Status.SAVING, expected, admitted)
         stream, watched = stages.stream, stages.watched
         try:
             if expected is not None and expected > stages.limit:
@@ -372,10 +415,11 @@ class ImageData:
         return stages.facts()
 
     def _stages(self, image: Image, chunks: Iterable[bytes], status: Status,
-                expected_size: int | None) -> _Stages:
+                expected_size: int | None, admission: Admission | None = None) -> _Stages:
         """The stages data passes through on its way in, for an image in ``status``: the
-        heartbeat, the size limits and hashes, the format inspection."""
-        limit, limit_error = self.upload_limit(image)
+        heartbeat, the size limits and hashes, the format inspection. ``admission``: the
+        quota check the upload's claim passed (its reservation is the quota's cap)."""
+        limit, limit_error = self.upload_limit(image, admission)
         watched = self.uploads.watch(image.id, chunks, status)
         stream = UploadStream(
             watched, limit=limit, limit_error=limit_error, expected_size=expected_size,
@@ -386,17 +430,27 @@ class ImageData:
         )
         return _Stages(watched, stream, inspection, limit, limit_error)
 
-    def upload_limit(self, image: Image) -> tuple[int, OverLimit]:
+    def upload_limit(self, image: Image,
+                     admission: Admission | None = None) -> tuple[int, OverLimit]:
+        """The most bytes the image's data may have, and the refusal past it: the size cap,
+        or the owner's remaining size quota when smaller. An upload's claim reserved that
+        quota (``admission``); data verified at an external location reserves nothing and
+        is held to what remains now."""
         cap = self._limits.image_size_cap
         error = OverLimit(f"Denying attempt to upload image larger than {cap} bytes.")
-        quota = self._limits.user_storage_quota
-        if quota > 0:
-            remaining = max(quota - self._repo.usage(image.owner, image.id), 0)
-            if remaining < cap:
-                return remaining, OverLimit(
-                    f"Denying attempt to upload image because it exceeds the quota: "
-                    f"the remaining storage quota is {remaining} bytes of {quota}."
-                )
+        if admission is None:
+            admission = self.admission(image.owner, new_image=False, upload=False)
+            quota = admission.limits.get(IMAGE_SIZE_TOTAL)
+            if quota is None:
+                return cap, error
+            used = self._repo.usage(image.owner, image.id)
+            remaining = max(quota - used, 0)
+        elif admission.granted is None:
+            return cap, error
+        else:
+            remaining, used = admission.granted, admission.used
+        if remaining < cap:
+            return remaining, admission.size_error(used, remaining + 1)
         return cap, error
 
     def _fail(self, image_id: str, rule: FailureRule, cause: BaseException) -> None:

@@ -3,11 +3,12 @@ path (receiving, copying, releasing data) is ``data.ImageData``."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from glimpse.domain import ids, lifecycle, policy
+from glimpse.domain import ids, lifecycle, quotas
 from glimpse.domain.data import (
     EXTERNAL_STORE,
     Download,
@@ -45,7 +46,9 @@ from glimpse.domain.model import (
     Visibility,
     now,
 )
+from glimpse.domain.policy import DEFAULT_POLICY, ImageTarget, Policy, list_scope, new_image_target
 from glimpse.domain.ports import ImageRepository
+from glimpse.domain.protections import CallerAccess, Operation, PropertyRules
 from glimpse.domain.validation import (
     require_formats,
     validate_fields,
@@ -72,6 +75,8 @@ class ImageService:
         self, repo: ImageRepository, data: ImageData, limits: Limits, *,
         admins_read_deactivated: bool = False,
         hide_deleted: bool = False,
+        protections: PropertyRules | None = None,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         """Where the two APIs' rules differ, each gets a service with its own answer:
 
@@ -81,35 +86,66 @@ class ImageService:
 
         ``hide_deleted``: whether a deleted image is unknown to everyone, admins included (v2:
         GET, /file, PATCH and DELETE are 404 after a delete, §2.5, and the clients check
-        their deletes so); v1 shows admins a deleted image's metadata."""
+        their deletes so); v1 shows admins a deleted image's metadata.
+
+        ``protections``: the operator's property protections (None: every property is
+        everyone's who may change the image). Every image a method returns is shown without
+        the properties its caller may not read.
+
+        ``policy``: the rules every operation is authorized by (glimpse.domain.policy)."""
         self._repo = repo
         self.data = data
         self._limits = limits
         self._admins_read_deactivated = admins_read_deactivated
         self._hide_deleted = hide_deleted
+        self._protections = protections
+        self.policy = policy
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, principal: Principal, image_id: str) -> Image:
         """The image if the caller may see it; NotFound otherwise (never Forbidden). Any
-        spelling of its UUID finds it (``ids``)."""
+        spelling of its UUID finds it (``ids``). Authorized by ``get_image``: an image the
+        rule refuses does not exist for the caller (Glance's 404, not 403)."""
+        return self._shown(principal, self._find(principal, image_id))
+
+    def _find(self, principal: Principal, image_id: str) -> Image:
+        """``get``, with every property: for the service's own decisions."""
+        self.policy.require_scope(principal)
         image = ids.find(self._repo, image_id)
-        if image is None or (image.deleted and self._hide_deleted) or not policy.can_see(
+        if image is None or (image.deleted and self._hide_deleted) or not self.policy.may_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
         return image
 
+    def _enforce(self, rule: str, principal: Principal, image: Image,
+                 message: str | None = None, code: str | None = None) -> None:
+        """A rule about an image the caller sees (``get``): 403 when refused."""
+        self.policy.enforce(rule, principal, ImageTarget(image, principal.owner), message,
+                            code=code)
+
     def list_images(self, principal: Principal, query: ListQuery,
                     marker_id: str | None) -> list[Image]:
-        query.scope = policy.list_scope(principal, query.scope)
+        # The SQL scope is the visibility gate; get_image is asked per row only while the
+        # operator overrides it (Policy.visible).
+        self.policy.enforce("get_images", principal, {"project_id": principal.owner})
+        query.scope = list_scope(principal, query.scope)
         query.owner = principal.owner
         if marker_id is not None:
             try:
-                query.marker = self.get(principal, marker_id)
+                query.marker = self._find(principal, marker_id)
             except NotFound as exc:
                 raise Invalid("Invalid marker. Image could not be found.") from exc
-        return self._repo.list_images(query)
+        images = self.policy.visible(principal, self._repo.list_images(query))
+        access = self._access(principal)
+        if access is None:
+            return images
+        if any(not access.may(name, Operation.READ) for name in query.properties):
+            # A property the caller may not read is one no image has, for this caller: a
+            # filter on it must not tell which images hold which value.
+            return []
+        return [access.shown(image) for image in images]
 
     def open_data(self, principal: Principal, image_id: str, offset: int = 0,
                   length: int | None = None, choose: RangeChooser | None = None) -> Download:
@@ -121,7 +157,8 @@ class ImageService:
         range parser raises RangeNotSatisfiable). It is not called when that size is unknown
         (an external location whose remote did not say): the whole data is read.
         """
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
+        self._enforce("download_image", principal, image)
         if image.status is Status.DEACTIVATED and not (
                 principal.is_admin and self._admins_read_deactivated):
             raise Forbidden("The requested image has been deactivated. Image data download is "
@@ -132,7 +169,15 @@ class ImageService:
             raise NotFound(f"Image {image_id} is not active", code=code)
         if choose is not None and (size := data_size(image)) is not None:
             offset, length = choose(size)
-        return self.data.open(image, offset, length)
+        download = self.data.open(image, offset, length)
+        shown = self._shown(principal, download.image)
+        return download if shown is download.image else dataclasses.replace(download, image=shown)
+
+    def quota_usage(self, principal: Principal) -> dict[str, dict[str, int]] | None:
+        """The caller's project's limits and usage of every quota resource, in Glance's units
+        (``quotas.report``); None without unified limits."""
+        found = self.data.quota_report(principal.owner)
+        return None if found is None else quotas.report(*found)
 
     # -- creating and changing ---------------------------------------------------------------
 
@@ -142,9 +187,17 @@ class ImageService:
     ) -> Image:
         source = data.source
         fields = self._client_fields(principal, data.fields, None)
-        self._check_input(principal, fields, source, upload)
+        owner = fields.get("owner", principal.owner)
+        target = new_image_target(owner, fields.get("visibility", Visibility.SHARED))
+        self.policy.enforce("add_image", principal, target,
+                            None if owner == principal.owner else
+                            f"You are not permitted to create images owned by '{owner}'.")
+        self._check_input(principal, fields, source, upload, target)
         validate_properties(data.properties)
         validate_property_values(data.properties)
+        access = self._access(principal)
+        if access is not None:
+            access.check_create(data.properties)
         validate_tags(data.tags)
         if source.url is not None or upload is not None:
             require_formats(fields.get("disk_format"), fields.get("container_format"))
@@ -164,23 +217,28 @@ class ImageService:
             # The id as written names an image stored before ids were made canonical: the same
             # Conflict as any reused id (repository.create finds those of canonical ids).
             raise Conflict(f"An image with identifier {given} already exists")
-        status = Status.SAVING if upload is not None else Status.ACTIVE if empty \
-            else Status.QUEUED
+        # The owner's quotas: a create counts an image; data sent with it (v1) is an upload.
+        admission = self.data.admission(fields["owner"], new_image=True, upload=False)
+        # Created already claimed (saving, with its location recorded): nobody else can have
+        # seen it queued, and a small upload is spared a transaction. Not when quotas apply:
+        # the create admits the image, then the upload's claim reserves its bytes.
+        claimed = upload is not None and not admission.bounds_uploads
+        status = Status.SAVING if claimed else Status.ACTIVE if empty else Status.QUEUED
         if status is not Status.QUEUED:
             lifecycle.check_transition(Status.QUEUED, status)
         image = Image(
             id=image_id, status=status, properties=dict(data.properties), tags=tags,
             created_at=stamp, updated_at=stamp,
-            # Created already claimed (saving, with its location recorded): nobody else can
-            # have seen it queued, and a small upload is spared a transaction.
-            locations=[self.data.claimed_location(image_id, store)] if upload else [],
-            failure_status=on_failure.status if upload else None,
+            locations=[self.data.claimed_location(image_id, store)] if claimed else [],
+            failure_status=on_failure.status if claimed else None,
             **fields,
         )
-        self._repo.create(image)
+        self._repo.create(image, admit=admission if admission.needed else None)
         if upload is not None:
-            return self.data.receive(image, upload.chunks, store, on_failure, claimed=True)
-        return self._attach(image, source, None, store, on_failure)
+            image = self.data.receive(image, upload.chunks, store, on_failure, claimed=claimed,
+                                      length=upload.length)
+            return self._shown(principal, image)
+        return self._shown(principal, self._attach(image, source, None, store, on_failure))
 
     def update(
         self,
@@ -192,14 +250,21 @@ class ImageService:
         upload: Upload | None = None,
         on_failure: FailureRule,
     ) -> Image:
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if image.deleted:
             raise Forbidden("Forbidden to update deleted image.")
-        if not policy.can_modify(principal, image):
-            raise Forbidden("You are not permitted to modify this image.")
+        # v2's PUT /file is upload_image alone, and a PATCH of location operations only is
+        # their rules alone (Glance asks modify_image per change of anything else).
+        data_only = upload is not None and not commands
+        locations_only = bool(commands) and all(
+            isinstance(c, AddLocation | RemoveLocation | ReplaceLocations) for c in commands)
+        if not (data_only or locations_only):
+            self._enforce("modify_image", principal, image,
+                          "You are not permitted to modify this image.")
+        target = ImageTarget(image, principal.owner)
         changes, located = self._fold(principal, image, commands)
         fields = changes.fields
-        self._check_input(principal, fields, source, upload)
+        self._check_input(principal, fields, source, upload, target)
         if located.fields.get("status") is Status.ACTIVE:
             # A location activates a queued image: its data needs formats, as an upload's.
             require_formats(fields.get("disk_format", image.disk_format),
@@ -222,7 +287,8 @@ class ImageService:
         if upload is not None and not commands:
             # Data alone (v2's PUT /file): the claim that receiving starts with is the only
             # write needed before the data; it checks the image is still queued.
-            return self.data.receive(image, upload.chunks, store, on_failure)
+            return self._shown(principal, self.data.receive(image, upload.chunks, store,
+                                                            on_failure, length=upload.length))
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -237,21 +303,21 @@ class ImageService:
             # fails only logs; StoreAudit finds the object).
             for location in dropped_data(image.locations, changes.locations):
                 self.data.release(image.id, location)
-        return self._attach(updated, source, upload, store, on_failure)
+        return self._shown(principal, self._attach(updated, source, upload, store, on_failure))
 
     def delete(self, principal: Principal, image_id: str) -> None:
         raw = ids.find(self._repo, image_id)
         # A pending_delete image is deleted for reads, but its owner is told why it can't be
         # deleted again rather than that it doesn't exist.
-        if raw is not None and raw.status is Status.PENDING_DELETE and policy.can_modify(
-            principal, raw
+        if raw is not None and raw.status is Status.PENDING_DELETE and self.policy.allowed(
+            "delete_image", principal, ImageTarget(raw, principal.owner)
         ):
             raise Forbidden(f"Forbidden to delete a {raw.status} image.")
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         if image.status in (Status.DELETED, Status.PENDING_DELETE):
             raise NotFound(f"Image {image_id} not found.")
-        if not policy.can_modify(principal, image):
-            raise Forbidden("You are not permitted to delete this image.")
+        self._enforce("delete_image", principal, image,
+                      "You are not permitted to delete this image.")
         if image.protected:
             raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
         self.data.check_not_in_use(image)
@@ -268,7 +334,7 @@ class ImageService:
                     self.data.release_all(image)
                 return
             # The status moved under us (an upload finished); decide again on the new state.
-            image = self.get(principal, image_id)
+            image = self._find(principal, image_id)
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
         raise Conflict("The image kept changing while it was being deleted; try again.")
@@ -287,15 +353,14 @@ class ImageService:
     def _toggle(
         self, principal: Principal, image_id: str, source: Status, target: Status, verb: str
     ) -> Image:
-        image = self.get(principal, image_id)
+        image = self._find(principal, image_id)
         for _ in range(5):
             if image.deleted:
                 raise NotFound(f"Image {image_id} not found.")
-            if not policy.can_modify(principal, image):
-                raise Forbidden(f"You are not permitted to {verb} this image.")
+            self._enforce(verb, principal, image, f"You are not permitted to {verb} this image.")
             if image.status is target:
                 # Already there: nothing is written, updated_at included.
-                return image
+                return self._shown(principal, image)
             if image.status is not source:
                 raise Forbidden(f"Not allowed to {verb} image in status '{image.status}'")
             lifecycle.check_transition(source, target)
@@ -304,9 +369,9 @@ class ImageService:
                 expected_status=source,
             )
             if moved is not None:
-                return moved
+                return self._shown(principal, moved)
             # The status moved under us (another toggle, a delete): decide again.
-            image = self.get(principal, image_id)
+            image = self._find(principal, image_id)
         raise Conflict(f"The image kept changing while trying to {verb} it; try again.")
 
     # -- locations (v2's locations API) -------------------------------------------------------
@@ -316,23 +381,31 @@ class ImageService:
         """Point a queued image at data behind an external URL, checked by the same network
         rules as every external source; the data is verified in the background (see
         ImageData.import_location). Service callers (nova, cinder) and the owner may."""
-        image = self.get(principal, image_id)
-        if not (policy.can_modify(principal, image) or policy.is_service(principal)):
-            raise Forbidden("You are not permitted to add a location to this image.")
+        image = self._find(principal, image_id)
+        self._enforce("add_image_location", principal, image,
+                      "You are not permitted to add a location to this image.")
         if image.status is not Status.QUEUED:
             raise Conflict("A location can only be added to a queued image.")
         require_formats(image.disk_format, image.container_format)
         self.data.check_external(url, None)
-        return self.data.import_location(image, url, expected)
+        return self._shown(principal, self.data.import_location(image, url, expected))
 
     def locations(self, principal: Principal, image_id: str) -> list[Location]:
         """Where the image's data is: for service callers and admins only."""
-        image = self.get(principal, image_id)
-        if not policy.is_service(principal):
-            raise Forbidden("Only services and administrators may read image locations.")
+        image = self._find(principal, image_id)
+        self._enforce("fetch_image_location", principal, image,
+                      "Only services and administrators may read image locations.")
         return list(image.locations)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _access(self, principal: Principal) -> CallerAccess | None:
+        """The caller's access to properties; None when no protections are configured."""
+        return None if self._protections is None else self._protections.for_caller(principal)
+
+    def _shown(self, principal: Principal, image: Image) -> Image:
+        access = self._access(principal)
+        return image if access is None else access.shown(image)
 
     def _client_fields(
         self, principal: Principal, values: dict[str, Any], image: Image | None
@@ -370,6 +443,10 @@ class ImageService:
         changes = Changes()
         located = LocationEdit(image, self._limits, self.data.check_external)
         properties = dict(image.properties)
+        access = self._access(principal)
+        # Properties that exist but that the caller may not read: absent as far as it can
+        # tell (not there to replace or remove, not removed by v1's purge), and never set.
+        hidden = frozenset() if access is None else access.hidden(properties)
         tags = list(image.tags)
         for command in commands:
             if isinstance(command, SetFields):
@@ -380,17 +457,36 @@ class ImageService:
             elif isinstance(command, SetProperties):
                 validate_properties(command.values)
                 validate_property_values(command.values)
-                _check_presence(command, properties)
+                _check_presence(command, properties, hidden)
+                if access is not None:
+                    access.check_set(command.values, properties, hidden)
                 properties.update(command.values)
                 changes.set_properties.update(command.values)
                 changes.remove_properties -= set(command.values)
             elif isinstance(command, RemoveProperties):
                 validate_properties(command.names)
                 for name in command.names:
-                    if name not in properties and not command.missing_ok:
-                        raise Conflict(f"Property {name} does not exist.")
+                    if name not in properties or name in hidden:
+                        if not command.missing_ok:
+                            raise Conflict(f"Property {name} does not exist.")
+                        if access is not None:
+                            # Nothing the caller can see to remove: nothing is (a hidden
+                            # property stays, and so does one added meanwhile).
+                            continue
+                    elif access is not None:
+                        access.require(name, Operation.DELETE)
                     properties.pop(name, None)
                     changes.set_properties.pop(name, None)
+                    changes.remove_properties.add(name)
+            elif isinstance(command, RemoveOtherProperties) and access is not None:
+                # Under protections, the properties the caller can see and did not resend are
+                # removed by name, each only if the caller may delete it; those it may not
+                # read stay, as in Glance v1 (and so does one added meanwhile).
+                keep = command.keep | set(changes.set_properties)
+                for name in [k for k in properties if k not in keep and k not in hidden
+                             and not k.startswith(RESERVED_PROPERTY_PREFIX)]:
+                    access.require(name, Operation.DELETE)
+                    del properties[name]
                     changes.remove_properties.add(name)
             elif isinstance(command, RemoveOtherProperties):
                 # The service's own properties are not the client's to resend: they stay.
@@ -400,6 +496,8 @@ class ImageService:
                 changes.keep_properties = frozenset(keep)
                 changes.keep_namespace = RESERVED_PROPERTY_PREFIX
             elif isinstance(command, AddLocation | RemoveLocation | ReplaceLocations):
+                self._enforce("delete_image_location" if isinstance(command, RemoveLocation)
+                              else "set_image_location", principal, image)
                 located.apply(command)
             else:
                 tags = _fold_tag_command(command, tags, changes)
@@ -411,8 +509,11 @@ class ImageService:
 
     def _check_input(
         self, principal: Principal, fields: dict[str, Any], source: DataSource,
-        upload: Upload | None,
+        upload: Upload | None, target: Mapping[str, object],
     ) -> None:
+        """The values and data sources asked for, and the rules they need (Glance's, with
+        v1's: copy_from, upload_image with data or a copy, set_image_location for
+        x-image-meta-location)."""
         validate_fields(fields, self._limits.disk_formats, self._limits.container_formats)
         cap = self._limits.image_size_cap
         declared = fields.get("size")
@@ -423,15 +524,23 @@ class ImageService:
             raise Invalid(f"Denying attempt to upload image larger than {cap} bytes.",
                           code="declared_over_cap")
         visibility = fields.get("visibility")
-        if visibility is not None and not policy.may_set_visibility(
-            principal, Visibility(visibility)
-        ):
-            raise Forbidden("Only administrators may make images public.", code="publicize")
+        if visibility == Visibility.PUBLIC:
+            self.policy.enforce("publicize_image", principal, target,
+                                "Only administrators may make images public.", code="publicize")
+        elif visibility == Visibility.COMMUNITY:
+            self.policy.enforce("communitize_image", principal, target,
+                                "You are not permitted to make images community.")
         count = (source.location is not None) + (source.copy_from is not None) + (
             upload is not None)
         if count > 1:
             raise Invalid("Only one source of image data may be given.",
                           code="multiple_sources")
+        if source.copy_from is not None:
+            self.policy.enforce("copy_from", principal, target)
+        if upload is not None or source.copy_from is not None:
+            self.policy.enforce("upload_image", principal, target)
+        if source.location is not None:
+            self.policy.enforce("set_image_location", principal, target)
 
     def _check_external(self, source: DataSource, declared: int | None) -> int | None:
         url = source.url
@@ -443,7 +552,8 @@ class ImageService:
     ) -> Image:
         """Attach the request's data source, if any, to a freshly written image."""
         if upload is not None:
-            return self.data.receive(image, upload.chunks, store, on_failure)
+            return self.data.receive(image, upload.chunks, store, on_failure,
+                                     length=upload.length)
         if source.location is not None:
             return self.data.point_at(image, source.location)
         if source.copy_from is not None:
@@ -485,14 +595,16 @@ def _fold_tag_command(command: AddTag | RemoveTag | SetTags, tags: list[str],
     return tags
 
 
-def _check_presence(command: SetProperties, properties: dict[str, str | None]) -> None:
+def _check_presence(command: SetProperties, properties: dict[str, str | None],
+                    hidden: frozenset[str]) -> None:
+    """``hidden`` (properties the caller may not read) count as absent."""
     if command.presence is Presence.PRESENT:
         for name in command.values:
-            if name not in properties:
+            if name not in properties or name in hidden:
                 raise Conflict(f"Property {name} does not exist.")
     elif command.presence is Presence.ABSENT:
         for name in command.values:
-            if name in properties:
+            if name in properties and name not in hidden:
                 raise Conflict(f"Property {name} already present.")
 
 

@@ -15,8 +15,11 @@ from glimpse.domain.model import Status
 from glimpse.errors import Conflict
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    # -> killed: v1's upload refused by a quota before its claim (the image is spent, as
+    # when its data fails).
     Status.QUEUED: frozenset(
-        {Status.SAVING, Status.UPLOADING, Status.IMPORTING, Status.ACTIVE, Status.DELETED}
+        {Status.SAVING, Status.UPLOADING, Status.IMPORTING, Status.ACTIVE, Status.DELETED,
+         Status.KILLED}
     ),
     Status.SAVING: frozenset(
         {Status.ACTIVE, Status.KILLED, Status.QUEUED, Status.DELETED, Status.PENDING_DELETE}

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from glimpse.domain import lifecycle, policy
+from glimpse.domain import lifecycle
 from glimpse.domain.data import EXTERNAL_STORE
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import (
@@ -37,6 +37,7 @@ from glimpse.domain.model import (
     RemoveLocation,
     Status,
 )
+from glimpse.domain.policy import DEFAULT_POLICY, ImageTarget, Policy
 from glimpse.errors import Conflict, Forbidden, Invalid
 from glimpse.redaction import redact_url
 
@@ -55,11 +56,18 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 ExternalCheck = Callable[[str, int | None], int | None]
 
 
-def shown_locations(principal: Principal, image: Image) -> list[Location]:
-    """The locations ``principal`` is shown in the image (empty when none may be): only for
-    services, admins and the owner; only of complete data (an upload's claimed object is not
-    yet a location); not of a deactivated image but to admins (as Glance)."""
-    if image.status not in _SHOWN or not policy.can_read_image_locations(principal, image):
+def shown_locations(principal: Principal, image: Image,
+                    policy: Policy = DEFAULT_POLICY) -> list[Location]:
+    """The locations ``principal`` is shown in the image (empty when none may be): to whom
+    ``get_image_location`` allows (admins, the owner's readers) and to service callers
+    (``service_api``); never to members and the public (a shared or public image's URLs are
+    not theirs to see: OSSN-0065, OSSN-0090); only of complete data (an upload's claimed
+    object is not yet a location); not of a deactivated image but to admins (as Glance)."""
+    if image.status not in _SHOWN:
+        return []
+    target = ImageTarget(image, principal.owner)
+    if not (policy.allowed("get_image_location", principal, target)
+            or policy.allowed("service_api", principal, target)):
         return []
     if image.status is Status.DEACTIVATED and not principal.is_admin:
         return []

@@ -12,9 +12,10 @@ it, and each member sets its own status.
 
 from __future__ import annotations
 
-from glimpse.domain import ids, policy
+from glimpse.domain import ids
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Image, Member, MemberStatus, Principal, Visibility
+from glimpse.domain.policy import DEFAULT_POLICY, ImageTarget, Policy, owns
 from glimpse.domain.ports import ImageRepository
 from glimpse.domain.validation import check_member_id
 from glimpse.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
@@ -23,16 +24,23 @@ NOT_SHARED = "Only shared images have members."
 
 
 class MemberService:
-    def __init__(self, repo: ImageRepository, limits: Limits) -> None:
+    def __init__(self, repo: ImageRepository, limits: Limits,
+                 policy: Policy = DEFAULT_POLICY) -> None:
         self._repo = repo
         self._check_quota = limits.check_members
+        self._policy = policy
 
     def list_members(
         self, principal: Principal, image_id: str, shared_only: bool = False
     ) -> list[Member]:
         """Every membership for the owner and admins, a member's own to the member, none to
         others. ``shared_only`` (v2): Forbidden unless the image is shared."""
+        return self._members(principal, image_id, shared_only, "get_members")
+
+    def _members(self, principal: Principal, image_id: str, shared_only: bool,
+                 rule: str) -> list[Member]:
         image = self._live_image(principal, image_id)
+        self._enforce(rule, principal, image)
         if shared_only:
             _require_shared(image)
         return self._shown(principal, image)
@@ -41,7 +49,7 @@ class MemberService:
         self, principal: Principal, image_id: str, member_id: str, shared_only: bool = False
     ) -> Member:
         """One membership, to whoever list_members shows it; NotFound to others."""
-        for member in self.list_members(principal, image_id, shared_only):
+        for member in self._members(principal, image_id, shared_only, "get_member"):
             if member.member_id == member_id:
                 return member
         raise NotFound("Membership could not be found.")
@@ -52,7 +60,7 @@ class MemberService:
         """A new membership, pending: by the owner or an admin, of a shared image. A member
         removed and invited again starts pending again."""
         check_member_id(member_id)
-        image = self._owned_shared_image(principal, image_id)
+        image = self._owned_shared_image(principal, image_id, "add_member")
         members = self._repo.members(image.id)
         if any(m.member_id == member_id for m in members):
             raise Conflict(f"Member {member_id} already has a membership of image {image.id}.")
@@ -72,8 +80,12 @@ class MemberService:
         _require_shared(image)
         if not any(m.member_id == member_id for m in self._shown(principal, image)):
             raise NotFound("Membership could not be found.")
+        only_member = "Only the member itself may change the status of a membership."
+        # modify_member's target names the caller as the member (Glance's member_id) only on
+        # an image shared with it: the owner may not answer for its members.
+        self._enforce("modify_member", principal, image, only_member)
         if not principal.is_admin and member_id != principal.owner:
-            raise Forbidden("Only the member itself may change the status of a membership.")
+            raise Forbidden(only_member)
         member = self._repo.set_member_status(image.id, member_id, MemberStatus(status))
         if member is None:  # removed meanwhile
             raise NotFound("Membership could not be found.")
@@ -81,7 +93,7 @@ class MemberService:
 
     def uninvite(self, principal: Principal, image_id: str, member_id: str) -> None:
         """Remove a membership: the owner or an admin, of a shared image."""
-        image = self._owned_shared_image(principal, image_id)
+        image = self._owned_shared_image(principal, image_id, "delete_member")
         if not self._repo.remove_member(image.id, member_id):
             raise NotFound("Membership could not be found.")
 
@@ -92,7 +104,7 @@ class MemberService:
         status: MemberStatus,
     ) -> None:
         """Add the membership with ``status`` (an existing one keeps its status)."""
-        image = self._shareable_image(principal, image_id)
+        image = self._shareable_image(principal, image_id, "add_member")
         check_member_id(member_id)
         existing = {m.member_id for m in self._repo.members(image.id)}
         # Unlike the reference (Q18), re-adding an existing member does not count twice.
@@ -107,18 +119,20 @@ class MemberService:
         status: MemberStatus,
     ) -> None:
         """Make the memberships exactly ``members``; new ones get ``status``."""
-        image = self._shareable_image(principal, image_id)
+        image = self._shareable_image(principal, image_id, "add_member")
         for member_id, _ in members:
             check_member_id(member_id)
         self._check_quota(len({m for m, _ in members}))
         self._repo.replace_members(image.id, members, status)
 
     def remove(self, principal: Principal, image_id: str, member_id: str) -> None:
-        image = self._shareable_image(principal, image_id)
+        image = self._shareable_image(principal, image_id, "delete_member")
         if not self._repo.remove_member(image.id, member_id):
             raise NotFound("Membership could not be found.")
 
     def shared_images(self, principal: Principal, member_id: str) -> list[Member]:
+        """v1's images shared with ``member_id``: a list of images (get_images)."""
+        self._policy.enforce("get_images", principal, {"project_id": principal.owner})
         shared = self._repo.shared_with(member_id)
         if principal.is_admin:
             return [m for m, _ in shared]
@@ -132,27 +146,39 @@ class MemberService:
 
     def _shown(self, principal: Principal, image: Image) -> list[Member]:
         members = self._repo.members(image.id)
-        if principal.is_admin or policy.owns(principal, image):
+        if principal.is_admin or owns(principal, image):
             return members
         return [m for m in members if m.member_id == principal.owner]
 
+    def _enforce(self, rule: str, principal: Principal, image: Image,
+                 message: str | None = None) -> None:
+        self._policy.enforce(rule, principal, ImageTarget(image, principal.owner), message)
+
     def _live_image(self, principal: Principal, image_id: str) -> Image:
+        """The image, if the caller may see it (get_image); NotFound otherwise."""
+        self._policy.require_scope(principal)
         image = ids.find(self._repo, image_id)
         if image is None:
             raise NotFound(f"Image {image_id} not found.")
-        if image.deleted and (principal.is_admin or policy.owns(principal, image)):
+        if image.deleted and (principal.is_admin or owns(principal, image)):
             raise NotFound(f"Image with identifier {image_id} has been deleted.")
-        if not policy.can_see(
+        if not self._policy.may_see(
             principal, image, lambda: self._repo.is_member(image.id, principal.owner or "")
         ):
             raise NotFound(f"Image {image_id} not found.")
         return image
 
-    def _shareable_image(self, principal: Principal, image_id: str) -> Image:
+    def _shareable_image(self, principal: Principal, image_id: str, rule: str) -> Image:
+        """v1's membership changes (``rule``: add_member, delete_member). The owner's and
+        admins' are the rule's (403 when it refuses); a member whose membership has
+        can_share shares on for the owner: the rule is asked with the image's project taken
+        as the sharer's (so a reader-only sharer, or an operator's stricter rule, still
+        refuses). Anyone else: 404, as the reference (Q5)."""
         if not principal.is_admin and principal.tenant is None:
             raise Unauthenticated("Membership changes need an authenticated tenant.")
         image = self._live_image(principal, image_id)
-        if principal.is_admin or policy.owns(principal, image):
+        if principal.is_admin or owns(principal, image):
+            self._enforce(rule, principal, image)
             return image
         can_share = any(
             m.member_id == principal.owner and m.can_share for m in self._repo.members(image.id)
@@ -160,14 +186,18 @@ class MemberService:
         if not can_share:
             # The reference answers 404 here (Q5); we keep that: it reveals nothing new.
             raise NotFound(f"You may not share image {image_id}.")
+        self._policy.enforce(rule, principal, {
+            "project_id": principal.owner, "owner": principal.owner, "image_id": image.id,
+            "id": image.id, "member_id": principal.owner, "visibility": str(image.visibility)})
         return image
 
-    def _owned_shared_image(self, principal: Principal, image_id: str) -> Image:
-        """v2's membership changes: the image must be visible (NotFound), the caller its owner
-        or an admin (Forbidden: a member or a stranger that sees it), and it shared."""
+    def _owned_shared_image(self, principal: Principal, image_id: str, rule: str) -> Image:
+        """v2's membership changes (``rule``): the image must be visible (NotFound), the
+        rule must allow (Forbidden: by default the owner's members and admins), and the image
+        must be shared."""
         image = self._live_image(principal, image_id)
-        if not policy.can_modify(principal, image):
-            raise Forbidden(f"You are not permitted to change the members of image {image_id}.")
+        self._enforce(rule, principal, image,
+                      f"You are not permitted to change the members of image {image_id}.")
         _require_shared(image)
         return image
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, cast
 
 from glimpse.domain.model import Changes, Image, ListQuery, Location, Member, MemberStatus, Status
+from glimpse.domain.quotas import Usage
+
+# A quota check run inside a claim's transaction (domain/quotas.py Admission): given the
+# owner's usage, read under the owner's lock with the image counted, it raises OverLimit to
+# undo everything, or returns the bytes the image's upload reserves (None: none).
+Admit = Callable[[Usage], int | None]
 
 
 class ImageRepository(Protocol):
-    def create(self, image: Image) -> None:
+    def create(self, image: Image, admit: Admit | None = None) -> None:
         """Insert a new image with its properties, tags and locations. Conflict if the id was
-        ever used."""
+        ever used. ``admit``: its owner's quotas, checked in the same transaction."""
 
     def get(self, image_id: str) -> Image | None:
         """The image with that id, deleted ones included."""
@@ -32,9 +38,11 @@ class ImageRepository(Protocol):
         expected_status: Status | None = None,
         check_counts: Callable[[int, int], None] | None = None,
         add_locations: Sequence[Location] = (),
+        admit: Admit | None = None,
     ) -> Image | None:
         """Apply ``changes`` (fields, properties, tags) and add locations in one transaction;
-        the image as it then is.
+        the image as it then is. ``admit``: the owner's quotas, checked on the result in the
+        same transaction (an upload's claim), its reservation recorded.
 
         Changes are applied to the stored state, not to an earlier read, so concurrent updates
         of one image do not lose each other's properties or tags. ``check_counts`` gets the
@@ -67,6 +75,9 @@ class ImageRepository(Protocol):
 
     def usage(self, owner: str | None, exclude_id: str) -> int:
         """Bytes held by the owner's live (not killed, not deleted) images, but one."""
+
+    def quota_usage(self, owner: str | None) -> Usage:
+        """The owner's usage of every quota resource (no lock: a report)."""
 
     def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
         """Killed or deleted images that still have a location in one of ``stores``: their
@@ -152,7 +163,6 @@ class Store(Protocol):
         local. The caller closes it."""
 
 
-@runtime_checkable
 class SharedStore(Protocol):
     """A store whose objects other services use in place: Ceph RBD, whose images nova and
     cinder clone copy-on-write. Such a store names its objects by URLs those services
@@ -164,6 +174,15 @@ class SharedStore(Protocol):
 
     def in_use(self, key: str) -> bool:
         """Whether another service depends on the object (a clone of it exists)."""
+
+
+def shared_store(store: Store | None) -> SharedStore | None:
+    """``store`` as a SharedStore when it is one. Asked by attribute, not by isinstance: a
+    wrapper that forwards attributes to the store it wraps (stores.observed) is one too, and a
+    runtime-checkable Protocol does not look past it on every Python."""
+    if callable(getattr(store, "location_url", None)) and callable(getattr(store, "in_use", None)):
+        return cast(SharedStore, store)
+    return None
 
 
 class ExternalSource(Protocol):

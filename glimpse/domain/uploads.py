@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 
 from glimpse.domain.model import Status, now
 from glimpse.domain.ports import ImageRepository
@@ -25,6 +25,16 @@ class UploadGuard:
         self._active = 0
         self._stopping = False
         self._idle = threading.Condition()
+        self._observers: list[Callable[[Status, int], None]] = []
+
+    def observe(self, observer: Callable[[Status, int], None]) -> None:
+        """Call ``observer(status, +1)`` as each upload starts and ``(status, -1)`` as it
+        ends (metrics: transfers in progress)."""
+        self._observers.append(observer)
+
+    def _tell(self, status: Status, delta: int) -> None:
+        for observer in self._observers:
+            observer(status, delta)
 
     def watch(
         self, image_id: str, chunks: Iterable[bytes], status: Status = Status.SAVING
@@ -35,6 +45,7 @@ class UploadGuard:
             if self._stopping:
                 raise Unavailable("The server is shutting down; retry the upload elsewhere.")
             self._active += 1
+        self._tell(status, 1)
         try:
             last = time.monotonic()
             for chunk in chunks:
@@ -52,6 +63,7 @@ class UploadGuard:
                             f"Image {image_id} was deleted while its data was being uploaded."
                         )
         finally:
+            self._tell(status, -1)
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()

@@ -55,6 +55,9 @@ class GlimpseServer:
                 env[f"GLIMPSE_{name.upper()}"] = value
         for name, value in (settings or {}).items():
             env[f"GLIMPSE_{name.upper()}"] = str(value)
+        # The metrics listener (docs/operations.md), when the settings turn it on.
+        metrics_port = (settings or {}).get("metrics_port")
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}" if metrics_port else ""
         self.log_path = self.data_dir / "server.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
@@ -77,8 +80,9 @@ class GlimpseServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        log = self.log()  # before stop() closes it
         self.stop()
-        raise RuntimeError(f"glimpse did not become ready:\n{self.log()}")
+        raise RuntimeError(f"glimpse did not become ready:\n{log}")
 
     def log(self) -> str:
         self._log.flush()

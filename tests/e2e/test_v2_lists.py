@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 # The service tables' callers, here as identity headers.
 CALLERS = {
     "admin": ctx("root-2l", roles="admin"), "owner": ctx("alice-2l"),
-    "member": ctx("bob-2l"), "stranger": ctx("carol-2l"), "anonymous": ctx(None, roles=""),
+    "member": ctx("bob-2l"), "stranger": ctx("carol-2l"), "anonymous": ctx(None),
 }
 OWNER = CALLERS["owner"]
 

@@ -49,11 +49,17 @@ T = TypeVar("T")
 
 # The callers every matrix is written for. The admin has a project of its own, as a Keystone
 # admin does; the anonymous caller is what an unauthenticated request (no tenant) becomes.
-ADMIN = Principal(tenant="root", user="r", roles=("admin",), is_admin=True, owner="root")
-OWNER = Principal(tenant="alice", user="a", roles=("member",), is_admin=False, owner="alice")
-MEMBER = Principal(tenant="bob", user="b", roles=("member",), is_admin=False, owner="bob")
-STRANGER = Principal(tenant="carol", user="c", roles=("member",), is_admin=False, owner="carol")
-ANONYMOUS = Principal(tenant=None, user=None, roles=(), is_admin=False, owner=None)
+ADMIN = Principal(tenant="root", user="r", roles=("admin", "member", "reader"),
+                  is_admin=True, owner="root")
+OWNER = Principal(tenant="alice", user="a", roles=("member", "reader"),
+                  is_admin=False, owner="alice")
+MEMBER = Principal(tenant="bob", user="b", roles=("member", "reader"), is_admin=False, owner="bob")
+STRANGER = Principal(tenant="carol", user="c", roles=("member", "reader"),
+                     is_admin=False, owner="carol")
+# No project, with the roles a token (or "X-Roles: member") carries: a noauth caller without
+# X-Tenant-Id.
+ANONYMOUS = Principal(tenant=None, user=None, roles=("member", "reader"), is_admin=False,
+                      owner=None)
 ROLES: dict[str, Principal] = {
     "admin": ADMIN, "owner": OWNER, "member": MEMBER, "stranger": STRANGER,
     "anonymous": ANONYMOUS,

@@ -80,10 +80,10 @@ def queued(svc: Services, **fields: Any) -> str:
 
 
 def unchanged(svc: Services, image_id: str, *commands: Command,
-              error: type[GlimpseError]) -> GlimpseError:
+              error: type[GlimpseError], who: Any = OWNER) -> GlimpseError:
     before = svc.repo.get(image_id)
     with pytest.raises(error) as caught:
-        update(svc, image_id, *commands)
+        update(svc, image_id, *commands, who=who)
     assert svc.repo.get(image_id) == before
     return caught.value
 
@@ -112,8 +112,8 @@ def test_positions(svc: Services, remote: FakeRemote) -> None:
            AddLocation(loc("c")), AddLocation(loc("d"), 3))
     assert urls(svc, image_id) == [REMOTE + n for n in "bacd"]
     unchanged(svc, image_id, AddLocation(loc("e"), 5), error=Invalid)
-    unchanged(svc, image_id, RemoveLocation(4), error=Invalid)
-    update(svc, image_id, RemoveLocation(0), RemoveLocation())
+    unchanged(svc, image_id, RemoveLocation(4), error=Invalid, who=ADMIN)
+    update(svc, image_id, RemoveLocation(0), RemoveLocation(), who=ADMIN)
     assert urls(svc, image_id) == [REMOTE + "a", REMOTE + "c"]
 
 
@@ -129,20 +129,31 @@ def test_quota(build: Any) -> None:
 
 def test_statuses(svc: Services, remote: FakeRemote) -> None:
     image_id = queued(svc)
-    unchanged(svc, image_id, RemoveLocation(), error=Conflict)
+    unchanged(svc, image_id, RemoveLocation(), error=Conflict, who=ADMIN)
     update(svc, image_id, AddLocation(loc("a")))
     svc.images.deactivate(OWNER, image_id)
     error = unchanged(svc, image_id, AddLocation(loc("b")), error=Conflict)
     assert "deactivated" in error.message
     unchanged(svc, image_id, ReplaceLocations((loc("a"),)), error=Conflict)
-    unchanged(svc, image_id, RemoveLocation(), error=Conflict)
+    unchanged(svc, image_id, RemoveLocation(), error=Conflict, who=ADMIN)
 
 
 def test_the_last_location_stays(svc: Services, remote: FakeRemote) -> None:
     image_id = queued(svc)
     update(svc, image_id, AddLocation(loc("a")))
-    unchanged(svc, image_id, RemoveLocation(), error=Forbidden)
+    unchanged(svc, image_id, RemoveLocation(), error=Forbidden, who=ADMIN)
     unchanged(svc, image_id, ReplaceLocations(()), error=Forbidden)
+
+
+def test_removing_a_location_is_the_admins(svc: Services, remote: FakeRemote) -> None:
+    """delete_image_location's default is admin only (Glance's, since OSSN-0065): the owner
+    may add and replace locations but not remove one."""
+    image_id = queued(svc)
+    update(svc, image_id, AddLocation(loc("a")), AddLocation(loc("b")))
+    error = unchanged(svc, image_id, RemoveLocation(), error=Forbidden)
+    assert "delete_image_location" in error.message
+    update(svc, image_id, RemoveLocation(), who=ADMIN)
+    assert urls(svc, image_id) == [REMOTE + "a"]
 
 
 def test_removing_glimpses_copy_deletes_it(svc: Services, remote: FakeRemote) -> None:
@@ -150,7 +161,7 @@ def test_removing_glimpses_copy_deletes_it(svc: Services, remote: FakeRemote) ->
     assert image.id in svc.stored()
     update(svc, image.id, AddLocation(loc("a")))
     assert image.id in svc.stored()  # still named by the first location
-    active = update(svc, image.id, RemoveLocation(0))
+    active = update(svc, image.id, RemoveLocation(0), who=ADMIN)
     assert active.status is Status.ACTIVE
     assert [x.store for x in active.locations] == [EXTERNAL_STORE]
     assert image.id not in svc.stored()
@@ -159,7 +170,7 @@ def test_removing_glimpses_copy_deletes_it(svc: Services, remote: FakeRemote) ->
 def test_removing_an_external_location_keeps_the_data(svc: Services,
                                                       remote: FakeRemote) -> None:
     image = svc.create(data=b"data")
-    update(svc, image.id, AddLocation(loc("a")), RemoveLocation(1))
+    update(svc, image.id, AddLocation(loc("a")), RemoveLocation(1), who=ADMIN)
     assert urls(svc, image.id) == [image.id]
     assert image.id in svc.stored()
 

@@ -208,7 +208,7 @@ async def test_prefix_routing_reaches_each_router(both: Client) -> None:
     assert v9.json() == {
         "api": "v9", "path": "/v9/things", "tenant": "t9", "base": "http://testserver"
     }
-    v1 = await both.get("/v1/images", headers={"X-Tenant-Id": "t1"})
+    v1 = await both.get("/v1/images", headers={"X-Tenant-Id": "t1", "X-Roles": "reader"})
     assert v1.status_code == 200
     assert v1.json() == {"images": []}
 

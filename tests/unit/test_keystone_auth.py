@@ -382,3 +382,25 @@ class TestSettings:
         assert settings.service_token_roles == ("service", "x")
         assert settings.token_cache_time == 60
         assert settings_mod.from_json(settings_mod.to_json(settings)) == settings
+
+
+def test_is_admin_is_the_context_is_admin_rule_per_request() -> None:
+    """An operator's context_is_admin decides, and a change applies to cached tokens at once
+    (the rule is asked per request, not cached with the token)."""
+    from glimpse.domain.policy import Policy
+
+    class Rule:
+        role = "admin"
+
+        def check(self, rule: str, principal: Any, target: Any) -> bool | None:
+            return self.role in principal.roles if rule == "context_is_admin" else None
+
+    operator = Rule()
+    keystone = FakeKeystone({"tok": token_data(roles=("admin", "member", "reader")),
+                             "cloud": token_data(roles=("cloud_admin", "member", "reader"))})
+    authn = auth(keystone, policy=Policy(operator))
+    assert principal(authn, {"X-Auth-Token": "tok"}).is_admin
+    assert not principal(authn, {"X-Auth-Token": "cloud"}).is_admin
+    operator.role = "cloud_admin"
+    assert not principal(authn, {"X-Auth-Token": "tok"}).is_admin
+    assert principal(authn, {"X-Auth-Token": "cloud"}).is_admin

@@ -16,8 +16,9 @@ from glimpse.domain.model import Principal
 from glimpse.errors import Forbidden, GlimpseError, Invalid
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 
-USER = Principal(tenant="p", user="u", roles=("member",), is_admin=False, owner="p")
-ADMIN = Principal(tenant="a", user="r", roles=("admin",), is_admin=True, owner="a")
+USER = Principal(tenant="p", user="u", roles=("member", "reader"), is_admin=False, owner="p")
+ADMIN = Principal(tenant="a", user="r", roles=("admin", "member", "reader"),
+                  is_admin=True, owner="a")
 SCHEMAS = ImageSchemas(DEFAULT_DISK_FORMATS, DEFAULT_CONTAINER_FORMATS)
 
 

@@ -34,8 +34,9 @@ from glimpse.domain.model import (
 from glimpse.errors import Conflict, Forbidden, GlimpseError, Invalid, UnsupportedMediaType
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 
-USER = Principal(tenant="p", user="u", roles=("member",), is_admin=False, owner="p")
-ADMIN = Principal(tenant="a", user="r", roles=("admin",), is_admin=True, owner="a")
+USER = Principal(tenant="p", user="u", roles=("member", "reader"), is_admin=False, owner="p")
+ADMIN = Principal(tenant="a", user="r", roles=("admin", "member", "reader"),
+                  is_admin=True, owner="a")
 SCHEMAS = ImageSchemas(DEFAULT_DISK_FORMATS, DEFAULT_CONTAINER_FORMATS, parse_operator_schema({
     "os_distro": {"type": "string"},
     "kernel_id": {"type": ["null", "string"], "pattern": "^[0-9a-f-]{36}$"},

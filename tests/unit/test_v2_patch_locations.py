@@ -21,7 +21,7 @@ from glimpse.domain.model import (
 from glimpse.errors import Forbidden, Invalid
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 
-USER = Principal(tenant="p", user="u", roles=("member",), is_admin=False, owner="p")
+USER = Principal(tenant="p", user="u", roles=("member", "reader"), is_admin=False, owner="p")
 SCHEMAS = ImageSchemas(DEFAULT_DISK_FORMATS, DEFAULT_CONTAINER_FORMATS, None)
 URL = "http://example.test/image.raw"
 VALUE = {"url": URL, "metadata": {"k": "v"}}

@@ -56,7 +56,7 @@ OPERATOR = {
     "os_distro": {"type": "string", "description": "Distribution"},
     "architecture": {"type": "string", "enum": ["x86_64", "aarch64"]},
 }
-USER = Principal(tenant="p", user="u", roles=("member",), is_admin=False, owner="p")
+USER = Principal(tenant="p", user="u", roles=("member", "reader"), is_admin=False, owner="p")
 
 
 @pytest.fixture

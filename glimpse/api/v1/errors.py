@@ -42,7 +42,14 @@ WORDING = {
 
 def error_response(error: errors.GlimpseError) -> Response:
     message = WORDING.get(error.code or "", error.message)
-    return text_response(status_of(error), message)
+    return text_response(status_of(error), message, retry_after(error))
+
+
+def retry_after(error: errors.GlimpseError) -> list[tuple[bytes, bytes]]:
+    """A Retry-After header for an outage that says when to try again."""
+    if isinstance(error, errors.Unavailable) and error.retry_after is not None:
+        return [(b"retry-after", str(error.retry_after).encode())]
+    return []
 
 
 def not_found() -> Response:

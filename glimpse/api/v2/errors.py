@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from glimpse import errors
 from glimpse.api.http import Header
+from glimpse.api.v2.body import shown_key
 from glimpse.api.v2.patch import ACCEPT_PATCH, PATCH_MEDIA_TYPE
 
 STATUS: dict[type[errors.GlimpseError], int] = {
@@ -55,10 +56,16 @@ def error_response(error: errors.GlimpseError, request: Request) -> Response:
     if error.code == PATCH_MEDIA_TYPE:
         # A PATCH's 415 names the media types it takes.
         headers.append((b"accept-patch", ACCEPT_PATCH.encode()))
+    if isinstance(error, errors.Unavailable) and error.retry_after is not None:
+        headers.append((b"retry-after", str(error.retry_after).encode()))
     if isinstance(error, errors.RangeNotSatisfiable):
         # The data's size, so the client can ask again for a range it holds (RFC 9110).
         headers.append((b"content-range", f"bytes */{error.size}".encode()))
-    return refusal(status_of(error), error.message, request, headers)
+    message = error.message
+    if isinstance(error, errors.PropertyProtected):
+        # Glance v2's words for a protected property (its ReservedProperty).
+        message = f"Attribute '{shown_key(error.name)}' is reserved."
+    return refusal(status_of(error), message, request, headers)
 
 
 def refusal(status: int, message: str, request: Request,

@@ -283,12 +283,13 @@ class V2Handlers:
         call.refuse_body()
         # Per-project limits come with unified limits (Keystone); without them Glance too
         # answers an empty document.
-        return json_response({"usage": {}})
+        found = await in_thread(self.images.quota_usage, call.principal)
+        return json_response({"usage": found or {}})
 
     def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
         document = image_json(image, self.schemas.null_properties)
         if self.show_locations or self.show_direct_url:
-            add_location_keys(document, shown_locations(principal, image),
+            add_location_keys(document, shown_locations(principal, image, self.images.policy),
                               locations=self.show_locations, direct_url=self.show_direct_url)
         return document
 
