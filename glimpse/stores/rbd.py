@@ -120,6 +120,7 @@ class RbdStore:
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         name = self._image_name(key)
         partial = f"{name}.{uuid.uuid4().hex[:12]}{_PARTIAL}"
+        creating = False
         try:
             with self._session() as ioctx:
                 # What an earlier try of this image left (its upload failed while Ceph was
@@ -129,6 +130,7 @@ class RbdStore:
                 # Layering only (what clones need): no exclusive lock, which a writer that lost
                 # Ceph mid-upload would leave behind, stopping the image's removal. Clones
                 # choose their own features.
+                creating = True
                 self._call(lambda: rbd.RBD().create(ioctx, partial, 0, order=self._order,
                                                     old_format=False,
                                                     features=rbd.RBD_FEATURE_LAYERING))
@@ -138,7 +140,8 @@ class RbdStore:
                     self._call(image.protect_snap, SNAPSHOT)
                 self._call(rbd.RBD().rename, ioctx, partial, name)
         except BaseException:
-            self._remove_partial(partial)
+            if creating:  # (a create that timed out may have made the image all the same)
+                self._remove_partial(partial)
             raise
         return written
 
