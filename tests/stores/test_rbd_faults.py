@@ -122,7 +122,9 @@ def test_v2_upload_with_a_daemon_stopped_requeues_the_image_and_leaves_nothing(
 
 
 def test_a_download_cut_by_a_stopped_osd_is_never_a_success(server: GlimpseServer) -> None:
-    data = bytes(range(256)) * (8 * MiB // 256)
+    # Far more than the reads in flight (4 objects) and the sockets' buffers hold: the OSD
+    # stops while most of the image is still to be read.
+    data = bytes(range(256)) * (48 * MiB // 256)
     made = httpx.post(f"{server.url}/v1/images", content=data, timeout=60, headers={
         **OWNER, **V1_FORMATS, "content-type": "application/octet-stream"})
     assert made.status_code == 201, made.text
