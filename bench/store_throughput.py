@@ -1,22 +1,30 @@
-"""Upload and download throughput of one image through glimpse into Swift and into S3, next to
-python-swiftclient and boto3 moving the same file directly, in the same run.
+"""Upload and download throughput of one image through glimpse into Swift, S3 and Ceph RBD,
+next to python-swiftclient, boto3 and the rbd tool moving the same file directly, in the same
+run.
 
-Needs the Swift all-in-one (``scripts/swift-aio start``; it serves both APIs) and the test
-extras (``scripts/bootstrap test``). Run from the repository root:
+Needs the Swift all-in-one (``scripts/swift-aio start``; it serves both APIs) for Swift and S3,
+the single-node Ceph (``scripts/ceph start``, and ``scripts/ceph bindings``) for RBD, and the
+test extras (``scripts/bootstrap test``). Without ``--only``, every store whose service runs is
+measured. Run from the repository root:
 
     .venv/bin/python bench/store_throughput.py            # 1 GiB image
     .venv/bin/python bench/store_throughput.py --size 256MB --rounds 2
     .venv/bin/python bench/store_throughput.py --only s3 \
         --variant s3:upload_concurrency=1 --variant s3:upload_concurrency=4
+    .venv/bin/python bench/store_throughput.py --only rbd --variant rbd:concurrent_writes=8
 
 glimpse is driven with curl (so the client costs little) and runs with its default store
 options (Swift: 1 GiB segments; S3: 16 MiB parts growing past 1,000 parts). The direct clients
 run as a user would run them: swiftclient's put_object/get_object on the file, boto3's managed
-upload_file/download_fileobj with their default settings. ``--variant DRIVER:OPTION=VALUE,...``
-adds a glimpse server whose store has other options, measured in the same rounds (A/B of a
-setting). The cases run in turn within each round, so a slow drift of a shared machine hits them
-alike. Figures are medians over the rounds, in MiB/s, and the ratio of each glimpse case to the
-direct client, measured on this (possibly shared) machine in one run.
+upload_file/download_fileobj with their default settings, ``rbd import`` of the file (with
+glimpse's 8 MiB object size) and ``rbd export`` of the image to stdout (/dev/null), as glimpse's
+Ceph user.
+On RBD the OSD runs on the same machine and shares its cores with glimpse and the client.
+``--variant DRIVER:OPTION=VALUE,...`` adds a glimpse server whose store has other options,
+measured in the same rounds (A/B of a setting). The cases run in turn within each round, so a
+slow drift of a shared machine hits them alike. Figures are medians over the rounds, in MiB/s,
+and the ratio of each glimpse case to the direct client, measured on this (possibly shared)
+machine in one run.
 """
 
 from __future__ import annotations
@@ -38,11 +46,12 @@ import swiftclient.client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from glimpse.scalars import parse_size
-from tests import swift_aio
+from tests import ceph, swift_aio
 from tests.e2e.server import GlimpseServer
 
 MiB = 1 << 20
 BUCKET = "glimpse-bench"
+APIS = ("swift", "s3", "rbd")
 
 
 def make_file(path: Path, size: int) -> None:
@@ -117,10 +126,30 @@ def s3_round(path: Path) -> tuple[float, float]:
     return up, down
 
 
+def rbd_round(path: Path) -> tuple[float, float]:
+    image = f"{ceph.POOL}/bench-{uuid.uuid4()}"
+    tool = ["rbd", "-c", str(ceph.CONF), "--id", ceph.USER, "--keyring", str(ceph.KEYRING),
+            "--no-progress"]
+
+    def run(*args: str) -> None:
+        subprocess.run([*tool, *args], check=True, stdout=subprocess.DEVNULL)
+
+    up = timed(lambda: run("import", "--object-size", "8M", str(path), image))
+    down = timed(lambda: run("export", image, "-"))  # to stdout, which goes to /dev/null
+    run("rm", image)
+    return up, down
+
+
+def store_env(driver: str, options: dict[str, str]) -> dict[str, str]:
+    if driver == "rbd":
+        return ceph.store_env(**options)
+    return swift_aio.store_env(driver, **options)
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     driver, _, options = text.partition(":")
-    if driver not in ("swift", "s3") or not options:
-        raise argparse.ArgumentTypeError(f"expected swift|s3:OPTION=VALUE,...: {text!r}")
+    if driver not in APIS or not options:
+        raise argparse.ArgumentTypeError(f"expected swift|s3|rbd:OPTION=VALUE,...: {text!r}")
     pairs = [item.split("=", 1) for item in options.split(",")]
     if any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"expected OPTION=VALUE in {text!r}")
@@ -131,19 +160,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1GB", help="image size (default 1GB)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per case; median kept")
-    parser.add_argument("--only", choices=("swift", "s3"), help="measure one API only")
+    parser.add_argument("--only", choices=APIS, help="measure one store only")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="also glimpse with these store options, e.g. s3:part_size=8MB")
     args = parser.parse_args()
-    if not swift_aio.available():
-        print("no Swift all-in-one: run scripts/swift-aio start", file=sys.stderr)
+    running = {"swift": swift_aio.available, "s3": swift_aio.available, "rbd": ceph.available}
+    apis = [api for api in ([args.only] if args.only else APIS) if running[api]()]
+    if not apis or (args.only and args.only not in apis):
+        print("no store service: run scripts/swift-aio start (Swift, S3) or scripts/ceph start "
+              "(RBD)", file=sys.stderr)
         return 1
     size = parse_size(args.size)
-    apis = [args.only] if args.only else ["swift", "s3"]
     variants: list[tuple[str, dict[str, str]]] = [(api, {}) for api in apis]
     variants += [(driver, options) for driver, options in args.variant if driver in apis]
-    direct_names = {"swift": "swift direct (python-swiftclient)", "s3": "s3 direct (boto3)"}
-    direct_rounds = {"swift": swift_round, "s3": s3_round}
+    direct_names = {"swift": "swift direct (python-swiftclient)", "s3": "s3 direct (boto3)",
+                    "rbd": "rbd direct (rbd import/export)"}
+    direct_rounds = {"swift": swift_round, "s3": s3_round, "rbd": rbd_round}
     with tempfile.TemporaryDirectory(prefix="glimpse-bench-") as tmp:
         path = Path(tmp) / "image.raw"
         make_file(path, size)
@@ -156,7 +188,7 @@ def main() -> int:
                     if driver != api:
                         continue
                     server = GlimpseServer(
-                        {**swift_aio.store_env(driver, **options), "store_cleanup_interval": "0"},
+                        {**store_env(driver, options), "store_cleanup_interval": "0"},
                         data_dir=Path(tmp) / f"{driver}-{n}")
                     servers.append(server)
                     label = ",".join(f"{k}={v}" for k, v in options.items())

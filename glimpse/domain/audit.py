@@ -10,7 +10,7 @@ import logging
 from glimpse.domain import lifecycle
 from glimpse.domain.data import EXTERNAL_STORE, release_data
 from glimpse.domain.model import Image, Location, Status, now
-from glimpse.domain.ports import ImageRepository, Store
+from glimpse.domain.ports import ImageRepository, Store, shared_store
 from glimpse.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,10 @@ class StoreAudit:
         for name, store in sorted(self._stores.items()):
             for key in store.object_keys():
                 report.objects += 1
-                if (name, key) not in owned:
+                # A shared store's locations are URLs of its keys (RBD: rbd://...).
+                shared = shared_store(store)
+                url = shared.location_url(key) if shared is not None else key
+                if (name, key) not in owned and (name, url) not in owned:
                     report.orphans.append(f"{name}/{key}")
                     if repair:
                         store.delete(key)

@@ -24,7 +24,13 @@ from glimpse.domain.events import Events
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
 from glimpse.domain.model import Changes, Image, Location, Status, now
-from glimpse.domain.ports import ExternalSource, ImageRepository, ProcessIdentity, Store
+from glimpse.domain.ports import (
+    ExternalSource,
+    ImageRepository,
+    ProcessIdentity,
+    Store,
+    shared_store,
+)
 from glimpse.domain.quotas import (
     IMAGE_SIZE_TOTAL,
     Admission,
@@ -219,8 +225,24 @@ class ImageData:
                 "claim_incarnation": self._identity.incarnation}
 
     def claimed_location(self, image_id: str, store: str) -> Location:
-        """Where an upload into ``store`` writes: the object key is the image id."""
+        """Where an upload into ``store`` writes: the object key is the image id, or the URL a
+        shared store gives that key (an RBD store: rbd://<fsid>/<pool>/<image id>/snap)."""
+        target = shared_store(self._stores.get(store))
+        if target is not None:
+            return Location(store, target.location_url(image_id))
         return Location(store, image_id)
+
+    def check_not_in_use(self, image: Image) -> None:
+        """Conflict (409, "in use") when another service depends on the image's stored data:
+        deleting it would break a server's disk or a volume cloned from it (Glance answers
+        the same). The store refuses as well, should a clone appear after this check."""
+        for location in image.locations:
+            store = shared_store(self._stores.get(location.store))
+            if store is not None and store.in_use(location.url):
+                raise Conflict(
+                    f"Image {image.id} could not be deleted because it is in use: the image "
+                    "cannot be deleted because it is in use through the backend store outside "
+                    "of glimpse.", code="in_use")
 
     def check_external(self, url: str, declared_size: int | None) -> int | None:
         """Validate an external URL; the size the remote reports, if any."""

@@ -328,6 +328,7 @@ class ImageService:
                       "You are not permitted to delete this image.")
         if image.protected:
             raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+        self.data.check_not_in_use(image)
         for _ in range(5):
             has_data = any(loc.store != EXTERNAL_STORE for loc in image.locations)
             target = (

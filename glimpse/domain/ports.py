@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from glimpse.domain.model import Changes, Image, ListQuery, Location, Member, MemberStatus, Status
 from glimpse.domain.quotas import Usage
@@ -186,6 +186,28 @@ class Store(Protocol):
     def open_file(self, key: str) -> BinaryIO | None:
         """The data as an open local file, for zero-copy sending; None when the store is not
         local. The caller closes it."""
+
+
+class SharedStore(Protocol):
+    """A store whose objects other services use in place: Ceph RBD, whose images nova and
+    cinder clone copy-on-write. Such a store names its objects by URLs those services
+    understand (recorded as the locations, and taken as keys), and an object they depend on
+    is not deleted."""
+
+    def location_url(self, key: str) -> str:
+        """The URL other services know the object of ``key`` by."""
+
+    def in_use(self, key: str) -> bool:
+        """Whether another service depends on the object (a clone of it exists)."""
+
+
+def shared_store(store: Store | None) -> SharedStore | None:
+    """``store`` as a SharedStore when it is one. Asked by attribute, not by isinstance: a
+    wrapper that forwards attributes to the store it wraps (stores.observed) is one too, and a
+    runtime-checkable Protocol does not look past it on every Python."""
+    if callable(getattr(store, "location_url", None)) and callable(getattr(store, "in_use", None)):
+        return cast(SharedStore, store)
+    return None
 
 
 class ExternalSource(Protocol):

@@ -32,13 +32,17 @@ EXTERNAL_STORE = READ_ONLY_STORES[0]
 RESERVED_STORE_NAMES = (*READ_ONLY_STORES, *STORE_ALIASES)
 _STORE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
-# driver name -> (module whose DRIVER is the glimpse.stores.driver.StoreDriver, the glimpse
-# extra that installs the library it needs, "" for none)
+# driver name -> (module whose DRIVER is the glimpse.stores.driver.StoreDriver, how to install
+# the library it needs, "" for none)
 _DRIVERS = {
     "filesystem": ("glimpse.stores.filesystem", ""),
     "memory": ("glimpse.stores.memory", ""),
-    "swift": ("glimpse.stores.swift", "swift"),
-    "s3": ("glimpse.stores.s3", "s3"),
+    "swift": ("glimpse.stores.swift", "install glimpse[swift]"),
+    "s3": ("glimpse.stores.s3", "install glimpse[s3]"),
+    # Ceph's bindings are not on PyPI: Debian's python3-rados and python3-rbd, linked into the
+    # environment (docs/configuration.md, "The RBD store").
+    "rbd": ("glimpse.stores.rbd", "install python3-rados and python3-rbd and link them into "
+                                  "glimpse's environment (scripts/ceph bindings)"),
 }
 STORE_DRIVERS = tuple(_DRIVERS)
 
@@ -82,13 +86,13 @@ def build_store(config: StoreConfig, data_dir: Path) -> Store:
 
 
 def _parse(config: StoreConfig) -> tuple[StoreDriver[Any], Any]:
-    module_name, extra = _driver_module(config)
+    module_name, hint = _driver_module(config)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise Invalid(
             f"Store {config.name!r} needs the {config.driver} driver's library "
-            f"({exc.name}); install glimpse[{extra}]"
+            f"({exc.name}); {hint}"
         ) from exc
     driver: StoreDriver[Any] = module.DRIVER
     return driver, parse_options(driver.options, config.name, config.options)

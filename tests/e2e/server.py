@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests import swift_aio
+from tests import ceph, swift_aio
 
 
 def free_port() -> int:
@@ -43,9 +43,13 @@ class GlimpseServer:
         test_db = os.environ.get("GLIMPSE_TEST_DATABASE_URL")
         if test_db:
             env["GLIMPSE_DATABASE_URL"] = test_db
-        # GLIMPSE_TEST_STORE=swift|s3 runs every server with that store as the default.
+        # GLIMPSE_TEST_STORE=swift|s3|rbd runs every server with that store as the default.
         test_store = os.environ.get("GLIMPSE_TEST_STORE", "file")
-        if test_store != "file":
+        if test_store == "rbd":
+            ceph.require()
+            for name, value in ceph.store_env().items():
+                env[f"GLIMPSE_{name.upper()}"] = value
+        elif test_store != "file":
             swift_aio.require()
             for name, value in swift_aio.store_env(test_store).items():
                 env[f"GLIMPSE_{name.upper()}"] = value

@@ -1,6 +1,7 @@
 """What the default store of a test server holds for one image, on every store the e2e suite
-runs with (GLIMPSE_TEST_STORE): files under the data directory, or objects in the Swift
-all-in-one's test container (the S3 bucket of the same name is that container)."""
+runs with (GLIMPSE_TEST_STORE): files under the data directory, objects in the Swift
+all-in-one's test container (the S3 bucket of the same name is that container), or RBD images
+(and trash entries) in the Ceph test pool."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 
 import httpx
 
-from tests import swift_aio
+from tests import ceph, swift_aio
 from tests.e2e.server import GlimpseServer
 
 # The container (S3: bucket) that swift_aio.store_options names, the one the Swift store keeps
@@ -24,6 +25,8 @@ def stored(server: GlimpseServer, image_id: str) -> list[str]:
         if not root.exists():
             return []
         return [str(p) for p in root.rglob("*") if p.is_file() and image_id in p.name]
+    if store == "rbd":
+        return ceph.images(image_id)
     auth = httpx.get(f"{swift_aio.ENDPOINT}/auth/v1.0", timeout=10.0, headers={
         "X-Auth-User": swift_aio.USER, "X-Auth-Key": swift_aio.KEY})
     auth.raise_for_status()

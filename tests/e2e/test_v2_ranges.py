@@ -3,8 +3,8 @@ each form of a range with its Content-Range and Content-Length and without Conte
 naming the size, 400 for several ranges, 204 for an image without data whatever the range.
 
 On the filesystem store (zero-copy sending from the offset) and, with
-GLIMPSE_TEST_STORE=swift|s3, on the object stores with small segments and parts, so that
-ranges cross their boundaries."""
+GLIMPSE_TEST_STORE=swift|s3|rbd, on the object stores with small segments, parts and RBD
+objects, so that ranges cross their boundaries."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ STORE = os.environ.get("GLIMPSE_TEST_STORE", "file")
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     small = {"swift": {"default_store_segment_size": "1MB"},
-             "s3": {"default_store_part_size": "5MB"}}.get(STORE, {})
+             "s3": {"default_store_part_size": "5MB"},
+             "rbd": {"default_store_chunk_size": "1MB"}}.get(STORE, {})
     server = GlimpseServer(small)
     try:
         with httpx.Client(base_url=server.url, timeout=60.0) as c:

@@ -3,7 +3,8 @@
 The filesystem and memory stores need nothing running. Swift and S3 run against the Swift
 all-in-one (``scripts/swift-aio start``), with small segments and parts so that multi-segment
 and multipart paths are exercised; Swift once more with Keystone credentials
-(``scripts/keystone start`` first).
+(``scripts/keystone start`` first). RBD runs against the single-node Ceph (``scripts/ceph
+start``) with 1 MiB objects, so that images span many objects.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from glimpse.domain.ports import Store
 from glimpse.errors import GlimpseError, NotFound, Unavailable
 from glimpse.settings import StoreConfig
 from glimpse.stores.registry import build_store
-from tests import keystone, swift_aio
+from tests import ceph, keystone, swift_aio
 from tests.e2e.server import free_port
 
 MiB = 1 << 20
@@ -56,7 +57,7 @@ def _s3_residue(store: Store) -> Residue:
     return residue
 
 
-@pytest.fixture(params=["file", "memory", "swift", "swift-prefix", "swift-keystone", "s3"])
+@pytest.fixture(params=["file", "memory", "swift", "swift-prefix", "swift-keystone", "s3", "rbd"])
 def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Residue]:
     kind: str = request.param
     if kind == "file":
@@ -67,6 +68,11 @@ def store_and_residue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[S
         store = build_store(StoreConfig("memory", "memory"), tmp_path)
         # Objects are all it holds, so what it lists is all that could be left.
         return store, lambda key: [k for k in store.object_keys() if key in k]
+    if kind == "rbd":
+        ceph.require()
+        store = build_store(StoreConfig("rbd", "rbd", ceph.store_options(chunk_size=SEGMENT)),
+                            tmp_path)
+        return store, ceph.images
     swift_aio.require()
     if kind == "s3":
         options = swift_aio.store_options("s3", part_size=PART)

@@ -43,7 +43,7 @@ def refused(tmp_path: Path, env: dict[str, str] | None = None, toml: str = "") -
 
 
 def test_the_registry_names_the_drivers_and_the_names_of_meaning() -> None:
-    assert STORE_DRIVERS == ("filesystem", "memory", "swift", "s3")
+    assert STORE_DRIVERS == ("filesystem", "memory", "swift", "s3", "rbd")
     assert set(RESERVED_STORE_NAMES) == {"http", "https", "filesystem"}
     assert canonical_store_name("filesystem") == "file" == canonical_store_name("file")
     assert canonical_store_name("archive") == "archive"
@@ -63,7 +63,7 @@ def test_the_domain_records_external_data_under_the_registrys_name() -> None:
 def test_an_unknown_driver_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, {"GLIMPSE_DEFAULT_STORE_DRIVER": "nope"})
     assert message == ("Store 'file': unknown driver 'nope' "
-                       "(supported: filesystem, memory, swift, s3)")
+                       "(supported: filesystem, memory, swift, s3, rbd)")
 
 
 @pytest.mark.parametrize("name", ["http", "https", "filesystem", "Big", "a/b", "x" * 65])
@@ -164,3 +164,29 @@ def test_drivers_and_settings_do_not_know_each_other() -> None:
     for path in (ROOT / "stores").glob("*.py"):
         if path.name != "registry.py":
             assert "glimpse.settings" not in _imports(path), path.name
+
+
+def test_an_rbd_store_without_cephs_bindings_says_how_to_get_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    # As if Debian's python3-rados were not linked into the environment.
+    monkeypatch.setitem(sys.modules, "rados", None)
+    monkeypatch.delitem(sys.modules, "glimpse.stores.rbd", raising=False)
+    message = refused(tmp_path, {"GLIMPSE_DEFAULT_STORE": "rbd",
+                                 "GLIMPSE_DEFAULT_STORE_DRIVER": "rbd"})
+    assert message.startswith("Store 'rbd' needs the rbd driver's library (rados)")
+    assert "python3-rados and python3-rbd" in message and "scripts/ceph bindings" in message
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("chunk_size", "3MB"), ("chunk_size", "64MB"), ("concurrent_writes", "0"),
+    ("read_ahead", "65"), ("op_timeout", "0"), ("connect_timeout", "1.5"), ("pool", "a/b"),
+])
+def test_rbd_options_out_of_range_are_refused(tmp_path: Path, option: str, value: str) -> None:
+    pytest.importorskip("rbd")
+    message = refused(tmp_path, {"GLIMPSE_DEFAULT_STORE": "rbd",
+                                 "GLIMPSE_DEFAULT_STORE_DRIVER": "rbd",
+                                 f"GLIMPSE_DEFAULT_STORE_{option.upper()}": value})
+    assert message.startswith("Store 'rbd': ") and option in message
