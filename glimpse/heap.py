@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 from collections.abc import Callable
+from typing import Any
 
 TRIM_PERIOD = 1.0
 # glibc gives every thread that finds the others' arenas busy an arena of its own, up to eight
@@ -25,17 +26,25 @@ ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
-def trimmer() -> Callable[[], object] | None:
-    """A function that returns free heap memory to the system, or None where there is none."""
+def _libc_function(name: str, argtypes: list[type], restype: type) -> Any | None:
+    """The C library's function ``name`` with its signature declared, or None where the
+    library or the function is missing (musl, macOS)."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    trim = getattr(libc, "malloc_trim", None)
+    function = getattr(libc, name, None)
+    if function is not None:
+        function.argtypes = argtypes
+        function.restype = restype
+    return function
+
+
+def trimmer() -> Callable[[], object] | None:
+    """A function that returns free heap memory to the system, or None where there is none."""
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
     if trim is None:
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
     return lambda: trim(0)
 
 
@@ -44,16 +53,8 @@ def limit_arenas(count: int = ARENAS) -> bool:
     server however it is started). Takes effect for arenas made afterwards, so it is called
     before the server starts its threads. False where the C library has no ``mallopt`` or
     refuses."""
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return False
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, count) == 1)
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, count) == 1)
 
 
 def freeze_startup_objects() -> None:
