@@ -41,7 +41,11 @@ def test_a_stuck_sender_never_blocks_notify_and_drops_are_counted() -> None:
     assert notifier.dropped in (46, 47) and len(drops) == notifier.dropped
     gate.set()
     notifier.stop(5)
-    assert [p["n"] for _, p, _ in sent] == list(range(50 - notifier.dropped))
+    # Which ones were dropped depends on when the sender took the first one off the queue;
+    # what went out is in order, each once, and all that was not dropped.
+    numbers = [p["n"] for _, p, _ in sent]
+    assert numbers == sorted(set(numbers)) and numbers[:3] == [0, 1, 2]
+    assert len(numbers) == 50 - notifier.dropped
 
 
 def test_disabled_types_and_groups_are_never_queued() -> None:
