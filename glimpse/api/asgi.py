@@ -61,6 +61,8 @@ class GlimpseApp:
         self._by_prefix = _index(self.routers, lambda r: r.prefixes, "URL prefix")
         self._by_media_type = _index(self.routers, lambda r: r.media_types, "media type")
         self._versions = _version_entries(self.routers)
+        # Each router's metrics label prefix: its own shortest prefix ("v2", not "v2.16").
+        self._label_prefix = {id(r): "/" + min(r.prefixes, key=len) for r in self.routers}
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.auth = auth
@@ -162,8 +164,7 @@ class GlimpseApp:
         method = request.method
         found = router.match(method, path) if "\x00" not in path else None
         if found is not None:
-            # The router's own prefix (the shortest: "v2", not "v2.16") and the template.
-            request.scope[ROUTE_KEY] = f"/{min(router.prefixes, key=len)}{found.template}"
+            request.scope[ROUTE_KEY] = self._label_prefix[id(router)] + found.template
         if found is None:
             if method in KNOWN_METHODS:
                 return router.not_found(request)
