@@ -4,7 +4,6 @@ Swift all-in-one; the test looks at the store directly, past the proxy."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 import swiftclient.client
 
 from tests import swift_aio
+from tests.cut_upload import upload_cut_by
 from tests.e2e.server import GlimpseServer
 from tests.fault_proxy import FaultProxy
 
@@ -69,28 +69,9 @@ def upload_with_fault(server: GlimpseServer, proxy: FaultProxy, mode: str,
     headers = {"x-image-meta-name": "fault", **FORMATS}
     r = httpx.post(f"{server.url}/v1/images", headers={**headers, "x-image-meta-id": image_id})
     assert r.status_code == 201, r.text
-    block = b"x" * MiB
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(f"PUT /v1/images/{image_id} HTTP/1.1\r\nHost: glimpse\r\n"
-                     f"Content-Type: application/octet-stream\r\n"
-                     f"Content-Length: {12 * MiB}\r\n\r\n".encode())
-        for _ in range(6):
-            sock.sendall(block)
-        time.sleep(1.5)  # let the first part or segments reach the store
-        proxy.set_mode(mode)
-        try:
-            for _ in range(5):
-                sock.sendall(block)
-        except OSError:
-            pass  # glimpse may answer and close before reading all of it
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) == 0:
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode(errors="replace")
+    return upload_cut_by(
+        server.port, f"PUT /v1/images/{image_id} HTTP/1.1\r\nHost: glimpse\r\n"
+        "Content-Type: application/octet-stream\r\n", lambda: proxy.set_mode(mode), after=5)
 
 
 @pytest.mark.parametrize("mode", ["refuse", "503"])

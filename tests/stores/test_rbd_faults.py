@@ -11,7 +11,6 @@ and scripts/test runs them on their own, after the rest.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests import ceph
+from tests.cut_upload import upload_cut_by
 from tests.e2e.server import GlimpseServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ceph_faults]
@@ -49,29 +49,11 @@ def upload_with_fault(server: GlimpseServer, path: str, method: str, fault: str)
     """Send 12 MiB over a socket: after 6 MiB (several objects are written) stop the Ceph
     daemon ``fault``, send the rest, then read the answer as a client would see it. (With the
     monitor stopped, the OSD still takes the data: what fails is the snapshot at the end.)"""
-    block = b"x" * MiB
-    with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: glimpse\r\n"
-                     f"X-Tenant-Id: faults\r\nX-User-Id: u1\r\nX-Roles: member\r\n"
-                     f"Content-Type: application/octet-stream\r\n"
-                     f"Content-Length: {12 * MiB}\r\n\r\n".encode())
-        for _ in range(6):
-            sock.sendall(block)
-        time.sleep(1.5)  # let the first objects reach the OSD
-        ceph.daemon("stop", fault)
-        try:
-            for _ in range(6):
-                sock.sendall(block)
-        except OSError:
-            pass  # glimpse may answer and close before reading all of it
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) == 0:
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode(errors="replace")
+    return upload_cut_by(
+        server.port, f"{method} {path} HTTP/1.1\r\nHost: glimpse\r\n"
+        "X-Tenant-Id: faults\r\nX-User-Id: u1\r\nX-Roles: member\r\n"
+        "Content-Type: application/octet-stream\r\n", lambda: ceph.daemon("stop", fault),
+        timeout=120)
 
 
 def wait_until_gone(image_id: str, seconds: float = 60) -> list[str]:
