@@ -20,6 +20,7 @@ from glimpse.stores.rbd import RbdStore
 from glimpse.stores.registry import build_store
 from tests import ceph
 from tests.e2e.server import free_port
+from tests.stores.test_contract import chunks_of
 
 MiB = 1 << 20
 SECRET = "AQBgc2VjcmV0LW5ldmVyLXNob3duLWFueXdoZXJlAA=="
@@ -38,11 +39,6 @@ def key(store: RbdStore) -> Iterator[str]:
     key = str(uuid.uuid4())
     yield key
     store.delete(key)
-
-
-def chunks_of(data: bytes, size: int = 300_000) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start:start + size]
 
 
 def allocated(name: str) -> int:
