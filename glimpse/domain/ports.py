@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
 from glimpse.domain.model import Changes, Image, ListQuery, Location, Member, MemberStatus, Status
@@ -232,3 +234,23 @@ class Notifier(Protocol):
         """One event: its type (``image.create``...), Glance's payload for it (a message
         string for a failed upload, as Glance sends), and whether it reports an error (sent
         at the ERROR priority instead of INFO)."""
+
+
+@dataclass(frozen=True)
+class TransformOutcome:
+    """What an import transform made of a staged image: the file to store now (the staged one
+    when nothing changed) and the image fields it learnt (None: unchanged)."""
+
+    path: Path
+    disk_format: str | None = None
+    container_format: str | None = None
+    virtual_size: int | None = None
+    extra_properties: Mapping[str, str] = field(default_factory=dict)
+
+
+class ImportTransform(Protocol):
+    """The import plugins (decompression, conversion, metadata injection) as one step between
+    staging and storing an imported image. It may write at most one scratch copy into
+    ``scratch_dir`` and must refuse hostile input with a domain exception naming the cause."""
+
+    def apply(self, staged: Path, scratch_dir: Path, image: Image) -> TransformOutcome: ...
