@@ -14,15 +14,17 @@ from glimpse.errors import Invalid
 # A value of a TOML table or an environment variable, before conversion.
 Scalar = str | int | float | bool
 
-_SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_size(text: str) -> int:
-    """Parse a byte count with an optional binary suffix (B, KB, MB, GB, TB)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?B?)\s*", text.upper())
+    """Parse a byte count with an optional binary suffix: B, and K, M, G or T, each alone or
+    followed by B or iB (all powers of 1024, as operators of image services mean them)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:([KMGT])(?:I?B)?|B)?\s*", text.upper())
     if not match:
-        raise Invalid(f"Invalid size {text!r}: expected a number with an optional B/KB/MB/GB/TB")
-    return int(match.group(1)) * _SIZE_SUFFIXES[match.group(2)]
+        raise Invalid(f"Invalid size {text!r}: expected a number with an optional B, K, M, G or "
+                      "T suffix (KB/KiB and the like also read)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]
 
 
 def parse_bool(text: str) -> bool:
