@@ -113,7 +113,7 @@ def _member(archive: zipfile.ZipFile, max_size: int) -> IO[bytes]:
         # Its own word for its size, refused before a byte is inflated (a lie is caught by
         # the bound while copying, and by the CRC at the end).
         raise OverLimit(f"The imported zip archive's member has {info.file_size} bytes, "
-                        f"more than {max_size}: refused.")
+                        f"more than {max_size} bytes: refused.")
     return archive.open(info)
 
 
