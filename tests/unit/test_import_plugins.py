@@ -158,10 +158,14 @@ def test_other_zip_shapes_are_refused(dirs: tuple[Path, Path]) -> None:
     for problem, data in cases.items():
         with pytest.raises(Invalid, match=problem):
             decompress.apply(stage(dirs[0], data), dirs[1], image())
-    lying = bytearray(zipped(("disk.raw", bytes(MIB))))
+    encrypted = bytearray(zipped(("disk.raw", CONTENT)))
+    central = encrypted.rindex(b"PK\x01\x02")
+    encrypted[central + 8] |= 0x1  # the central directory's "encrypted" flag
+    with pytest.raises(Invalid, match="encrypted"):
+        decompress.apply(stage(dirs[0], bytes(encrypted)), dirs[1], image())
     with pytest.raises(OverLimit, match="member has"):
         plugins(import_decompress=True, import_decompress_max_size=1000).apply(
-            stage(dirs[0], bytes(lying)), dirs[1], image())
+            stage(dirs[0], zipped(("disk.raw", bytes(MIB)))), dirs[1], image())
     assert list(dirs[1].iterdir()) == []
 
 
