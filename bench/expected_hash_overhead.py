@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glimpse.errors import OverLimit  # noqa: E402
-from glimpse.streams.expected_hash import ExpectedHash  # noqa: E402
-from glimpse.streams.upload import UploadStream  # noqa: E402
+from glimpse.errors import OverLimit
+from glimpse.streams.expected_hash import ExpectedHash
+from glimpse.streams.upload import UploadStream
 
 BLOCK = 1 << 20
 
