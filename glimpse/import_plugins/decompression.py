@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
-from glimpse.errors import Invalid, OverLimit
+from glimpse.errors import Invalid, OverLimit, Unavailable
 
 CHUNK = 1 << 20
 GZIP, BZIP2, XZ, ZIP = "gzip", "bzip2", "xz", "zip"
@@ -69,7 +69,11 @@ class Decompression:
                     if written > self.max_size:
                         raise OverLimit(f"The {kind} data decompresses to more than "
                                         f"{self.max_size} bytes: refused.")
-                    sink.write(block)
+                    try:
+                        sink.write(block)
+                    except OSError as exc:
+                        raise Unavailable("Could not write the decompressed image to scratch "
+                                          f"space: {exc.strerror or exc}.") from exc
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -78,21 +82,24 @@ class Decompression:
 
 @contextlib.contextmanager
 def _opened(kind: str, path: Path, max_size: int) -> Iterator[_Reader]:
-    try:
-        if kind == GZIP:
-            with gzip.open(path, "rb") as g:
-                yield g
-        elif kind == BZIP2:
-            with bz2.open(path, "rb") as b:
-                yield b
-        elif kind == XZ:
-            with lzma.open(path, "rb") as x:
-                yield x
-        else:
-            with zipfile.ZipFile(path) as archive, _member(archive, max_size) as member:
-                yield member
-    except _DAMAGED as exc:
-        raise Invalid(f"The imported {kind} data is damaged: {_reason(exc)}.") from exc
+    with contextlib.ExitStack() as stack:
+        try:
+            source = _open(kind, path, max_size, stack)
+        except _DAMAGED as exc:
+            raise Invalid(f"The imported {kind} data is damaged: {_reason(exc)}.") from exc
+        # Outside the try: a failure of the consumer (a full scratch disk) is not the data's.
+        yield source
+
+
+def _open(kind: str, path: Path, max_size: int, stack: contextlib.ExitStack) -> _Reader:
+    if kind == GZIP:
+        return stack.enter_context(gzip.open(path, "rb"))
+    if kind == BZIP2:
+        return stack.enter_context(bz2.open(path, "rb"))
+    if kind == XZ:
+        return stack.enter_context(lzma.open(path, "rb"))
+    archive = stack.enter_context(zipfile.ZipFile(path))
+    return stack.enter_context(_member(archive, max_size))
 
 
 def _member(archive: zipfile.ZipFile, max_size: int) -> IO[bytes]:
