@@ -468,3 +468,39 @@ def test_the_benign_corpus_passes_the_guard(corpus: tuple[Path, Corpus],
     guarded = converter(fake_tool(dirs[0], f"touch {tripwire}; exec {made.tool} \"$@\""))
     outcome = guarded.apply(made.dir / "vdi", dirs[1], image("vdi"))
     assert tripwire.exists() and outcome.disk_format == "raw"
+
+
+FLAT_DESCRIPTOR = b"""# Disk DescriptorFile
+version=1
+CID=fffffffe
+parentCID=ffffffff
+createType="monolithicFlat"
+
+# Extent description
+RW 2048 FLAT "/etc/passwd" 0
+
+ddb.virtualHWVersion = "4"
+ddb.adapterType = "ide"
+"""
+
+
+def test_a_flat_vmdk_descriptor_naming_etc_passwd(corpus: tuple[Path, Corpus],
+                                                  dirs: tuple[Path, Path]) -> None:
+    _, made = corpus
+    tripwire = dirs[0] / "qemu-img-ran"
+    guarded = converter(fake_tool(dirs[0], f"touch {tripwire}; exec {made.tool} \"$@\""))
+    staged = stage(dirs[0], FLAT_DESCRIPTOR, "descriptor.vmdk")
+    # The inspector knows a bare descriptor as a VMDK, whatever it is claimed to be.
+    for claimed in ("vmdk", "raw", None):
+        with pytest.raises(Invalid, match=r"vmdk and fails its safety checks.*subformat"):
+            guarded.apply(staged, dirs[1], image(claimed))
+    assert not tripwire.exists()
+    assert list(dirs[1].iterdir()) == []
+
+
+def test_an_image_in_the_target_format_is_still_inspected(corpus: tuple[Path, Corpus],
+                                                         dirs: tuple[Path, Path]) -> None:
+    _, made = corpus
+    claimed, data = hostile_images(made)["qcow2-backing"]
+    with pytest.raises(Invalid, match=r"(?i)backing"):
+        plugins(import_convert_to="qcow2").apply(stage(dirs[0], data), dirs[1], image(claimed))
