@@ -240,6 +240,9 @@ def test_settings_load_from_the_environment() -> None:
     assert settings.import_decompress_max_size == 2 << 30
     assert settings.import_inject_properties == ("a:1", "b:2")
     assert settings.import_inject_ignore_roles == ("admin",)
+    # Worker processes get the settings as JSON: the new ones survive it.
+    from glimpse.settings import from_json, to_json
+    assert from_json(to_json(settings)) == settings
 
 
 # -- conversion: limits, with stand-ins for qemu-img --------------------------------------------
