@@ -146,6 +146,19 @@ class Settings:
     notification_retry: int = -1
     # Glance's disabled_notifications: event types (image.send) or groups (image.member).
     disabled_notifications: tuple[str, ...] = ()
+    # The import plugins (docs/import-plugins.md), all off by default: decompression (gzip,
+    # zip, bz2, xz; output held to the size below and image_size_cap; 0: the cap alone),
+    # conversion with qemu-img to import_convert_to ("raw" or "qcow2"; empty: off), under a
+    # timeout and CPU and address-space limits, and properties ("key:value") injected into
+    # every imported image unless the importer has one of import_inject_ignore_roles.
+    import_decompress: bool = False
+    import_decompress_max_size: int = 0
+    import_convert_to: str = ""
+    import_convert_timeout: float = 600.0
+    import_convert_cpu_seconds: int = 300
+    import_convert_address_space: int = 2 << 30
+    import_inject_properties: tuple[str, ...] = ()
+    import_inject_ignore_roles: tuple[str, ...] = ("admin",)
 
     @property
     def effective_database_url(self) -> str:
@@ -233,12 +246,15 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
                 "service_token_roles", "notification_driver", "notification_topics",
-                "disabled_notifications"):
+                "disabled_notifications", "import_inject_properties",
+                "import_inject_ignore_roles"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
-    if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):
+    sizes = ("image_size_cap", "user_storage_quota", "import_decompress_max_size",
+             "import_convert_address_space")
+    if name in sizes or isinstance(default, int | float):
         try:
-            return scalar(default, raw, size=name in ("image_size_cap", "user_storage_quota"))
+            return scalar(default, raw, size=name in sizes)
         except (TypeError, ValueError) as exc:
             kind = "integer" if isinstance(default, int) else "number"
             raise Invalid(f"Invalid {kind} for {name}: {raw!r}") from exc

@@ -50,6 +50,7 @@ from glimpse.errors import (
     RangeNotSatisfiable,
     Unavailable,
 )
+from glimpse.streams.expected_hash import ExpectedHash
 from glimpse.streams.inspection import InspectionStage, Inspector
 from glimpse.streams.upload import UploadStream
 
@@ -98,6 +99,8 @@ class Upload:
 
     chunks: Iterable[bytes]
     length: int | None  # Content-Length, None when chunked
+    # The hash the client says the data has (a header of each API); checked as it streams.
+    expected_hash: ExpectedHash | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,10 +311,12 @@ class ImageData:
     def receive(
         self, image: Image, chunks: Iterable[bytes], store_name: str, on_failure: FailureRule,
         claimed: bool = False, length: int | None = None,
+        expected_hash: ExpectedHash | None = None,
     ) -> Image:
         """Stream data into a store: claim (unless the image was created claimed), stream with
         no transaction open, then finish. ``length``: the byte count the transport declared
-        (Content-Length), which the quotas reserve when given."""
+        (Content-Length), which the quotas reserve when given. ``expected_hash``: the hash
+        the client says the data has; a mismatch fails the upload as any bad data does."""
         location = self.claimed_location(image.id, store_name)
         admitted = None
         self.events.prepare(image)
@@ -347,7 +352,7 @@ class ImageData:
             admitted = admission
         store = self._stores[store_name]
         expected = image.size or None
-        stages = self._stages(image, chunks, Status.SAVING, expected, admitted)
+        stages = self._stages(image, chunks, Status.SAVING, expected, admitted, expected_hash)
         stream, watched = stages.stream, stages.watched
         try:
             if expected is not None and expected > stages.limit:
@@ -449,7 +454,8 @@ class ImageData:
         return stages.facts()
 
     def _stages(self, image: Image, chunks: Iterable[bytes], status: Status,
-                expected_size: int | None, admission: Admission | None = None) -> _Stages:
+                expected_size: int | None, admission: Admission | None = None,
+                expected_hash: ExpectedHash | None = None) -> _Stages:
         """The stages data passes through on its way in, for an image in ``status``: the
         heartbeat, the size limits and hashes, the format inspection. ``admission``: the
         quota check the upload's claim passed (its reservation is the quota's cap)."""
@@ -457,7 +463,7 @@ class ImageData:
         watched = self.uploads.watch(image.id, chunks, status)
         stream = UploadStream(
             watched, limit=limit, limit_error=limit_error, expected_size=expected_size,
-            hash_algo=self._limits.multihash_algorithm,
+            hash_algo=self._limits.multihash_algorithm, expected_hash=expected_hash,
         )
         inspection = None if self._inspector is None else self._inspector.stage(
             stream, image.disk_format, image.container_format

@@ -242,7 +242,7 @@ class ImageService:
         self.data.events.image("image.create", image)
         if upload is not None:
             image = self.data.receive(image, upload.chunks, store, on_failure, claimed=claimed,
-                                      length=upload.length)
+                                      length=upload.length, expected_hash=upload.expected_hash)
             return self._shown(principal, image)
         return self._shown(principal, self._attach(image, source, None, store, on_failure))
 
@@ -293,8 +293,9 @@ class ImageService:
         if upload is not None and not commands:
             # Data alone (v2's PUT /file): the claim that receiving starts with is the only
             # write needed before the data; it checks the image is still queued.
-            return self._shown(principal, self.data.receive(image, upload.chunks, store,
-                                                            on_failure, length=upload.length))
+            return self._shown(principal, self.data.receive(
+                image, upload.chunks, store, on_failure, length=upload.length,
+                expected_hash=upload.expected_hash))
         changes.fields["updated_at"] = now()
         # Quotas are checked here on the read for a quick answer, and again by the repository
         # on the stored result, which a concurrent update may have grown meanwhile.
@@ -568,7 +569,7 @@ class ImageService:
         """Attach the request's data source, if any, to a freshly written image."""
         if upload is not None:
             return self.data.receive(image, upload.chunks, store, on_failure,
-                                     length=upload.length)
+                                     length=upload.length, expected_hash=upload.expected_hash)
         if source.location is not None:
             return self.data.point_at(image, source.location)
         if source.copy_from is not None:

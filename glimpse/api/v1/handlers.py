@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from glimpse.api.expected_hash_header import V1_HEADER, parse_expected_hash, with_expected_hash
 from glimpse.api.http import (
     RequestContext,
     data_response,
@@ -53,10 +54,11 @@ class Call(RequestContext):
         return codec.parse_image_headers(meta)
 
     def upload(self) -> Upload | None:
+        expected = parse_expected_hash(self.header(V1_HEADER), V1_HEADER)
         upload = super().upload()
         if upload is not None and not self.body_type_ok():
             raise Invalid("Content-Type must be application/octet-stream")
-        return upload
+        return with_expected_hash(upload, expected, V1_HEADER)
 
 
 @dataclasses.dataclass(frozen=True)

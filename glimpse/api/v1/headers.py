@@ -20,6 +20,8 @@ META = "x-image-meta-"
 PROPERTY = "x-image-meta-property-"
 COPY_FROM = "x-glance-api-copy-from"
 PURGE_PROPS = "x-glance-registry-purge-props"
+# Not image metadata: the hash the uploaded data must have (glimpse.api.expected_hash_header).
+EXPECTED_HASH = "x-image-meta-expected-hash"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 # ``is_public`` is v1's view of visibility, not a field.
@@ -100,7 +102,7 @@ def parse_image_headers(headers: Iterable[tuple[str, str]]) -> ImageInput:
         if name == COPY_FROM:
             data.source = dataclasses.replace(data.source, copy_from=value)
             continue
-        if not name.startswith(META):
+        if not name.startswith(META) or name == EXPECTED_HASH:
             continue
         if name.startswith(PROPERTY):
             key = name[len(PROPERTY):].replace("-", "_")

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from glimpse.api.expected_hash_header import V2_HEADER, parse_expected_hash
 from glimpse.api.http import (
     Header,
     RequestContext,
@@ -148,7 +149,9 @@ class V2Handlers:
             raise UnsupportedMediaType("The Content-Type of image data must be "
                                        "application/octet-stream.")
         declared = _declared_size(call.header("x-openstack-image-size"))
+        expected = parse_expected_hash(call.header(V2_HEADER), V2_HEADER)
         upload = call.upload() or Upload(chunks=iter(()), length=0)
+        upload = dataclasses.replace(upload, expected_hash=expected)
         if declared is not None:
             if upload.length is not None and upload.length != declared:
                 # Known before any byte is read: the image never leaves queued.
@@ -156,7 +159,7 @@ class V2Handlers:
                               f"declared size {declared} (x-openstack-image-size).")
             # As the upload's length, a declared size over the cap is refused (413) before
             # the data is read, chunked uploads included.
-            upload = Upload(_exactly(upload.chunks, declared), declared)
+            upload = Upload(_exactly(upload.chunks, declared), declared, expected)
         await call.run(functools.partial(
             self.images.update, call.principal, call.params["image_id"], [],
             upload=upload, on_failure=FailureRule.REQUEUE,
