@@ -95,14 +95,27 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     import json
 
     from glimpse.app import build_audit
+    from glimpse.cli.progress import Progress
+    from glimpse.cli.failures import failure_message
 
-    audit = build_audit(settings)
+    try:
+        audit = build_audit(settings)
+        # On a terminal, stderr shows how far it has got; the report alone goes to stdout.
+        with Progress(None, None, sys.stderr) as progress:
+            if args.store_command == "scrub":
+                outcome: object = {"scrubbed": audit.scrub(progress)}
+            else:
+                report = audit.check(verify=args.verify, repair=args.repair,
+                                     progress=progress)
+                outcome = dataclasses.asdict(report)
+    except Exception as exc:  # a store or the database failing: a message, no traceback
+        print(f"glimpse: store {args.store_command} failed: {failure_message(exc)}",
+              file=sys.stderr)
+        return 3
+    # JSON: every control character in a key or id is a \u escape, harmless on a terminal.
+    print(json.dumps(outcome, indent=2))
     if args.store_command == "scrub":
-        scrubbed = audit.scrub()
-        print(json.dumps({"scrubbed": scrubbed}, indent=2))
         return 0
-    report = audit.check(verify=args.verify, repair=args.repair)
-    print(json.dumps(dataclasses.asdict(report), indent=2))
     # Exit 1 when problems remain, so cron jobs and monitoring notice.
     return 0 if report.clean or args.repair else 1
 
