@@ -95,8 +95,8 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     import json
 
     from glimpse.app import build_audit
-    from glimpse.cli.progress import Progress
     from glimpse.cli.failures import failure_message
+    from glimpse.cli.progress import Progress
 
     try:
         audit = build_audit(settings)
