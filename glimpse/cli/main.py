@@ -1,4 +1,4 @@
-"""Command line: ``glimpse serve`` and ``glimpse db upgrade``."""
+"""Command line: ``glimpse serve``, ``db upgrade``, ``store check|scrub`` and ``status``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true",
                        help="delete orphaned objects and mark broken images killed")
     store_sub.add_parser("scrub", help="finish delayed deletes (pending_delete images)")
+    status = sub.add_parser("status", help="this node: database, stores, uploads (exit 1 if "
+                                           "something is down)")
+    status.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "store":
         return _store(settings, args)
+    if args.command == "status":
+        from glimpse.cli import status
+
+        return status.run(settings, as_json=args.json)
     return _serve(settings)
 
 
