@@ -114,9 +114,8 @@ def render(status: NodeStatus) -> str:
 def _name(name: str | None) -> str:
     if name is None:
         return "(no name)"
-    shown = escape_controls(name)
-    if len(shown) > NAME_WIDTH:
-        shown = shown[:NAME_WIDTH - 1] + "…"
+    # Cut before escaping: an escape is never cut in half.
+    shown = escape_controls(name[:NAME_WIDTH]) + ("…" if len(name) > NAME_WIDTH else "")
     return f'"{shown}"'
 
 
