@@ -14,6 +14,7 @@ that it cannot move the cursor or recolour the operator's terminal.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -51,6 +52,7 @@ class Progress:
         self._drawn_at = 0.0
         self._open = False
         self._shown = False
+        self._handlers: list[logging.Handler] = []
 
     @property
     def live(self) -> bool:
@@ -58,6 +60,14 @@ class Progress:
         return self._live
 
     def __enter__(self) -> Progress:
+        if self._live:
+            # A log record written to the same terminal (store check --repair's warnings)
+            # would land after the progress line; each gets a clean line instead, and the
+            # progress is drawn again below it at the next advance.
+            self._handlers = [h for h in logging.getLogger().handlers
+                              if getattr(h, "stream", None) is self._stream]
+            for handler in self._handlers:
+                handler.addFilter(self._make_room)
         self._begin()
         return self
 
@@ -66,6 +76,15 @@ class Progress:
         # Interrupted (Ctrl-C, an error): clear the line and say nothing more; the error's
         # own message follows on a clean line.
         self._end(summary=kind is None)
+        for handler in self._handlers:
+            handler.removeFilter(self._make_room)
+        self._handlers = []
+
+    def _make_room(self, record: logging.LogRecord) -> bool:
+        if self._live and self._open and self._shown:
+            self._write(f"\r{_ERASE_TO_END}")
+            self._drawn_at = float("-inf")  # drawn again at the next advance
+        return True
 
     def phase(self, label: str, total_items: int | None = None,
               total_bytes: int | None = None, unit: str = "items") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import logging
 import os
 import pty
 import struct
@@ -220,3 +221,25 @@ def test_human_units() -> None:
     assert human_duration(42.4) == "42 s"
     assert human_duration(185) == "3:05"
     assert human_duration(3723) == "1:02:03"
+
+
+def test_log_records_get_a_clean_line_and_the_progress_comes_back_below() -> None:
+    stream = FakeTerminal()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    clock = Clock()
+    try:
+        with Progress(2, None, stream, label="checking", clock=clock) as progress:
+            clock.now += 0.01  # within the interval: no redraw of its own
+            progress.advance()
+            logging.getLogger("glimpse.test").warning("image 1: data missing; marked killed")
+            clock.now += 0.01
+            progress.advance()  # drawn again at once, below the record
+    finally:
+        root.removeHandler(handler)
+    assert handler.filters == []  # the progress leaves the handler as it was
+    output = stream.getvalue()
+    assert f"\r{ERASE}WARNING image 1: data missing; marked killed\n\rchecking  2/2" in output
+    assert output.endswith("checking: 2 items in 0.0 s (100.0 items/s)\n")
