@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -23,14 +24,17 @@ import sqlalchemy as sa
 
 from glimpse import __version__
 from glimpse import incarnation as incarnation_mod
-from glimpse.api.health import HealthCheck, Result
+from glimpse.api.health import HealthCheck, Probe, ProbeFailed, Result
 from glimpse.db import census
 from glimpse.db import engine as db_engine
 from glimpse.domain.model import now
 from glimpse.domain.ports import Store
+from glimpse.errors import GlimpseError
 from glimpse.redaction import redact_url
 from glimpse.settings import Settings
 from glimpse.stores.filesystem import FilesystemStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +107,12 @@ def survey(settings: Settings) -> NodeStatus:
         configs = store_configs(settings)
         stores = build_stores(settings)
         check = build_health_check(settings, engine, stores)
-        if missing is not None:
-            # Connecting would create an empty database there: say it is missing instead.
-            check = HealthCheck(check.disable_file,
-                                [p for p in check.probes if p.name != "database"],
-                                check.timeout)
+        # Connecting to a missing SQLite file would create an empty database there: it is
+        # reported missing instead.
+        check = HealthCheck(check.disable_file,
+                            [_explained(p) for p in check.probes
+                             if missing is None or p.name != "database"],
+                            check.timeout)
         results = asyncio.run(check.results(detailed=True))
         by_probe = dict(zip((p.name for p in check.probes), results[1:], strict=True))
         drained = not results[0].available
@@ -166,6 +171,23 @@ def survey(settings: Settings) -> NodeStatus:
         problems=problems,
         warnings=warnings,
     )
+
+
+def _explained(probe: Probe) -> Probe:
+    """``probe``, whose failures other than glimpse's own say where the details are: the
+    health check shows only an unknown error's kind (its message may quote a host or a
+    user), and here there is no server log to point at."""
+    def run() -> str:
+        try:
+            return probe.run()
+        except (ProbeFailed, GlimpseError):
+            raise
+        except Exception as exc:
+            log.debug("%s failed", probe.name, exc_info=exc)
+            raise ProbeFailed(f"{type(exc).__name__} (GLIMPSE_LOG_LEVEL=debug shows the "
+                              "driver's message)") from exc
+
+    return dataclasses.replace(probe, run=run)
 
 
 def display_url(url: str) -> str:
