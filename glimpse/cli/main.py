@@ -118,6 +118,9 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
                 report = audit.check(verify=args.verify, repair=args.repair,
                                      progress=progress)
                 outcome = dataclasses.asdict(report)
+    except KeyboardInterrupt:
+        print(f"glimpse: store {args.store_command} interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # a store or the database failing: a message, no traceback
         print(f"glimpse: store {args.store_command} failed: {failure_message(exc)}",
               file=sys.stderr)

@@ -29,16 +29,18 @@ def glimpse_env(data_dir: Path, **settings: str) -> dict[str, str]:
 
 
 def in_terminal(args: list[str], env: dict[str, str], columns: int = 160,
-                timeout: float = 60.0) -> tuple[int, str]:
+                timeout: float = 60.0, type_when: tuple[str, bytes] | None = None,
+                ) -> tuple[int, str]:
     """Run ``glimpse *args`` with a pty as its stdin, stdout and stderr; its exit code and
-    everything it wrote (the pty's "\\r\\n" line ends as "\\n")."""
+    everything it wrote (the pty's "\\r\\n" line ends as "\\n"). ``type_when``: (text,
+    keys): once ``text`` has appeared, the keys are typed (b"\\x03": Ctrl-C)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {**env, "TERM": "xterm"}
     try:
         process = subprocess.Popen([sys.executable, "-m", "glimpse", *args], env=env,
                                    stdin=terminal, stdout=terminal, stderr=terminal,
-                                   start_new_session=True)
+                                   preexec_fn=_take_terminal)
     finally:
         os.close(terminal)
     chunks = []
@@ -57,12 +59,22 @@ def in_terminal(args: list[str], env: dict[str, str], columns: int = 160,
             if not chunk:
                 break
             chunks.append(chunk)
+            if type_when is not None and type_when[0].encode() in b"".join(chunks):
+                os.write(controller, type_when[1])
+                type_when = None
         code = process.wait(timeout=max(deadline - time.monotonic(), 1))
     finally:
         if process.poll() is None:
             process.kill()
         os.close(controller)
     return code, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def _take_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is the pty (its stdin),
+    as a login shell's commands have: Ctrl-C typed there is its SIGINT."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def piped(args: list[str], env: dict[str, str],

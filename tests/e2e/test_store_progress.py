@@ -131,3 +131,19 @@ def test_a_store_that_fails_is_one_line_without_its_credentials(tmp_path: Path) 
     assert result.stderr.count("\n") == 1
     assert secret not in result.stderr + result.stdout
     assert result.stdout == ""
+
+
+def test_ctrl_c_clears_the_line_and_says_so(tmp_path: Path) -> None:
+    srv = GlimpseServer(data_dir=tmp_path)
+    try:
+        for i in range(3):  # enough to read that it is still verifying when Ctrl-C comes
+            upload(srv.url, bytes([i]) * (48 << 20))
+    finally:
+        srv.stop()
+    code, output = in_terminal(["store", "check", "--verify"], glimpse_env(tmp_path),
+                               type_when=("verifying images  0/3", b"\x03"))
+    assert code == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    # The progress line erased, no summary, and the interruption said on a clean line.
+    assert output.endswith(f"\r{ERASE}glimpse: store check interrupted\n"), output[-300:]
+    assert "verifying images:" not in output
