@@ -28,6 +28,9 @@ def run(settings: Settings, as_json: bool, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     try:
         status = survey(settings)
+    except KeyboardInterrupt:
+        print("glimpse: status interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:
         print(f"glimpse: status failed: {failure_message(exc)}", file=sys.stderr)
         return 3

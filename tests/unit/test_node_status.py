@@ -231,3 +231,18 @@ def test_incarnation_survey_only_looks(tmp_path: Path) -> None:
         probe.close()
     finally:
         live.close()
+
+
+def test_a_report_that_cannot_be_made_is_one_line(data_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(_: Settings) -> None:
+        raise OSError(13, f"Permission denied: '/srv/{SECRET}'")
+
+    monkeypatch.setattr(status_cli, "survey", broken)
+    out = io.StringIO()
+    assert status_cli.run(settings_for(data_dir), as_json=True, out=out) == 3
+    assert out.getvalue() == ""
+    err = capsys.readouterr().err
+    assert err == ("glimpse: status failed: PermissionError (GLIMPSE_LOG_LEVEL=debug shows "
+                   "the details)\n")
