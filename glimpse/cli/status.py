@@ -78,7 +78,8 @@ def render(status: NodeStatus) -> str:
         lines.append(f"  {label}  {state}  {store.driver}{space}  {store.detail}")
 
     if status.images is None:
-        lines.append("images         unknown (the database did not answer)")
+        why = "has no glimpse schema" if db.reachable else "did not answer"
+        lines.append(f"images         unknown (the database {why})")
     else:
         counts = ", ".join(f"{name} {count}" for name, count in sorted(status.images.items()))
         total = sum(status.images.values())

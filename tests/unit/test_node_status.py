@@ -246,3 +246,13 @@ def test_a_report_that_cannot_be_made_is_one_line(data_dir: Path,
     err = capsys.readouterr().err
     assert err == ("glimpse: status failed: PermissionError (GLIMPSE_LOG_LEVEL=debug shows "
                    "the details)\n")
+
+
+def test_an_empty_database_has_nothing_to_count(tmp_path: Path) -> None:
+    db_engine.create_engine(f"sqlite:///{tmp_path / 'glimpse.sqlite'}").connect().close()
+    report = survey(settings_for(tmp_path))
+    assert report.database.reachable and report.database.revision is None
+    assert report.images is None and not report.healthy
+    text = status_cli.render(report)
+    assert "schema - (none, needs 0007)" in text
+    assert "images         unknown (the database has no glimpse schema)" in text
