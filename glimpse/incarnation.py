@@ -17,6 +17,7 @@ so the file is opened close-on-exec (children glimpse runs exec at once).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -127,6 +128,40 @@ class Incarnation:
             (self._directory / f"{self._id}.lock").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             os.close(self._fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sighting:
+    """An incarnation of a node as its lock file shows it (``glimpse status``)."""
+
+    id: str
+    pid: int | None  # as the process wrote it; None when unreadable
+    alive: bool  # its process still holds the lock
+
+
+def survey(data_dir: Path) -> list[Sighting]:
+    """The incarnations of the node of ``data_dir`` whose lock files are there: those running,
+    and those ended that no process has forgotten yet. Looks only: creates and removes
+    nothing."""
+    try:
+        entries = sorted((data_dir / DIRECTORY).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for path in entries:
+        if path.suffix != ".lock" or not _ID.fullmatch(path.stem):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # forgotten meanwhile
+            continue
+        try:
+            alive = not _lockable(fd)
+            pid_text = os.read(fd, 32).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        found.append(Sighting(path.stem, int(pid_text) if pid_text.isdigit() else None, alive))
+    return found
 
 
 def _lockable(fd: int) -> bool:

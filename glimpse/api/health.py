@@ -79,9 +79,7 @@ class HealthCheck:
         self._running = {probe.name: threading.Lock() for probe in self.probes}
 
     async def answer(self, request: Request, detailed: bool) -> Response:
-        results = [self._disable_by_file()]
-        if detailed:
-            results += await asyncio.gather(*(self._probe(p) for p in self.probes))
+        results = await self.results(detailed)
         healthy = all(result.available for result in results)
         if request.method == "HEAD":
             return _response(204 if healthy else 503, "", "text/plain; charset=UTF-8")
@@ -94,6 +92,14 @@ class HealthCheck:
             return _response(status, _html(results, detailed), "text/html; charset=UTF-8")
         text = "\n".join(result.reason for result in results if result.reason)
         return _response(status, text, "text/plain; charset=UTF-8")
+
+    async def results(self, detailed: bool) -> list[Result]:
+        """The disable file's result, then (``detailed``) each probe's, in ``probes`` order;
+        ``glimpse status`` reads them too."""
+        results = [self._disable_by_file()]
+        if detailed:
+            results += await asyncio.gather(*(self._probe(p) for p in self.probes))
+        return results
 
     def _disable_by_file(self) -> Result:
         kind = "DisableByFileHealthcheck"

@@ -1,4 +1,4 @@
-"""Command line: ``glimpse serve`` and ``glimpse db upgrade``."""
+"""Command line: ``glimpse serve``, ``db upgrade``, ``store check|scrub`` and ``status``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true",
                        help="delete orphaned objects and mark broken images killed")
     store_sub.add_parser("scrub", help="finish delayed deletes (pending_delete images)")
+    status = sub.add_parser("status", help="this node: database, stores, uploads (exit 1 if "
+                                           "something is down)")
+    status.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "store":
         return _store(settings, args)
+    if args.command == "status":
+        from glimpse.cli import status
+
+        return status.run(settings, as_json=args.json)
     return _serve(settings)
 
 
@@ -95,14 +105,30 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     import json
 
     from glimpse.app import build_audit
+    from glimpse.cli.failures import failure_message
+    from glimpse.cli.progress import Progress
 
-    audit = build_audit(settings)
+    try:
+        audit = build_audit(settings)
+        # On a terminal, stderr shows how far it has got; the report alone goes to stdout.
+        with Progress(None, None, sys.stderr) as progress:
+            if args.store_command == "scrub":
+                outcome: object = {"scrubbed": audit.scrub(progress)}
+            else:
+                report = audit.check(verify=args.verify, repair=args.repair,
+                                     progress=progress)
+                outcome = dataclasses.asdict(report)
+    except KeyboardInterrupt:
+        print(f"glimpse: store {args.store_command} interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a store or the database failing: a message, no traceback
+        print(f"glimpse: store {args.store_command} failed: {failure_message(exc)}",
+              file=sys.stderr)
+        return 3
+    # JSON: every control character in a key or id is a \u escape, harmless on a terminal.
+    print(json.dumps(outcome, indent=2))
     if args.store_command == "scrub":
-        scrubbed = audit.scrub()
-        print(json.dumps({"scrubbed": scrubbed}, indent=2))
         return 0
-    report = audit.check(verify=args.verify, repair=args.repair)
-    print(json.dumps(dataclasses.asdict(report), indent=2))
     # Exit 1 when problems remain, so cron jobs and monitoring notice.
     return 0 if report.clean or args.repair else 1
 

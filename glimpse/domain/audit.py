@@ -11,6 +11,7 @@ from glimpse.domain import lifecycle
 from glimpse.domain.data import EXTERNAL_STORE, release_data
 from glimpse.domain.model import Image, Location, Status, now
 from glimpse.domain.ports import ImageRepository, Store, shared_store
+from glimpse.domain.progress import NO_PROGRESS, ProgressObserver
 from glimpse.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,23 @@ class StoreAudit:
         self._repo = repo
         self._stores = stores
 
-    def check(self, verify: bool = False, repair: bool = False) -> AuditReport:
+    def check(self, verify: bool = False, repair: bool = False,
+              progress: ProgressObserver = NO_PROGRESS) -> AuditReport:
         """Objects no image references (orphans), active images whose object is gone
         (missing) and, with ``verify``, whose data no longer matches its MD5 (corrupt).
-        ``repair`` deletes orphans and kills broken images."""
+        ``repair`` deletes orphans and kills broken images. ``progress`` is told of each
+        object listed, each image checked and each chunk read."""
         report = AuditReport(stores=sorted(self._stores))
         # Killed and deleted images whose data a store could not delete at the time still own
         # it until the leftover purge removes it: that data is not an orphan.
         holders = self._repo.images_holding_data()
         owned = {(loc.store, loc.url) for i in holders for loc in i.locations}
         for name, store in sorted(self._stores.items()):
+            # A store's listing has no count up front (Swift, S3 page through it).
+            progress.phase(f"listing store {name}", unit="objects")
             for key in store.object_keys():
                 report.objects += 1
+                progress.advance()
                 # A shared store's locations are URLs of its keys (RBD: rbd://...).
                 shared = shared_store(store)
                 url = shared.location_url(key) if shared is not None else key
@@ -56,6 +62,7 @@ class StoreAudit:
                     if repair:
                         store.delete(key)
                         report.repaired += 1
+        checks = []
         for image in holders:
             location = image.data_location
             if image.status not in (Status.ACTIVE, Status.DEACTIVATED) or location is None or (
@@ -63,10 +70,16 @@ class StoreAudit:
             ):
                 continue
             holder = self._stores.get(location.store)
-            if holder is None:
-                continue
+            if holder is not None:
+                checks.append((image, holder, location.url))
+        progress.phase("verifying images" if verify else "checking images", len(checks),
+                       sum(image.size or 0 for image, _, _ in checks if image.checksum)
+                       if verify else None,
+                       unit="images")
+        for image, holder, key in checks:
             report.images_checked += 1
-            problem = self._problem(holder, image, location.url, verify)
+            problem = self._problem(holder, image, key, verify, progress)
+            progress.advance()
             if problem is None:
                 continue
             (report.missing if problem == "missing" else report.corrupt).append(image.id)
@@ -91,7 +104,8 @@ class StoreAudit:
                               f"{image.id}; run the command again once it is back")
 
     @staticmethod
-    def _problem(store: Store, image: Image, key: str, verify: bool) -> str | None:
+    def _problem(store: Store, image: Image, key: str, verify: bool,
+                 progress: ProgressObserver) -> str | None:
         try:
             size = store.size(key)
         except NotFound:
@@ -102,20 +116,25 @@ class StoreAudit:
             digest = hashlib.md5(usedforsecurity=False)
             for chunk in store.open(key):
                 digest.update(chunk)
+                progress.advance(0, len(chunk))
             if digest.hexdigest() != image.checksum:
                 return "corrupt"
         return None
 
-    def scrub(self) -> list[str]:
+    def scrub(self, progress: ProgressObserver = NO_PROGRESS) -> list[str]:
         """Finish delayed deletes: remove the data of ``pending_delete`` images and mark them
-        ``deleted``."""
+        ``deleted``. ``progress`` is told of each image done, and its size."""
         done = []
-        for image in self._repo.images_holding_data([str(Status.PENDING_DELETE)]):
+        pending = self._repo.images_holding_data([str(Status.PENDING_DELETE)])
+        progress.phase("scrubbing images", len(pending),
+                       sum(image.size or 0 for image in pending), unit="images")
+        for image in pending:
             for location in image.locations:
                 self._release(image, location)
             target = lifecycle.check_transition(Status.PENDING_DELETE, Status.DELETED)
             if self._repo.set_fields(image.id, {"status": target, "updated_at": now()},
                                      expected_status=Status.PENDING_DELETE):
                 done.append(image.id)
+            progress.advance(1, image.size or 0)
         return done
 
