@@ -85,6 +85,11 @@ def build_store(config: StoreConfig, data_dir: Path) -> Store:
     return driver.create(config.name, options, data_dir)
 
 
+def store_options(config: StoreConfig) -> Any:
+    """The store's driver options, parsed (the driver's options dataclass)."""
+    return _parse(config)[1]
+
+
 def _parse(config: StoreConfig) -> tuple[StoreDriver[Any], Any]:
     module_name, hint = _driver_module(config)
     try:
