@@ -54,10 +54,14 @@ from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.notifications import QueuedNotifier, oslo_sender
 from glimpse.settings import Settings
-from glimpse.stores.catalog import build_catalog
 from glimpse.stores.http import HttpSource
 from glimpse.stores.observed import ObservedStore, probe
-from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
+from glimpse.stores.registry import (
+    READ_ONLY_STORES,
+    STORE_ALIASES,
+    build_catalog,
+    build_stores,
+)
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""The deployment's stores as the domain's StoreCatalog: ids, Glance's kinds, descriptions,
-weights, and the properties ``/v2/info/stores/detail`` shows, in Glance's names for each kind
+"""A configured store as the domain's StoreCatalog sees it: its id, Glance's kind, its
+description and weight, and the properties ``/v2/info/stores/detail`` shows, in Glance's names for each kind
 (glance/api/v2/discovery.py). Only sizes, names and flags are shown: never a credential, an
 endpoint, a keyring or a configuration file."""
 
@@ -9,14 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from glimpse.domain.store_choice import StoreCatalog, StoreInfo
-from glimpse.settings import Settings, StoreConfig
-from glimpse.stores.registry import (
-    EXTERNAL_STORE,
-    canonical_store_name,
-    store_configs,
-    store_options,
-)
+from glimpse.domain.store_choice import StoreInfo
 
 # glimpse's read block, the chunk size of every driver's reads.
 READ_CHUNK = 1 << 20
@@ -24,20 +17,13 @@ READ_CHUNK = 1 << 20
 _TYPES = {"filesystem": "file"}
 
 
-def build_catalog(settings: Settings) -> StoreCatalog:
-    """Every store by the registry's order (the built-in ``file`` first), then the external
-    ``http`` source, read-only, as Glance lists an http store."""
-    stores = [_info(config, settings.data_dir) for config in store_configs(settings).values()]
-    stores.append(StoreInfo(EXTERNAL_STORE, "http", read_only=True))
-    return StoreCatalog(tuple(stores), canonical_store_name(settings.default_store),
-                        multi_store=settings.multi_store)
-
-
-def _info(config: StoreConfig, data_dir: Path) -> StoreInfo:
-    properties = _PROPERTIES.get(config.driver, _none)(store_options(config), data_dir)
-    return StoreInfo(config.name, _TYPES.get(config.driver, config.driver),
-                     description=config.description, weight=config.weight,
-                     properties=properties)
+def describe(name: str, driver: str, options: Any, data_dir: Path, *, description: str = "",
+             weight: int = 0) -> StoreInfo:
+    """A configured store as the catalog holds it; ``options``: its driver's parsed
+    options (the registry's ``build_catalog`` builds the catalog with this)."""
+    properties = _PROPERTIES.get(driver, _none)(options, data_dir)
+    return StoreInfo(name, _TYPES.get(driver, driver), description=description,
+                     weight=weight, properties=properties)
 
 
 def _none(options: Any, data_dir: Path) -> dict[str, Any]:
