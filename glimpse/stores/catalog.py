@@ -1,7 +1,7 @@
 """A configured store as the domain's StoreCatalog sees it: its id, Glance's kind, its
-description and weight, and the properties ``/v2/info/stores/detail`` shows, in Glance's names for each kind
-(glance/api/v2/discovery.py). Only sizes, names and flags are shown: never a credential, an
-endpoint, a keyring or a configuration file."""
+description and weight, and the properties ``/v2/info/stores/detail`` shows, in Glance's
+names for each kind (glance/api/v2/discovery.py). Only sizes, names and flags are shown:
+never a credential, an endpoint, a keyring or a configuration file."""
 
 from __future__ import annotations
 
