@@ -239,9 +239,8 @@ class ImageData:
             chunks = store.open(location.url, offset, bound)
         first = next(chunks, None)
         if first is None:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            if length is None:  # an external source of unknown size: empty is an answer
+                return Download(image, chunks=iter(()), offset=offset, length=length)
             raise Unavailable(f"Store {location.store} returned no data for image {image.id}.")
         return Download(image, chunks=itertools.chain([first], chunks), offset=offset,
                         length=length)

@@ -145,13 +145,15 @@ def test_download_reads_the_copy_of_highest_weight(world: World) -> None:
     assert (world.stores["fast"].opens, world.stores["slow"].opens) == (1, 0)
 
 
-@pytest.mark.parametrize("fault", ["fail_open", "fail_first_read", "missing"])
+@pytest.mark.parametrize("fault", ["fail_open", "fail_first_read", "missing", "empty"])
 def test_download_falls_back_when_a_store_fails_before_its_first_byte(
         world: World, fault: str) -> None:
     image = world.image_in("slow", "fast")
     fast = world.stores["fast"]
     if fault == "missing":
         fast.delete(image.id)  # the data is gone from the store of highest weight
+    elif fault == "empty":
+        fast.put(image.id, [])  # an object that returns no byte of the data
     else:
         setattr(fast, fault, True)
     assert read(world.images.open_data(OWNER, image.id)) == DATA
