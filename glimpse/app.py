@@ -22,9 +22,10 @@ from glimpse.api.health import HealthCheck, Probe
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
-from glimpse.api.v2.api import V2Api
+from glimpse.api.v2.api import V2Api, listed_minors
 from glimpse.api.v2.handlers import V2Handlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
+from glimpse.api.v2.store_handlers import StoreHandlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain import policy as policy_mod
@@ -47,6 +48,7 @@ from glimpse.domain.protections import (
 from glimpse.domain.protections import load as load_protections
 from glimpse.domain.protections import warn as warn_protections
 from glimpse.domain.quotas import LimitSource, StaticLimits
+from glimpse.domain.store_service import StoreService
 from glimpse.errors import Invalid
 from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
@@ -54,7 +56,12 @@ from glimpse.notifications import QueuedNotifier, oslo_sender
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
 from glimpse.stores.observed import ObservedStore, probe
-from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
+from glimpse.stores.registry import (
+    READ_ONLY_STORES,
+    STORE_ALIASES,
+    build_catalog,
+    build_stores,
+)
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 if TYPE_CHECKING:
@@ -114,6 +121,8 @@ def build_app(settings: Settings, migrate: bool = True,
     events = Events(notifier)
     # Every limit is the setting of the same name.
     limits = Limits(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Limits)})
+    # The stores as the API shows them, and their weights for downloads (multi-store).
+    catalog = build_catalog(settings)
     # This process's identity on the uploads it claims (a uvicorn worker's own: workers build
     # their app each); a restarted process ends its ended predecessors' uploads at once.
     incarnation = Incarnation(settings.data_dir)
@@ -122,6 +131,7 @@ def build_app(settings: Settings, migrate: bool = True,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         quotas=limit_source(settings),
         events=events,
+        catalog=catalog,
         background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
@@ -152,7 +162,8 @@ def build_app(settings: Settings, migrate: bool = True,
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
                     inline_reads=inline_reads, schemas=schemas,
                     show_locations=settings.show_multiple_locations,
-                    show_direct_url=settings.show_image_direct_url)
+                    show_direct_url=settings.show_image_direct_url,
+                    stores=StoreHandlers(StoreService(repo, v2_images, data, catalog)))
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:
@@ -160,7 +171,7 @@ def build_app(settings: Settings, migrate: bool = True,
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
-        routers=[V1Api(handlers), V2Api(v2)],
+        routers=[V1Api(handlers), V2Api(v2, listed_minors(settings.multi_store))],
         auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,

@@ -41,6 +41,10 @@ class StoreConfig:
     name: str
     driver: str
     options: Mapping[str, Scalar] = dataclasses.field(default_factory=dict, repr=False)
+    # What every store has besides its driver's options (docs/multi-store.md): the text
+    # /v2/info/stores shows, and the weight downloads choose among an image's copies by.
+    description: str = ""
+    weight: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,9 @@ class Settings:
     disk_formats: tuple[str, ...] = DEFAULT_DISK_FORMATS
     container_formats: tuple[str, ...] = DEFAULT_CONTAINER_FORMATS
     default_store: str = "file"
+    # Glance's multi-store (its enabled_backends): /v2/info/stores, the ``stores`` attribute,
+    # OpenStack-image-store-ids and DELETE /v2/stores/... (docs/multi-store.md).
+    multi_store: bool = False
     multihash_algorithm: str = "sha512"
     max_header_line: int = 16384
     external_allowed_networks: tuple[Network, ...] = ()
@@ -177,7 +184,8 @@ def to_json(settings: Settings) -> str:
         elif value is None:
             pass
         elif field.name == "stores":
-            value = {c.name: {"driver": c.driver, **c.options} for c in value}
+            value = {c.name: {"driver": c.driver, **c.options,
+                              **_common_store_options(c)} for c in value}
         elif isinstance(value, tuple):
             value = [str(v) for v in value]
         values[field.name] = value
@@ -212,8 +220,37 @@ def _parse_stores(raw: Any) -> tuple[StoreConfig, ...]:
         for key, value in options.items():
             if not isinstance(value, Scalar):
                 raise Invalid(f"stores.{name}.{key} must be a string, number or boolean")
-        configs.append(StoreConfig(str(name), str(table.get("driver", "")), options))
+        configs.append(_store_config(str(name), str(table.get("driver", "")), options))
     return tuple(configs)
+
+
+# Options of every store, whatever its driver: kept out of the driver's options.
+COMMON_STORE_OPTIONS = ("description", "weight")
+
+
+def _store_config(name: str, driver: str, options: Mapping[str, Scalar]) -> StoreConfig:
+    """A StoreConfig, with the options every store has taken out of the driver's."""
+    rest = {k: v for k, v in options.items() if k not in COMMON_STORE_OPTIONS}
+    description = options.get("description", "")
+    weight = options.get("weight", 0)
+    if isinstance(weight, bool) or not isinstance(weight, int | str):
+        raise Invalid(f"stores.{name}.weight must be an integer")
+    try:
+        weight = int(weight)
+    except ValueError:
+        raise Invalid(f"stores.{name}.weight must be an integer") from None
+    if not -(2 ** 31) <= weight < 2 ** 31:
+        raise Invalid(f"stores.{name}.weight must be between -2147483648 and 2147483647")
+    return StoreConfig(name, driver, rest, description=str(description), weight=weight)
+
+
+def _common_store_options(config: StoreConfig) -> dict[str, Scalar]:
+    common: dict[str, Scalar] = {}
+    if config.description:
+        common["description"] = config.description
+    if config.weight:
+        common["weight"] = config.weight
+    return common
 
 
 def _with_store_env(
@@ -227,8 +264,9 @@ def _with_store_env(
         return stores
     current = next((c for c in stores if c.name == default_store), None)
     driver = found.pop("driver", current.driver if current else "")
-    options = {**(current.options if current else {}), **found}
-    merged = StoreConfig(default_store, driver, options)
+    options = {**(current.options if current else {}),
+               **(_common_store_options(current) if current else {}), **found}
+    merged = _store_config(default_store, driver, options)
     return (*(c for c in stores if c.name != default_store), merged)
 
 

@@ -272,10 +272,14 @@ class SqlImageRepository:
     def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
         stmt = (
             sa.select(*_SELECT_IMAGE)
-            .where(
-                images.c.status.in_([str(Status.KILLED), str(Status.DELETED)]),
-                _has_location(image_locations.c.store.in_(list(stores))),
-            )
+            .where(sa.or_(
+                sa.and_(images.c.status.in_([str(Status.KILLED), str(Status.DELETED)]),
+                        _has_location(image_locations.c.store.in_(list(stores)))),
+                # A copy being deleted from one store (DELETE /v2/stores/...) whose store
+                # failed: the image lives on in its other stores.
+                _has_location(image_locations.c.store.in_(list(stores)),
+                              image_locations.c.status == str(LocationStatus.PENDING_DELETE)),
+            ))
             .order_by(images.c.updated_at)
             .limit(limit)
         )

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
@@ -23,7 +24,7 @@ from glimpse.domain import lifecycle
 from glimpse.domain.events import Events
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
-from glimpse.domain.model import Changes, Image, Location, Status, now
+from glimpse.domain.model import Changes, Image, Location, LocationStatus, Status, now
 from glimpse.domain.ports import (
     ExternalSource,
     ImageRepository,
@@ -39,6 +40,7 @@ from glimpse.domain.quotas import (
     StaticLimits,
     Usage,
 )
+from glimpse.domain.store_choice import StoreCatalog
 from glimpse.domain.uploads import UploadGuard
 from glimpse.errors import (
     Conflict,
@@ -163,8 +165,12 @@ class ImageData:
         quotas: LimitSource | None = None,
         identity: ProcessIdentity | None = None,
         events: Events | None = None,
+        catalog: StoreCatalog | None = None,
     ) -> None:
         self._repo = repo
+        # The stores' weights, by which downloads choose among an image's copies (None: the
+        # image's order).
+        self._catalog = catalog
         # Recorded on every claim; None (tests of the domain alone): claims name no process,
         # and only the heartbeat timeout recovers their uploads.
         self._identity = identity
@@ -184,29 +190,63 @@ class ImageData:
 
     def open(self, image: Image, offset: int = 0, length: int | None = None) -> Download:
         """The image's data from ``offset``, ``length`` bytes of it (to the end when None),
-        read from the store at that offset. RangeNotSatisfiable for an offset past the data,
-        Invalid for a negative offset or a length below 1."""
+        read from a store at that offset. RangeNotSatisfiable for an offset past the data,
+        Invalid for a negative offset or a length below 1.
+
+        An image with copies in several stores is read from the one of highest weight; when
+        that store fails before its first byte (unreachable, the object gone), the next copy
+        is tried, and so on (docs/multi-store.md). The first error is raised when every copy
+        fails. Once a byte has left, a failure is the sender's to report (it cuts the
+        connection short of the promised length): never another store's bytes spliced in."""
         size = data_size(image)
         offset, length = data_window(size, offset, length)
-        location = image.data_location
-        if location is None or length == 0:
+        candidates = self._reading_order(image)
+        if not candidates or length == 0:
             return Download(image, chunks=iter(()), offset=offset, length=length)
         # A read that reaches the end asks for no length: all of the data stays a plain GET
         # (which a remote that ignores ranges serves too), and the rest a "bytes=o-".
         bound = length if size is None or length is None or offset + length < size else None
+        first_error: Exception | None = None
+        for location in candidates:
+            try:
+                return self._open_copy(image, location, offset, length, bound)
+            except Exception as exc:  # any store failure: the next copy may serve
+                if first_error is None:
+                    first_error = exc
+                if len(candidates) > 1:
+                    log.warning("image %s: reading its copy in store %s failed (%s); trying "
+                                "the next copy", image.id, location.store, _reason(exc))
+        assert first_error is not None
+        raise first_error
+
+    def _reading_order(self, image: Image) -> list[Location]:
+        if self._catalog is not None:
+            return self._catalog.reading_order(image.locations)
+        return [loc for loc in image.locations if loc.status is LocationStatus.ACTIVE]
+
+    def _open_copy(self, image: Image, location: Location, offset: int, length: int | None,
+                   bound: int | None) -> Download:
+        """The data of one copy, its first chunk already read (so a store that fails at once,
+        whether on open or on the first read, fails here, before anything is sent)."""
         if location.store == EXTERNAL_STORE:
             chunks = self.external.open(location.url, offset, bound)
-            return Download(image, chunks=chunks, offset=offset, length=length)
-        store = self._stores.get(location.store)
-        if store is None:
-            # Data written through a store this deployment no longer configures.
-            raise Unavailable(f"The data of image {image.id} is in store {location.store}, "
-                              "which is not configured here.")
-        local = store.open_file(location.url)
-        if local is not None:
-            return Download(image, file=local, offset=offset, length=length)
-        chunks = store.open(location.url, offset, bound)
-        return Download(image, chunks=chunks, offset=offset, length=length)
+        else:
+            store = self._stores.get(location.store)
+            if store is None:
+                # Data written through a store this deployment no longer configures.
+                raise Unavailable(f"The data of image {image.id} is in store {location.store}, "
+                                  "which is not configured here.")
+            local = store.open_file(location.url)
+            if local is not None:
+                return Download(image, file=local, offset=offset, length=length)
+            chunks = store.open(location.url, offset, bound)
+        first = next(chunks, None)
+        if first is None:
+            if length is None:  # an external source of unknown size: empty is an answer
+                return Download(image, chunks=iter(()), offset=offset, length=length)
+            raise Unavailable(f"Store {location.store} returned no data for image {image.id}.")
+        return Download(image, chunks=itertools.chain([first], chunks), offset=offset,
+                        length=length)
 
     # -- choosing where data goes -----------------------------------------------------------
 
@@ -217,7 +257,8 @@ class ImageData:
                 raise Gone(f"Store {name} is read-only: image data cannot be uploaded to it")
             return self.default_store
         if name not in self._stores:
-            raise Invalid(f"Required store {name} is invalid")
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            raise Invalid(f"Required store {shown} is invalid")
         return name
 
     def claim_fields(self) -> dict[str, Any]:
@@ -572,7 +613,12 @@ class ImageData:
         reached at the time; returns how many images were cleaned."""
         cleaned = 0
         for image in self._repo.leftovers(sorted(self._stores), limit):
-            if all([self.release(image.id, loc) for loc in image.locations]):
+            # A live image's leftovers are only its copies being deleted from one store
+            # (DELETE /v2/stores/...); its other copies are its data.
+            ended = image.status in (Status.KILLED, Status.DELETED)
+            gone = [loc for loc in image.locations
+                    if ended or loc.status is LocationStatus.PENDING_DELETE]
+            if all([self.release(image.id, loc) for loc in gone]):
                 cleaned += 1
         return cleaned
 
@@ -598,6 +644,12 @@ class _Stages:
         if self.inspection is not None and self.inspection.virtual_size is not None:
             facts["virtual_size"] = self.inspection.virtual_size
         return facts
+
+
+def _reason(exc: Exception) -> str:
+    """What a log line says of a store's failure: a domain error's message (which names no
+    secret), otherwise only the exception's type."""
+    return exc.message if isinstance(exc, GlimpseError) else type(exc).__name__
 
 
 def release_data(

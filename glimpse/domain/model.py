@@ -131,8 +131,10 @@ class Image:
 
     @property
     def data_location(self) -> Location | None:
-        """The location data is read from: the first one."""
-        return self.locations[0] if self.locations else None
+        """The first location whose data is complete (not one being deleted from its store);
+        downloads choose among them by store weight (domain/store_choice.py)."""
+        return next((loc for loc in self.locations if loc.status is LocationStatus.ACTIVE),
+                    None)
 
 
 # The fields that hold rows of other tables, not columns of images.

@@ -124,11 +124,14 @@ _IMAGE = (
          _ops(f"PUT {IMAGE}/file", "POST /v1/images", f"PUT {V1_IMAGE}"),
          deprecated_check_str=DEFAULT),
     Rule("delete_image_location", ADMIN,
-         "Remove locations of an image (legacy locations PATCH).", _ops(f"PATCH {IMAGE}"),
+         "Remove locations of an image (legacy locations PATCH, a store's copy).",
+         _ops(f"PATCH {IMAGE}", "DELETE /v2/stores/{store_id}/{image_id}"),
          deprecated_check_str=DEFAULT),
     Rule("get_image_location", ADMIN_OR_PROJECT_READER,
          "See an image's locations and direct_url in the image (when the operator shows them; "
-         "service callers see them too).", _ops(f"GET {IMAGE}"), deprecated_check_str=DEFAULT),
+         "service callers see them too); remove a store's copy (with delete_image_location).",
+         _ops(f"GET {IMAGE}", "DELETE /v2/stores/{store_id}/{image_id}"),
+         deprecated_check_str=DEFAULT),
     Rule("set_image_location", ADMIN_OR_PROJECT_MEMBER,
          "Set locations of an image (legacy locations PATCH, v1's x-image-meta-location).",
          _ops(f"PATCH {IMAGE}", "POST /v1/images", f"PUT {V1_IMAGE}"),
@@ -177,8 +180,9 @@ _CACHE = (
 )
 
 _DISCOVERY = (
-    Rule("stores_info_detail", ADMIN_OR_SERVICE_ROLE, "Stores with their details (not served).",
-         _ops("GET /v2/info/stores/detail"), deprecated_check_str=ADMIN, served=False),
+    Rule("stores_info_detail", ADMIN_OR_SERVICE_ROLE,
+         "Stores with their kinds, weights and properties (multi-store).",
+         _ops("GET /v2/info/stores/detail"), deprecated_check_str=ADMIN),
 )
 
 

@@ -108,7 +108,8 @@ class ImageRepository(Protocol):
 
     def leftovers(self, stores: Sequence[str], limit: int) -> list[Image]:
         """Killed or deleted images that still have a location in one of ``stores``: their
-        data could not be deleted when they ended."""
+        data could not be deleted when they ended; and images with a location being deleted
+        (``LocationStatus.PENDING_DELETE``) in one of them."""
 
     def members(self, image_id: str) -> list[Member]: ...
 

@@ -14,8 +14,10 @@ from types import MappingProxyType
 from typing import Any
 
 from glimpse.domain.ports import Store
+from glimpse.domain.store_choice import StoreCatalog, StoreInfo
 from glimpse.errors import Invalid
 from glimpse.settings import Settings, StoreConfig
+from glimpse.stores.catalog import describe
 from glimpse.stores.driver import StoreDriver
 from glimpse.stores.options import parse_options
 
@@ -83,6 +85,18 @@ def build_stores(settings: Settings) -> dict[str, Store]:
 def build_store(config: StoreConfig, data_dir: Path) -> Store:
     driver, options = _parse(config)
     return driver.create(config.name, options, data_dir)
+
+
+def build_catalog(settings: Settings) -> StoreCatalog:
+    """Every store in this order (the built-in ``file`` first, then the configured ones),
+    then the external ``http`` source, read-only, as Glance lists an http store: what the
+    API shows of them (glimpse.stores.catalog) and their weights."""
+    stores = [describe(config.name, config.driver, _parse(config)[1], settings.data_dir,
+                       description=config.description, weight=config.weight)
+              for config in store_configs(settings).values()]
+    stores.append(StoreInfo(EXTERNAL_STORE, "http", read_only=True))
+    return StoreCatalog(tuple(stores), canonical_store_name(settings.default_store),
+                        multi_store=settings.multi_store)
 
 
 def _parse(config: StoreConfig) -> tuple[StoreDriver[Any], Any]:

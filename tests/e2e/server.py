@@ -27,9 +27,12 @@ class GlimpseServer:
 
     ``settings`` are setting names (as in docs/configuration.md) mapped to values; they are
     passed as ``GLIMPSE_<NAME>`` environment variables, exactly as an operator would.
+    ``config``: a TOML settings file (``--config``), for what only a file can say (several
+    store tables); its stores are then the test's own, so GLIMPSE_TEST_STORE does not apply.
     """
 
-    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None):
+    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None,
+                 config: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
@@ -44,7 +47,7 @@ class GlimpseServer:
         if test_db:
             env["GLIMPSE_DATABASE_URL"] = test_db
         # GLIMPSE_TEST_STORE=swift|s3|rbd runs every server with that store as the default.
-        test_store = os.environ.get("GLIMPSE_TEST_STORE", "file")
+        test_store = "file" if config else os.environ.get("GLIMPSE_TEST_STORE", "file")
         if test_store == "rbd":
             ceph.require()
             for name, value in ceph.store_env().items():
@@ -62,7 +65,8 @@ class GlimpseServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port),
+             *(["--config", str(config)] if config else [])],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

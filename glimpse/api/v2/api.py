@@ -26,11 +26,24 @@ MINOR_FEATURES: dict[int, str] = {
     4: "location rules",
     5: "community and shared visibilities, shared by default",
     7: "os_hidden, multihash",
+    15: "GET /v2/info/stores/detail (404 without multi-store, as Glance's)",
     17: "the locations API (POST and GET /v2/images/{id}/locations)",
 }
-# Those of the later minors (import, multi-store, the cache, the new locations API) come with
-# their features; see docs/v2-choices.md.
+# Listed only when the operator turns multi-store on (Glance: enabled_backends), whose
+# features they are (docs/multi-store.md).
+MULTI_STORE_MINORS: dict[int, str] = {
+    8: "multi-store: /v2/info/stores, X-Image-Meta-Store on upload, OpenStack-image-store-ids, "
+       "the stores attribute",
+    9: "2.8 declared stable (no new routes)",
+}
+# Those of the later minors (import, copy-image, tasks, the cache) come with their features;
+# see docs/v2-choices.md.
 LISTED_MINORS: tuple[int, ...] = tuple(sorted(MINOR_FEATURES))
+
+
+def listed_minors(multi_store: bool) -> tuple[int, ...]:
+    """The minors to list for this deployment."""
+    return tuple(sorted({*MINOR_FEATURES, *(MULTI_STORE_MINORS if multi_store else ())}))
 
 
 class V2Api:

@@ -26,8 +26,8 @@ STATUS: dict[type[errors.GlimpseError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
-    # A store that refuses writes: v2 has no 410 for it; the write is refused.
-    errors.Gone: 403,
+    # A store that refuses writes (X-Image-Meta-Store: http): Glance's StoreAddDisabled, 410.
+    errors.Gone: 410,
     # The image was deleted while its data arrived (Glance: 410 Gone).
     errors.PreconditionFailed: 410,
     errors.OverLimit: 413,

@@ -33,12 +33,14 @@ from glimpse.api.v2.json_input import load_json
 from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import decode_query, page_links, parse_list_query
 from glimpse.api.v2.schemas import ImageSchemas
+from glimpse.api.v2.store_handlers import StoreHandlers, add_stores_key, store_ids_header
 from glimpse.domain.data import Upload
 from glimpse.domain.images import NO_DATA_YET, ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.locations import shown_locations
 from glimpse.domain.members import MemberService
-from glimpse.domain.model import AddTag, Command, Image, Principal, RemoveTag
+from glimpse.domain.model import AddTag, Command, DataSource, Image, Principal, RemoveTag
+from glimpse.domain.store_choice import StoreCatalog
 from glimpse.errors import Invalid, NotFound, UnsupportedMediaType
 
 Handler = Callable[["Call"], Awaitable[Response | ASGIApp]]
@@ -76,6 +78,7 @@ class V2Handlers:
         schemas: ImageSchemas,
         show_locations: bool = False,
         show_direct_url: bool = False,
+        stores: StoreHandlers | None = None,
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode). ``show_locations`` and
@@ -90,6 +93,9 @@ class V2Handlers:
         self.schemas = schemas
         self.show_locations = show_locations
         self.show_direct_url = show_direct_url
+        # Multi-store (store_handlers.py); without a catalog, one store and none of it.
+        self.stores = stores
+        self.catalog: StoreCatalog | None = stores.catalog if stores is not None else None
 
     # -- images -------------------------------------------------------------------------------
 
@@ -98,8 +104,10 @@ class V2Handlers:
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
-        return json_response(self._render(image, call.principal), 201,
-                             [(b"location", location.encode())])
+        headers = [(b"location", location.encode())]
+        if self.catalog is not None:
+            headers += store_ids_header(self.catalog)
+        return json_response(self._render(image, call.principal), 201, headers)
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
@@ -113,7 +121,8 @@ class V2Handlers:
         call.refuse_body()
         params = call.query()
         request = parse_list_query(params, self.default_limit, self.max_limit)
-        request.query.with_locations = self.show_locations or self.show_direct_url
+        request.query.with_locations = self.show_locations or self.show_direct_url or (
+            self.catalog is not None and self.catalog.multi_store)
         page = await in_thread(self.images.list_images, call.principal, request.query,
                                request.marker)
         first, following = page_links(params, page, request.query.limit)
@@ -160,9 +169,11 @@ class V2Handlers:
             # As the upload's length, a declared size over the cap is refused (413) before
             # the data is read, chunked uploads included.
             upload = Upload(_exactly(upload.chunks, declared), declared, expected)
+        # The store to write to (Glance's multi-store header; an unknown one: 400).
+        source = DataSource(store=call.header("x-image-meta-store") or None)
         await call.run(functools.partial(
             self.images.update, call.principal, call.params["image_id"], [],
-            upload=upload, on_failure=FailureRule.REQUEUE,
+            source=source, upload=upload, on_failure=FailureRule.REQUEUE,
         ))
         return empty_response(204)
 
@@ -291,6 +302,8 @@ class V2Handlers:
 
     def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
         document = image_json(image, self.schemas.null_properties)
+        if self.catalog is not None:
+            add_stores_key(document, image, self.catalog)
         if self.show_locations or self.show_direct_url:
             add_location_keys(document, shown_locations(principal, image, self.images.policy),
                               locations=self.show_locations, direct_url=self.show_direct_url)

@@ -24,7 +24,21 @@ def build_routes(h: V2Handlers) -> list[Route[Handler]]:
         route(f"{IMAGE}/actions/reactivate", "POST", POST=h.reactivate),
         route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
         route("/info/usage", "GET", GET=h.usage),
+        *_store_routes(h),
         route(f"/schemas/(?P<name>{SEG})", "GET", GET=h.schema),
+    ]
+
+
+def _store_routes(h: V2Handlers) -> list[Route[Handler]]:
+    """Multi-store (store_handlers.py): served when the app has a store catalog."""
+    if h.stores is None:
+        return []
+    s = h.stores
+    return [
+        route("/info/stores", "GET", GET=s.info),
+        route("/info/stores/detail", "GET", GET=s.detail),
+        route(f"/stores/(?P<store_id>{SEG})/(?P<image_id>{SEG})", "DELETE",
+              DELETE=s.delete_copy),
     ]
 
 
