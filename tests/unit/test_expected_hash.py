@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 
 import pytest
 
@@ -14,7 +14,8 @@ from glimpse.errors import Invalid, OverLimit
 from glimpse.streams.expected_hash import HASH_MISMATCH, ExpectedHash, verified
 from glimpse.streams.upload import PARALLEL_MIN, UploadStream
 
-DATA = os.urandom(3 * PARALLEL_MIN + 777)
+# Fixed bytes: the digests name parametrized tests, which pytest-xdist's workers must agree on.
+DATA = random.Random(0).randbytes(3 * PARALLEL_MIN + 777)
 SHA256 = hashlib.sha256(DATA).hexdigest()
 SHA512 = hashlib.sha512(DATA).hexdigest()
 

@@ -26,7 +26,8 @@ from glimpse.node_status import as_document, display_url, survey
 from glimpse.settings import Settings, StoreConfig
 from tests.e2e.server import free_port
 
-SECRET = "s3cr3t-" + uuid.uuid4().hex
+# Fixed: it names parametrized tests, which the xdist workers must agree on.
+SECRET = "s3cr3t-5f0c9a7e41d2b6"
 
 
 @pytest.fixture
