@@ -8,8 +8,8 @@ import hashlib
 import logging
 
 from glimpse.domain import lifecycle
-from glimpse.domain.data import EXTERNAL_STORE, release_data
-from glimpse.domain.model import Image, Location, Status, now
+from glimpse.domain.data import release_data
+from glimpse.domain.model import Image, Location, LocationStatus, Status, now
 from glimpse.domain.ports import ImageRepository, Store, shared_store
 from glimpse.domain.progress import NO_PROGRESS, ProgressObserver
 from glimpse.errors import NotFound, Unavailable
@@ -62,28 +62,42 @@ class StoreAudit:
                     if repair:
                         store.delete(key)
                         report.repaired += 1
-        checks = []
+        # Every complete copy of a live image is checked: with several stores, one copy may be
+        # gone while the others are sound, and only that copy is then dropped.
+        checks: list[tuple[Image, list[tuple[Location, Store]]]] = []
         for image in holders:
-            location = image.data_location
-            if image.status not in (Status.ACTIVE, Status.DEACTIVATED) or location is None or (
-                location.store == EXTERNAL_STORE
-            ):
+            if image.status not in (Status.ACTIVE, Status.DEACTIVATED):
                 continue
-            holder = self._stores.get(location.store)
-            if holder is not None:
-                checks.append((image, holder, location.url))
+            copies = [(loc, self._stores[loc.store]) for loc in image.locations
+                      if loc.status is LocationStatus.ACTIVE and loc.store in self._stores]
+            if copies:
+                checks.append((image, copies))
         progress.phase("verifying images" if verify else "checking images", len(checks),
-                       sum(image.size or 0 for image, _, _ in checks if image.checksum)
-                       if verify else None,
+                       sum((image.size or 0) * len(copies) for image, copies in checks
+                           if image.checksum) if verify else None,
                        unit="images")
-        for image, holder, key in checks:
+        for image, copies in checks:
             report.images_checked += 1
-            problem = self._problem(holder, image, key, verify, progress)
+            bad = [(loc, problem) for loc, holder in copies
+                   if (problem := self._problem(holder, image, loc.url, verify, progress))]
             progress.advance()
-            if problem is None:
+            if not bad:
                 continue
+            problem = bad[0][1]
             (report.missing if problem == "missing" else report.corrupt).append(image.id)
-            if repair and self._repo.set_fields(
+            if not repair:
+                continue
+            # A copy this command cannot judge (an external URL, a store not configured here)
+            # may be sound: the image lives on with it.
+            complete = [loc for loc in image.locations if loc.status is LocationStatus.ACTIVE]
+            sound = len(complete) - len(bad)
+            if sound > 0:
+                for location, problem in bad:
+                    self._release(image, location)
+                    log.warning("image %s: data in store %s %s; that copy dropped, %d left",
+                                image.id, location.store, problem, sound)
+                report.repaired += 1
+            elif self._repo.set_fields(
                 image.id,
                 {"status": lifecycle.check_transition(image.status, Status.KILLED),
                  "updated_at": now()},

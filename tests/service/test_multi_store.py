@@ -15,6 +15,7 @@ import pytest
 
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
@@ -335,3 +336,46 @@ def test_list_stores_detail_is_for_admins_and_services(world: World) -> None:
     service = dataclasses.replace(OWNER, roles=("service",), is_admin=False)
     assert len(world.service.list_stores(service, detail=True)) == 4
     assert len(world.service.list_stores(ADMIN, detail=True)) == 4
+
+
+# -- store check over several copies ------------------------------------------------------------
+
+
+def _audit(world: World) -> StoreAudit:
+    return StoreAudit(world.repo, dict(world.stores))
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_store_check_repair_drops_only_the_bad_copy(world: World, verify: bool) -> None:
+    image = world.image_in("slow", "fast")
+    if verify:
+        world.stores["fast"].put(image.id, [DATA[:-1] + b"X"])  # same size, other bytes
+    else:
+        world.stores["fast"].delete(image.id)
+    report = _audit(world).check(verify=verify, repair=True)
+    assert (report.corrupt if verify else report.missing) == [image.id]
+    assert report.repaired == 1
+    assert world.repo.get(image.id).status is Status.ACTIVE  # type: ignore[union-attr]
+    assert _locations(world, image.id) == [("slow", "active")]
+    assert read(world.images.open_data(OWNER, image.id)) == DATA
+    assert _audit(world).check(verify=True).clean
+
+
+def test_store_check_kills_an_image_only_when_every_copy_is_bad(world: World) -> None:
+    image = world.image_in("slow", "fast")
+    world.stores["fast"].delete(image.id)
+    world.stores["slow"].put(image.id, [b"short"])
+    report = _audit(world).check(repair=True)
+    # Reported once, under its first copy's problem.
+    assert (report.corrupt, report.missing, report.repaired) == ([image.id], [], 1)
+    assert world.repo.get(image.id).status is Status.KILLED  # type: ignore[union-attr]
+    assert _locations(world, image.id) == []
+    with pytest.raises(NotFound):
+        world.stores["slow"].size(image.id)
+
+
+def test_store_check_without_repair_changes_nothing(world: World) -> None:
+    image = world.image_in("slow", "fast")
+    world.stores["fast"].delete(image.id)
+    assert _audit(world).check().missing == [image.id]
+    assert _locations(world, image.id) == [("slow", "active"), ("fast", "active")]
