@@ -146,12 +146,31 @@ class Settings:
     notification_retry: int = -1
     # Glance's disabled_notifications: event types (image.send) or groups (image.member).
     disabled_notifications: tuple[str, ...] = ()
+    # The node's image cache (docs/cache.md): off unless a directory is set (relative paths
+    # are inside data_dir). Every worker of the node shares it; it holds at most
+    # image_cache_max_size bytes, least recently used entries evicted first.
+    image_cache_dir: Path | None = None
+    image_cache_max_size: int = 10 << 30
+    # How long a reader waits for another process's fill of the same image before reading
+    # from the store instead; how often the sweep drops copies of deleted or deactivated
+    # images and the prefetcher looks at the queue for entries other processes added.
+    image_cache_fill_wait: float = 120.0
+    image_cache_sweep_interval: float = 30.0
+    image_cache_prefetch_interval: float = 5.0
+    # This node's URL in GET /v2/cache/nodes/{id}; empty: public_endpoint, else http://host:port.
+    image_cache_node_url: str = ""
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'glimpse.sqlite').resolve()}"
+
+    @property
+    def effective_cache_dir(self) -> Path | None:
+        if self.image_cache_dir is None or not str(self.image_cache_dir):
+            return None
+        return self.data_dir / self.image_cache_dir  # an absolute one stays itself
 
 
 def to_json(settings: Settings) -> str:
@@ -296,6 +315,10 @@ def _validate(settings: Settings) -> None:
         _validate_limits(settings)
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
+    if settings.image_cache_max_size < 1 or settings.image_cache_fill_wait < 0:
+        raise Invalid("image_cache_max_size must be >= 1 and image_cache_fill_wait >= 0")
+    if min(settings.image_cache_sweep_interval, settings.image_cache_prefetch_interval) <= 0:
+        raise Invalid("image_cache_sweep_interval and image_cache_prefetch_interval must be > 0")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:
