@@ -255,6 +255,7 @@ class LocalCache:
         if self._records is not None:
             with contextlib.suppress(GlimpseError):
                 self._records.add(self.node, self.node_url, key, image.size or 0)
+        self._count("fill")
         log.info("image %s: cached (%d bytes)", key, image.size or 0)
         self.prune(keep=key)
 
@@ -311,6 +312,7 @@ class LocalCache:
                 had = True
         if not evicting:
             had = self.dequeue(key) or had
+            self._gauge(self.size())
         if self._records is not None:
             with contextlib.suppress(GlimpseError):
                 self._records.remove(self.node, key)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.api.v2.schemas import load_operator_schema
+from glimpse.cli import cache as cache_cli
 from glimpse.errors import GlimpseError, Unavailable
 from glimpse.stores.registry import check_stores
 
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true",
                        help="delete orphaned objects and mark broken images killed")
     store_sub.add_parser("scrub", help="finish delayed deletes (pending_delete images)")
+    cache_cli.register(sub)
     return parser
 
 
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "store":
         return _store(settings, args)
+    if args.command == "cache":
+        return cache_cli.run(settings, args)
     return _serve(settings)
 
 

@@ -55,8 +55,9 @@ class ImageCache(Protocol):
 
     def read(self, image: Image, offset: int, length: int, source: Source,
              fill: bool) -> CacheRead:
-        """``length`` bytes at ``offset``: from an open verified cache file, or chunks. On a miss, with ``fill``, the whole image is
-        read from ``source`` once per node and kept if its hashes match the image's."""
+        """``length`` bytes at ``offset``: from an open verified cache file, or chunks. On a
+        miss, with ``fill``, the whole image is read from ``source`` once per node and kept
+        if its hashes match the image's."""
         ...
 
     def warm(self, image: Image, source: Source) -> bool:
