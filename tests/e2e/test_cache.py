@@ -28,7 +28,7 @@ MEMBER = {"x-tenant-id": "cache-member", "x-roles": "member"}
 
 
 def cache_settings(data_dir: Path, **extra: str) -> dict[str, str]:
-    return {**swift_aio.store_env("swift", default_store_segment_size="1MB"),
+    return {**swift_aio.store_env("swift", segment_size="1MB"),
             "image_cache_dir": str(data_dir / "cache"), "image_cache_max_size": str(64 * MiB),
             "image_cache_sweep_interval": "1", "workers": "2", **extra}
 
