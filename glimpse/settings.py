@@ -243,7 +243,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
-    if name in ("image_schema_file", "property_protection_file", "policy_file"):
+    if name in ("image_schema_file", "property_protection_file", "policy_file",
+                "image_cache_dir"):
         return Path(str(raw)) if raw not in (None, "") else None
     if name == "policy_dirs":
         items = _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
@@ -255,9 +256,10 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
                 "disabled_notifications"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
-    if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):
+    sizes = ("image_size_cap", "user_storage_quota", "image_cache_max_size")
+    if name in sizes or isinstance(default, int | float):
         try:
-            return scalar(default, raw, size=name in ("image_size_cap", "user_storage_quota"))
+            return scalar(default, raw, size=name in sizes)
         except (TypeError, ValueError) as exc:
             kind = "integer" if isinstance(default, int) else "number"
             raise Invalid(f"Invalid {kind} for {name}: {raw!r}") from exc
