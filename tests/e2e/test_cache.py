@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,6 +171,26 @@ def test_a_tampered_entry_is_not_served(node: GlimpseServer, client: httpx.Clien
     assert path.read_bytes() == data, "refilled from the store"
 
 
+def test_damaged_store_data_fails_the_download_and_is_not_cached(
+        node: GlimpseServer, client: httpx.Client) -> None:
+    import swiftclient.client
+
+    data = os.urandom(MiB - 1000)  # one object (below the segment size)
+    image_id = make_image(client, data)
+    conn = swiftclient.client.Connection(authurl=f"{swift_aio.ENDPOINT}/auth/v1.0",
+                                         user=swift_aio.USER, key=swift_aio.KEY)
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 1
+    conn.put_object("glimpse-test", image_id, bytes(damaged))
+    # The store reads the object in one chunk: the fill fails before the answer starts (503);
+    # a larger image fails after (the connection is cut short, as the unit tests show).
+    got = client.get(f"/v2/images/{image_id}/file", headers=MEMBER)
+    assert got.status_code == 503 and "does not match the image" in got.text
+    assert not entry(node, image_id).exists()
+    assert image_id not in cache_state(client)["cached"]
+    assert "does not match the image" in node.log()
+
+
 def test_versions_list_the_cache_minors(client: httpx.Client) -> None:
     versions = {v["id"]: v["status"]
                 for v in client.get("/versions").json()["versions"]}
@@ -247,6 +270,43 @@ def test_every_node_drops_an_image_deleted_elsewhere(tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def glimpse_cache(node: GlimpseServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``glimpse cache ...`` on the node: the server's settings, as an operator's shell has."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+    env["GLIMPSE_DATA_DIR"] = str(node.data_dir)
+    for name, value in cache_settings(node.data_dir).items():
+        env[f"GLIMPSE_{name.upper()}"] = value
+    return subprocess.run([sys.executable, "-m", "glimpse", "cache", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli(node: GlimpseServer, client: httpx.Client) -> None:
+    data = os.urandom(200_000)
+    image_id = make_image(client, data)
+    client.get(f"/v2/images/{image_id}/file", headers=MEMBER)
+    listed = glimpse_cache(node, "list")
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert image_id in [c["image_id"] for c in report["cached_images"]]
+    assert report["max_size"] == 64 * MiB
+    deleted = glimpse_cache(node, "delete", image_id)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not entry(node, image_id).exists()
+    # Queued from the command line, prefetched by the running server.
+    assert glimpse_cache(node, "queue", image_id).returncode == 0
+    wait_for(lambda: entry(node, image_id).exists())
+    pruned = glimpse_cache(node, "prune")
+    assert json.loads(pruned.stdout) == {"total_files_pruned": 0, "total_bytes_pruned": 0}
+    cleared = glimpse_cache(node, "clear", "--target", "cache")
+    assert cleared.returncode == 0 and json.loads(cleared.stdout)["queue_deleted"] is None
+    assert not entry(node, image_id).exists()
+    for bad in ("not-an-id", "../../etc/passwd", "00000000-0000-0000-0000-000000000000"):
+        refused = glimpse_cache(node, "queue", bad)
+        assert refused.returncode == 1 and "not found" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert glimpse_cache(node, "clear", "--target", "bogus").returncode == 2
 
 
 def wait_for(condition: object, timeout: float = 20.0) -> None:
