@@ -169,7 +169,8 @@ def build_app(settings: Settings, migrate: bool = True,
     cache_api, services, minors = None, [], LISTED_MINORS
     if cache is not None:
         minors += tuple(CACHE_MINORS)
-        prefetcher = Prefetcher(cache.queued, data.prefetch, settings.image_cache_prefetch_interval)
+        prefetcher = Prefetcher(cache.queued, data.prefetch, cache.dequeue,
+                                settings.image_cache_prefetch_interval)
         cache.on_queue = prefetcher.wake
         cache_api = CacheHandlers(CacheService(repo, cache, policy, prefetcher.wake))
         sweepers.append(Sweeper(data.sweep_cache, settings.image_cache_sweep_interval))

@@ -139,12 +139,14 @@ class LocalCache:
         if key is None or not image.size or image.size > self.max_size:
             return False
         if self._peek(key, image):
+            self.dequeue(key)
             return True
         lock = _try_lock(self._lock_path(key), fcntl.LOCK_EX)
         if lock is None:
             return False  # someone else fills it
         try:
             if self._peek(key, image):
+                self.dequeue(key)
                 return True
             for _ in self._fill(key, image, source(0, None), lock, deliver=False):
                 pass

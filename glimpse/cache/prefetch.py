@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 
 class Prefetcher:
     def __init__(self, queued: Callable[[], list[str]], prefetch: Callable[[str], bool],
-                 period: float) -> None:
+                 forget: Callable[[str], object], period: float) -> None:
         self._queued = queued
         self._prefetch = prefetch  # ImageData.prefetch: whether the image left the queue
+        # Takes an image whose prefetch failed off the queue: a store that keeps returning
+        # damaged data must not be read again every period (an operator may queue it again).
+        self._forget = forget
         self._period = period
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -46,9 +49,12 @@ class Prefetcher:
             try:
                 done += self._prefetch(image_id)
             except GlimpseError as exc:
-                log.warning("prefetch of image %s failed: %s", image_id, exc.message)
+                log.warning("prefetch of image %s failed; dropped from the queue: %s",
+                            image_id, exc.message)
+                self._forget(image_id)
             except Exception:
-                log.exception("prefetch of image %s failed", image_id)
+                log.exception("prefetch of image %s failed; dropped from the queue", image_id)
+                self._forget(image_id)
         return done
 
     def _run(self) -> None:

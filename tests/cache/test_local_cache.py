@@ -247,3 +247,32 @@ def test_discard_and_clear(tmp_path: Path, data: bytes) -> None:
     assert not cache.discard("../../etc/passwd")
     cache.queue("../../etc/passwd")  # not an id: ignored, no path made of it
     assert cache.clear_queued() == 1 and cache.queued() == []
+
+
+def test_prefetcher_fills_queued_images_and_drops_failures(tmp_path: Path,
+                                                          data: bytes) -> None:
+    from glimpse.cache.prefetch import Prefetcher
+
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    good, bad = image_of(data), image_of(data)
+    images = {good.id: (good, Remote(data, tmp_path / "r1")),
+              bad.id: (bad, Remote(data[:-1] + b"?", tmp_path / "r2"))}
+
+    def prefetch(image_id: str) -> bool:
+        image, remote = images[image_id]
+        return cache.warm(image, remote)
+
+    cache.queue(good.id)
+    cache.queue(bad.id)
+    prefetcher = Prefetcher(cache.queued, prefetch, cache.dequeue, 60.0)
+    assert prefetcher.run_once() == 1
+    assert cache.held_ids() == [good.id]
+    assert cache.queued() == [], "the failed one is dropped, not retried forever"
+    prefetcher.start()  # a started prefetcher works at once when woken
+    cache.queue(good.id)
+    prefetcher.wake()
+    deadline = time.monotonic() + 10
+    while cache.queued() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    prefetcher.stop()
+    assert cache.queued() == []
