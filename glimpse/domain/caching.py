@@ -119,7 +119,8 @@ def canonical_id(image_id: str) -> str | None:
     return canonical if canonical == image_id.lower() else None
 
 
-CLEAR_TARGETS = ("", "cache", "queue", "both")
+# Glance's values: empty (or no header) for both; anything else is refused, "both" too.
+CLEAR_TARGETS = ("", "cache", "queue")
 
 
 class CacheService:
@@ -162,7 +163,7 @@ class CacheService:
             self.cache.discard(canonical)
 
     def clear(self, principal: Principal, target: str) -> tuple[int | None, int | None]:
-        """Empty the cache, the queue or both (``target`` "" or "both"); the counts removed
+        """Empty the cache, the queue or both (``target`` ""); the counts removed
         (None: not asked)."""
         self.policy.enforce("cache_delete", principal)
         target = target.strip().lower()

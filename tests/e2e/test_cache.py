@@ -272,6 +272,29 @@ def test_every_node_drops_an_image_deleted_elsewhere(tmp_path: Path) -> None:
         b.stop()
 
 
+def test_glanceclient_cache_calls(node: GlimpseServer, client: httpx.Client) -> None:
+    import glanceclient
+    import glanceclient.exc
+
+    gc = glanceclient.Client("2", endpoint=node.url, timeout=30, identity_headers={
+        "X-Tenant-Id": "cache-admin", "X-User-Id": "admin-user", "X-Roles": "admin"})
+    data = os.urandom(50_000)
+    image_id = make_image(client, data)
+    gc.cache.queue(image_id)
+    wait_for(lambda: image_id in [c["image_id"] for c in gc.cache.list()["cached_images"]])
+    assert gc.cache.list_cached_nodes(image_id) == [node.url]
+    gc.cache.delete(image_id)
+    assert image_id not in [c["image_id"] for c in gc.cache.list()["cached_images"]]
+    gc.cache.queue(image_id)
+    wait_for(lambda: entry(node, image_id).exists())
+    gc.cache.prune()
+    gc.cache.clean()
+    gc.cache.clear("both")
+    assert gc.cache.list()["cached_images"] == []
+    with pytest.raises(glanceclient.exc.HTTPNotFound):
+        gc.cache.queue("not-an-image")
+
+
 def glimpse_cache(node: GlimpseServer, *args: str) -> subprocess.CompletedProcess[str]:
     """``glimpse cache ...`` on the node: the server's settings, as an operator's shell has."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
