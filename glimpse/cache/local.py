@@ -337,7 +337,9 @@ class LocalCache:
         """Remove partial files of fills no process runs any more."""
         removed = 0
         for partial in (self.root / "partial").iterdir():
-            key = partial.name.split(".", 1)[0]
+            key = canonical_id(partial.name.split(".", 1)[0])
+            if key is None:
+                continue  # not a file of ours
             lock = _try_lock(self._lock_path(key), fcntl.LOCK_EX)
             if lock is None:
                 continue

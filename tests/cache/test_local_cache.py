@@ -203,6 +203,21 @@ def test_lru_eviction_by_size(tmp_path: Path) -> None:
     assert cache.held_ids() == [images[2].id]
 
 
+def test_clean_removes_dead_fills_only(tmp_path: Path, data: bytes) -> None:
+    import fcntl
+
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    dead, live = str(uuid.uuid4()), str(uuid.uuid4())
+    partial = tmp_path / "cache" / "partial"
+    (partial / f"{dead}.x").write_bytes(b"dead")
+    (partial / f"{live}.y").write_bytes(b"live")
+    (partial / ".stray").write_bytes(b"not ours")
+    with open(tmp_path / "cache" / "locks" / live, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a fill in progress
+        assert cache.clean() == 1
+    assert sorted(p.name for p in partial.iterdir()) == [".stray", f"{live}.y"]
+
+
 def test_image_larger_than_the_cache_is_not_cached(tmp_path: Path, data: bytes) -> None:
     cache = LocalCache(tmp_path / "cache", 1000)
     remote, image = Remote(data, tmp_path / "reads"), image_of(data)
