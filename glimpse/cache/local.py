@@ -27,10 +27,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import functools
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,8 +44,9 @@ from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
 
-# How often a reader waiting for another process's fill looks again.
-WAIT_POLL = 0.05
+# How often a reader following a fill looks for more bytes, and how much it reads at once.
+TAIL_POLL = 0.01
+TAIL_BLOCK = 1 << 20
 
 
 class CacheRecords(Protocol):
@@ -114,25 +115,26 @@ class LocalCache:
             self.queue(key)
             self.on_queue()
             return CacheRead(chunks=source(offset, _bound(offset, length, size)))
-        deadline = time.monotonic() + self._fill_wait
-        while True:
+        filler: _Filler | None = None
+        for _ in range(3):
             lock = _try_lock(self._lock_path(key), fcntl.LOCK_EX)
             if lock is not None:
                 hit = self._open(key, image, count=False)
                 if hit is not None:  # another process published it just now
                     os.close(lock)
                     return CacheRead(file=hit)
-                return CacheRead(chunks=_Fill(
-                    self._fill(key, image, source(0, None), lock, deliver=True),
-                    functools.partial(os.close, lock)))
-            # Another process fills the image: wait for it, then read its entry.
-            if not self._wait(key, deadline):
-                log.info("image %s: still being cached after %.0f s; read from its store",
-                         key, self._fill_wait)
-                return CacheRead(chunks=source(offset, _bound(offset, length, size)))
+                filler = self._start_fill(key, image, source, lock)
+            following = self._follow(key, image, filler)
+            if following is not None:
+                return CacheRead(chunks=following)
             hit = self._open(key, image, count=False)
             if hit is not None:
                 return CacheRead(file=hit)
+            if filler is not None and filler.error is not None:
+                raise filler.error
+        # Fills keep ending without an entry (or none could be followed in time).
+        log.info("image %s: no cache fill to follow; read from its store", key)
+        return CacheRead(chunks=source(offset, _bound(offset, length, size)))
 
     def warm(self, image: Image, source: Source) -> bool:
         key = canonical_id(image.id)
@@ -148,20 +150,86 @@ class LocalCache:
             if self._peek(key, image):
                 self.dequeue(key)
                 return True
-            for _ in self._fill(key, image, source(0, None), lock, deliver=False):
-                pass
+            self._fill(key, image, source(0, None), lock)
             return True
         finally:
             os.close(lock)
 
-    def _wait(self, key: str, deadline: float) -> bool:
-        """Wait until no process holds the image's fill lock; False at the deadline."""
-        while time.monotonic() < deadline:
-            lock = _try_lock(self._lock_path(key), fcntl.LOCK_SH)
-            if lock is not None:
+    def _start_fill(self, key: str, image: Image, source: Source, lock: int) -> _Filler:
+        """Fill the cache in a thread of its own, holding the image's lock until it ends: the
+        fill runs at the store's pace whatever its readers' pace, and is not lost when the
+        reader that started it goes away."""
+        filler = _Filler()
+
+        def run() -> None:
+            try:
+                self._fill(key, image, source(0, None), lock)
+            except GlimpseError as exc:
+                filler.error = exc
+            except Exception:
+                log.exception("image %s: cache fill failed", key)
+                filler.error = Unavailable(f"Reading the data of image {key} failed.")
+            finally:
                 os.close(lock)
-                return True
-            time.sleep(WAIT_POLL)
+
+        threading.Thread(target=run, name="cache-fill", daemon=True).start()
+        return filler
+
+    def _follow(self, key: str, image: Image,
+                filler: _Filler | None) -> Iterator[bytes] | None:
+        """The running fill's bytes as they reach its partial file; None when no fill runs
+        (it ended, or none could be found before the fill_wait deadline)."""
+        lock_path = self._lock_path(key)
+        deadline = time.monotonic() + self._fill_wait
+        while time.monotonic() < deadline:
+            if not self._filling(key):
+                return None
+            # The filler writes its partial file's name into the lock file once it exists.
+            name = _read_text(lock_path)
+            if name.startswith(f"{key}.") and "/" not in name:
+                try:
+                    file = open(self.root / "partial" / name, "rb")  # noqa: SIM115
+                except FileNotFoundError:
+                    pass
+                else:
+                    return self._tail(key, image, file, filler)
+            time.sleep(TAIL_POLL)
+        return None
+
+    def _tail(self, key: str, image: Image, file: BinaryIO,
+              filler: _Filler | None) -> Iterator[bytes]:
+        """Read a fill's partial file as it grows. All but the last byte go out as they come;
+        the last only once the fill published this very file (same inode, sealed), so a reader
+        of a fill that fails never gets a whole body."""
+        size = image.size or 0
+        sent = 0
+        with file:
+            while True:
+                # Whatever the file holds once the fill ended is all it will hold.
+                ended = not self._filling(key)
+                while sent < size - 1 and (block := file.read(min(TAIL_BLOCK, size - 1 - sent))):
+                    sent += len(block)
+                    yield block
+                if ended:
+                    break
+                time.sleep(TAIL_POLL)
+            seal = _read_seal(self._seal(key)) or {}
+            published = (_identity(os.fstat(file.fileno())) == seal.get("file")
+                         and seal.get("os_hash_value") == image.os_hash_value
+                         and seal.get("checksum") == image.checksum)
+            rest = file.read(size - sent) if published else b""
+            if sent + len(rest) != size:
+                if filler is not None and filler.error is not None:
+                    raise filler.error
+                raise Unavailable(f"The cache fill of image {key} failed; try again.")
+            yield rest
+
+    def _filling(self, key: str) -> bool:
+        """Whether some process holds the image's fill lock now."""
+        probe = _try_lock(self._lock_path(key), fcntl.LOCK_SH)
+        if probe is None:
+            return True
+        os.close(probe)
         return False
 
     def _peek(self, key: str, image: Image) -> bool:
@@ -202,13 +270,10 @@ class LocalCache:
 
     # -- filling --------------------------------------------------------------------------
 
-    def _fill(self, key: str, image: Image, chunks: Iterator[bytes], lock: int,
-              deliver: bool) -> Iterator[bytes]:
-        """Copy the image's bytes to a partial file while hashing them as an upload does;
-        publish it if size and hashes match. With ``deliver`` the bytes are passed on, all but
-        the last chunk at once: the last one only once the fill proved right, so a client of
-        a bad fill never gets a complete body."""
-        del lock  # held by the caller for the whole fill
+    def _fill(self, key: str, image: Image, chunks: Iterator[bytes], lock: int) -> None:
+        """Copy the image's bytes to a partial file while hashing them as an upload does, and
+        publish it if size and hashes match. ``lock``: the image's lock, held by the caller for
+        the whole fill; its file names the partial file for readers to follow."""
         for stray in (self.root / "partial").glob(f"{key}.*"):
             # Under the image's lock no one else is filling it: these are a dead fill's.
             stray.unlink(missing_ok=True)
@@ -218,22 +283,20 @@ class LocalCache:
                               hash_algo=image.os_hash_algo or "sha512",
                               limit_error=OverLimit(f"image {key} has more data than its size"))
         try:
-            with open(partial, "wb") as out:
-                held: bytes | None = None
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(lock, 0)
+                os.pwrite(lock, partial.name.encode(), 0)
                 for chunk in stream:
-                    out.write(chunk)
-                    if deliver and held is not None:
-                        yield held
-                    held = chunk
-                out.flush()
-                os.fsync(out.fileno())
+                    _write_all(fd, chunk)  # unbuffered: followers read it at once
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             problem = _mismatch(image, stream)
             if problem:
                 raise Unavailable(f"The data of image {key} read from its store does not "
                                   f"match the image ({problem}); it was not cached.")
             self._publish(key, image, partial)
-            if deliver and held is not None:
-                yield held
         except GlimpseError as exc:
             self._count("fill_failure")
             log.warning("image %s: cache fill failed: %s", key, exc.message)
@@ -405,34 +468,10 @@ class LocalCache:
             self._metrics.later("cache_size", float(total))
 
 
-class _Fill:
-    """A fill's chunks, with the fill's lock released when the reader closes them, even if it
-    never started reading (a generator not started runs no ``finally``)."""
+class _Filler:
+    """A fill running in a thread of this process; its error, once it failed."""
 
-    def __init__(self, chunks: Iterator[bytes], release: Callable[[], None]) -> None:
-        self._chunks = chunks
-        self._release: Callable[[], None] | None = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        if self._release is not None:
-            release, self._release = self._release, None
-            release()
-
-    def __del__(self) -> None:
-        self.close()
+    error: GlimpseError | None = None
 
 
 def _bound(offset: int, length: int, size: int) -> int | None:
@@ -452,6 +491,19 @@ def _mismatch(image: Image, stream: UploadStream) -> str:
 
 def _identity(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_ctime_ns, st.st_mtime_ns]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _read_seal(path: Path) -> dict[str, Any] | None:

@@ -69,8 +69,8 @@ def data() -> bytes:
 def test_first_read_fills_then_hits(tmp_path: Path, data: bytes) -> None:
     cache = LocalCache(tmp_path / "cache", 1 << 30)
     remote, image = Remote(data, tmp_path / "reads"), image_of(data)
+    # Followed as the fill writes it, or (the fill was quick) already the cache file.
     first = cache.read(image, 0, len(data), remote, fill=True)
-    assert streamed(first)
     assert drain(first) == data
     second = cache.read(image, 0, len(data), remote, fill=True)
     assert not streamed(second), "the second read is served from the cache file"
@@ -107,13 +107,13 @@ def test_bad_data_is_never_cached_and_never_delivered_whole(tmp_path: Path,
     image = image_of(data)
     corrupt = bytearray(data)
     corrupt[-1] ^= 0xFF
-    remote = Remote(bytes(corrupt), tmp_path / "reads")
-    got = cache.read(image, 0, len(data), remote, fill=True)
+    remote = Remote(bytes(corrupt), tmp_path / "reads", delay=0.01)
     received = bytearray()
     with pytest.raises(Unavailable, match="does not match"):
+        got = cache.read(image, 0, len(data), remote, fill=True)
         for chunk in got.chunks or ():
             received += chunk
-    assert len(received) < len(data), "the last chunk is held back until the hashes match"
+    assert received == corrupt[:len(data) - 1], "all but the last byte, then the failure"
     assert cache.cached() == []
     assert list((tmp_path / "cache" / "partial").iterdir()) == []
     # A short object is refused the same way.
@@ -123,18 +123,35 @@ def test_bad_data_is_never_cached_and_never_delivered_whole(tmp_path: Path,
     assert cache.cached() == []
 
 
-def test_cut_fill_leaves_nothing_and_releases_the_image(tmp_path: Path, data: bytes) -> None:
+def test_a_reader_going_away_does_not_stop_the_fill(tmp_path: Path, data: bytes) -> None:
     cache = LocalCache(tmp_path / "cache", 1 << 30, fill_wait=1.0)
-    remote, image = Remote(data, tmp_path / "reads"), image_of(data)
+    remote, image = Remote(data, tmp_path / "reads", delay=0.01), image_of(data)
     got = cache.read(image, 0, len(data), remote, fill=True)
-    assert streamed(got)
     assert got.chunks is not None
     next(got.chunks)
     got.chunks.close()  # type: ignore[attr-defined]  # the client went away
-    assert cache.cached() == []
-    again = cache.read(image, 0, len(data), remote, fill=True)
-    assert drain(again) == data
-    assert len(cache.cached()) == 1
+    wait_until(lambda: len(cache.cached()) == 1)
+    assert drain(cache.read(image, 0, len(data), remote, fill=True)) == data
+    assert remote.reads() == ["0 None"]
+
+
+def test_a_store_failing_at_once_fails_the_read_with_its_error(tmp_path: Path,
+                                                               data: bytes) -> None:
+    from glimpse.errors import NotFound
+
+    def missing(offset: int, length: int | None) -> Iterator[bytes]:
+        raise NotFound("no such object")
+
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    with pytest.raises(NotFound, match="no such object"):
+        drain(cache.read(image_of(data), 0, len(data), missing, fill=True))
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def test_tampered_entry_is_not_served(tmp_path: Path, data: bytes) -> None:
@@ -146,15 +163,18 @@ def test_tampered_entry_is_not_served(tmp_path: Path, data: bytes) -> None:
     with open(entry, "r+b") as f:  # same size, other bytes
         f.seek(100)
         f.write(b"\0" * 10)
-    got = cache.read(image, 0, len(data), remote, fill=True)
-    assert streamed(got), "a tampered entry is a miss"
-    assert drain(got) == data
-    assert len(remote.reads()) == 2
+    missed = cache.read(image, 0, len(data), remote, fill=False)
+    assert streamed(missed), "a tampered entry is a miss"
+    assert drain(missed) == data
+    assert not entry.exists(), "and is dropped"
+    assert drain(cache.read(image, 0, len(data), remote, fill=True)) == data  # and refilled
+    assert len(remote.reads()) == 3
+    assert entry.read_bytes() == data
     # Replaced by another file (another inode) with the right length: refused too.
     replacement = tmp_path / "other"
     replacement.write_bytes(b"x" * len(data))
     os.replace(replacement, entry)
-    assert streamed(cache.read(image, 0, len(data), remote, fill=True))
+    assert streamed(cache.read(image, 0, len(data), remote, fill=False))
 
 
 def test_partial_or_unsealed_entry_is_not_served(tmp_path: Path, data: bytes) -> None:
@@ -291,3 +311,31 @@ def test_prefetcher_fills_queued_images_and_drops_failures(tmp_path: Path,
         time.sleep(0.02)
     prefetcher.stop()
     assert cache.queued() == []
+
+
+def test_a_second_reader_follows_the_fill_as_it_grows(tmp_path: Path, data: bytes) -> None:
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    remote, image = Remote(data, tmp_path / "reads", delay=0.05), image_of(data)
+    first = cache.read(image, 0, len(data), remote, fill=True)
+    second = cache.read(image, 0, len(data), remote, fill=True)
+    assert second.chunks is not None and first.chunks is not None
+    head = next(second.chunks)
+    assert head and cache.cached() == [], "bytes before the fill is done"
+    assert head + b"".join(second.chunks) == data
+    assert drain(first) == data
+    assert remote.reads() == ["0 None"]
+
+
+def test_a_follower_of_a_failing_fill_gets_an_error_not_a_body(tmp_path: Path,
+                                                               data: bytes) -> None:
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    image = image_of(data)
+    remote = Remote(data[:-1] + b"?", tmp_path / "reads", delay=0.02)
+    readers = [cache.read(image, 0, len(data), remote, fill=True) for _ in range(2)]
+    for reader in readers:
+        received = bytearray()
+        with pytest.raises(Unavailable):
+            for chunk in reader.chunks or ():
+                received += chunk
+        assert len(received) == len(data) - 1
+    assert remote.reads() == ["0 None"] and cache.cached() == []
