@@ -151,9 +151,10 @@ class Settings:
     # image_cache_max_size bytes, least recently used entries evicted first.
     image_cache_dir: Path | None = None
     image_cache_max_size: int = 10 << 30
-    # How long a reader waits for a running fill of the same image to show its partial file
-    # before reading from the store instead; how often the sweep drops copies of deleted or deactivated
-    # images and the prefetcher looks at the queue for entries other processes added.
+    # How long a reader waits for a running fill of the same image to show its partial
+    # file before reading from the store instead; how often the sweep drops copies of deleted
+    # or deactivated images, and the prefetcher looks at the queue for entries other
+    # processes added.
     image_cache_fill_wait: float = 120.0
     image_cache_sweep_interval: float = 30.0
     image_cache_prefetch_interval: float = 5.0
