@@ -12,7 +12,7 @@ IMAGE = f"/images/(?P<image_id>{SEG})"
 
 
 def build_routes(h: V2Handlers, cache: CacheHandlers | None = None) -> list[Route[Handler]]:
-    return [*(cache_routes(cache) if cache is not None else []),
+    return [
         route("/images", "GET, POST", GET=h.list_images, POST=h.create),
         route(IMAGE, "GET, PATCH, DELETE", GET=h.show, PATCH=h.update, DELETE=h.delete),
         route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
@@ -26,6 +26,7 @@ def build_routes(h: V2Handlers, cache: CacheHandlers | None = None) -> list[Rout
         route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
         route("/info/usage", "GET", GET=h.usage),
         route(f"/schemas/(?P<name>{SEG})", "GET", GET=h.schema),
+        *(cache_routes(cache) if cache is not None else []),
     ]
 
 
