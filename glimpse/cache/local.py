@@ -314,7 +314,11 @@ class LocalCache:
                 "os_hash_algo": image.os_hash_algo, "os_hash_value": image.os_hash_value,
                 "file": _identity(os.stat(data)), "cached_at": time.time()}
         tmp = self.root / "partial" / f"{key}.seal.{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps(seal))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, json.dumps(seal).encode())
+        finally:
+            os.close(fd)
         os.replace(tmp, self._seal(key))
         self.dequeue(key)
         if self._records is not None:
