@@ -25,6 +25,7 @@ read again from the store.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import fcntl
 import json
@@ -132,6 +133,8 @@ class LocalCache:
                 return CacheRead(file=hit)
             if filler is not None and filler.error is not None:
                 raise filler.error
+            if filler is not None and filler.local is not None:
+                raise filler.local  # the caller reads from the store instead
         # Fills keep ending without an entry (or none could be followed in time).
         log.info("image %s: no cache fill to follow; read from its store", key)
         return CacheRead(chunks=source(offset, _bound(offset, length, size)))
@@ -166,13 +169,19 @@ class LocalCache:
                 self._fill(key, image, source(0, None), lock)
             except GlimpseError as exc:
                 filler.error = exc
+            except OSError as exc:
+                log.warning("image %s: cache fill failed on this node: %s", key, exc)
+                filler.local = exc
             except Exception:
                 log.exception("image %s: cache fill failed", key)
                 filler.error = Unavailable(f"Reading the data of image {key} failed.")
             finally:
                 os.close(lock)
 
-        threading.Thread(target=run, name="cache-fill", daemon=True).start()
+        # In the request's context: its log records carry the request's ids.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(run,), name="cache-fill",
+                         daemon=True).start()
         return filler
 
     def _follow(self, key: str, image: Image,
@@ -450,8 +459,12 @@ class LocalCache:
         return True
 
     def queued(self) -> list[str]:
-        marks = sorted((self.root / "queue").iterdir(), key=lambda p: p.stat().st_mtime)
-        return [p.name for p in marks if canonical_id(p.name) is not None]
+        marks = []
+        for mark in (self.root / "queue").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # prefetched meanwhile
+                if canonical_id(mark.name) is not None:
+                    marks.append((mark.stat().st_mtime, mark.name))
+        return [name for _, name in sorted(marks)]
 
     def clear_queued(self) -> int:
         return sum(self.dequeue(key) for key in self.queued())
@@ -473,9 +486,11 @@ class LocalCache:
 
 
 class _Filler:
-    """A fill running in a thread of this process; its error, once it failed."""
+    """A fill running in a thread of this process; its error, once it failed: the store's
+    (``error``), or the node's own (``local``: the cache's disk full or unwritable)."""
 
     error: GlimpseError | None = None
+    local: OSError | None = None
 
 
 def _bound(offset: int, length: int, size: int) -> int | None:

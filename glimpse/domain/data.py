@@ -210,9 +210,16 @@ class ImageData:
             # A remote store's data: served from the node's cache, which the first reader
             # fills. Only an active image is read here (ImageService.open_data checked its
             # status and the caller's rights first, on every hit too).
-            got = self.cache.read(image, offset, length, self._source(image), fill=True)
-            return Download(image, chunks=got.chunks, file=got.file, offset=offset,
-                            length=length)
+            try:
+                got = self.cache.read(image, offset, length, self._source(image), fill=True)
+            except OSError as exc:
+                # The node's cache failed (its disk full or unwritable): the download must
+                # not, while the store can serve it.
+                log.warning("image %s: the cache failed, read from its store: %s",
+                            image.id, exc)
+            else:
+                return Download(image, chunks=got.chunks, file=got.file, offset=offset,
+                                length=length)
         chunks = store.open(location.url, offset, bound)
         return Download(image, chunks=chunks, offset=offset, length=length)
 

@@ -339,3 +339,12 @@ def test_a_follower_of_a_failing_fill_gets_an_error_not_a_body(tmp_path: Path,
                 received += chunk
         assert len(received) == len(data) - 1
     assert remote.reads() == ["0 None"] and cache.cached() == []
+
+
+def test_a_cache_that_cannot_write_says_so_with_an_os_error(tmp_path: Path,
+                                                            data: bytes) -> None:
+    cache = LocalCache(tmp_path / "cache", 1 << 30)
+    (tmp_path / "cache" / "partial").rmdir()  # as if the disk refused every new file
+    remote, image = Remote(data, tmp_path / "reads"), image_of(data)
+    with pytest.raises(OSError):
+        cache.read(image, 0, len(data), remote, fill=True)
