@@ -13,8 +13,10 @@ Layout (every name an image id that canonical_id() accepted, never client text):
     queue/<id>          queued for prefetch
 
 Why file locks: the node's workers are separate processes; flock() is released by the kernel
-when its holder dies, so a crashed filler never blocks the image. A reader that finds the image
-being filled waits for that fill (polling a shared lock) instead of starting its own.
+when its holder dies, so a crashed filler never blocks the image. The filler runs in a thread
+of its own and writes its partial file's name into the lock file; every reader of the image
+meanwhile, in any process, follows that file as it grows instead of starting another fill, and
+gets its last byte only once the fill published that very file.
 
 An entry is served only if its seal matches the image (a new upload under the same id has
 other hashes) and the file is still the one published: any write to it changes its ctime, and
