@@ -258,6 +258,16 @@ def test_cache_api_hostile_ids(client: httpx.Client, bad: str) -> None:
     assert client.get("/v2/cache", headers=ADMIN).status_code == 200
 
 
+def test_cache_api_refuses_bodies_and_unknown_methods(client: httpx.Client) -> None:
+    image_id = make_image(client, b"body")
+    with_body = client.put(f"/v2/cache/{image_id}", headers=ADMIN, content=b'{"x": 1}')
+    assert with_body.status_code == 400
+    assert client.post("/v2/cache", headers=ADMIN).status_code == 405
+    assert client.get(f"/v2/cache/{image_id}", headers=ADMIN).status_code == 405
+    huge = client.delete("/v2/cache", headers={**ADMIN, "x-image-cache-clear-target": "c" * 5000})
+    assert huge.status_code == 400 and "c" * 100 not in huge.text
+
+
 def test_every_node_drops_an_image_deleted_elsewhere(tmp_path: Path) -> None:
     swift_aio.require()
     shared = {"database_url": f"sqlite:///{tmp_path / 'shared.sqlite'}"}
