@@ -86,6 +86,8 @@ class LocalCache:
         self.on_queue = on_queue
         for sub in ("entries", "partial", "locks", "queue"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        if metrics is not None:
+            self._gauge(self.size())  # what the node holds from earlier runs
 
     # -- paths ----------------------------------------------------------------------------
 
