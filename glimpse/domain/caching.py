@@ -124,8 +124,10 @@ CLEAR_TARGETS = ("", "cache", "queue")
 
 
 class CacheService:
-    """The cache API's rules (Glance's CacheController): admin-only by policy; an image is
-    looked up without visibility checks (as Glance does: the admin manages the node)."""
+    """The cache API's rules (Glance's CacheController): admin-only by policy, checked before
+    anything is looked up (Glance looks the image up first, which tells a caller refused the
+    API which image ids exist); an image is looked up without visibility checks, as Glance
+    does: the admin manages the node."""
 
     def __init__(self, repo: ImageRepository, cache: ImageCache, policy: Policy,
                  prefetch: Callable[[], None] = lambda: None) -> None:
@@ -139,10 +141,10 @@ class CacheService:
         return self.cache.cached(), self.cache.queued()
 
     def queue(self, principal: Principal, image_id: str) -> None:
+        self.policy.enforce("cache_image", principal)
         image = self._image(image_id)
         if image is None:
             raise NotFound(f"Image {image_id} not found.")
-        self.policy.enforce("cache_image", principal)
         if image.status is not Status.ACTIVE:
             raise Invalid("Only images with status active can be targeted for queueing")
         canonical = canonical_id(image.id)
@@ -153,12 +155,12 @@ class CacheService:
     def delete(self, principal: Principal, image_id: str) -> None:
         """Drop the image from the cache and the queue; NotFound when it is neither an image
         nor anything the cache holds."""
+        self.policy.enforce("cache_delete", principal)
         canonical = canonical_id(image_id)
         image = self._image(image_id)
         if image is None and (canonical is None or (
                 canonical not in self.cache.queued() and canonical not in self.cache.held_ids())):
             raise NotFound(f"Image {image_id} not found.")
-        self.policy.enforce("cache_delete", principal)
         if canonical is not None:
             self.cache.discard(canonical)
 
@@ -183,10 +185,10 @@ class CacheService:
         return self.cache.clean()
 
     def nodes(self, principal: Principal, image_id: str) -> list[str]:
+        self.policy.enforce("list_cached_nodes", principal)
         image = self._image(image_id)
         if image is None:
             raise NotFound(f"Image {image_id} not found.")
-        self.policy.enforce("list_cached_nodes", principal)
         return self.cache.nodes(image.id)
 
     def _image(self, image_id: str) -> Image | None:

@@ -246,6 +246,12 @@ def test_cache_api_other_calls(client: httpx.Client) -> None:
     cleaned = client.post("/v2/cache/clean", headers=ADMIN)
     assert cleaned.status_code == 200 and cleaned.content == b""
     assert client.post("/v2/cache/prune", headers=MEMBER).status_code == 403
+    # Refused callers learn nothing about which ids exist.
+    missing = "00000000-0000-0000-0000-000000000000"
+    for path in (f"/v2/cache/{image_id}", f"/v2/cache/{missing}"):
+        assert client.put(path, headers=MEMBER).status_code == 403
+        assert client.delete(path, headers=MEMBER).status_code == 403
+    assert client.get(f"/v2/cache/nodes/{missing}", headers=MEMBER).status_code == 403
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00",
