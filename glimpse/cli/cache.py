@@ -44,12 +44,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from glimpse.incarnation import node_name
     from glimpse.metrics import NullRecorder
 
+    if settings.effective_cache_dir is None:
+        print("glimpse: no image cache is configured (set image_cache_dir)", file=sys.stderr)
+        return 2
     engine, repo, _ = build_storage(settings)
     cache = build_cache(settings, engine, node_name(socket.gethostname(), settings.data_dir),
                         NullRecorder())
-    if cache is None:
-        print("glimpse: no image cache is configured (set image_cache_dir)", file=sys.stderr)
-        return 2
+    assert cache is not None  # configured, as checked above
     service = CacheService(repo, cache, Policy())
     operator = Principal(None, None, OPERATOR_ROLES, True, None)
     command = args.cache_command

@@ -357,6 +357,11 @@ def test_cli(node: GlimpseServer, client: httpx.Client) -> None:
         assert refused.returncode == 1 and "not found" in refused.stderr
         assert "Traceback" not in refused.stderr
     assert glimpse_cache(node, "clear", "--target", "bogus").returncode == 2
+    off = subprocess.run([sys.executable, "-m", "glimpse", "cache", "list"],
+                         env={**os.environ, "GLIMPSE_DATA_DIR": str(node.data_dir / "none")},
+                         capture_output=True, text=True, timeout=60)
+    assert off.returncode == 2 and "no image cache is configured" in off.stderr
+    assert not (node.data_dir / "none").exists(), "nothing made for a cache that is off"
 
 
 def wait_for(condition: object, timeout: float = 20.0) -> None:
