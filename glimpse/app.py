@@ -22,14 +22,19 @@ from glimpse.api.health import HealthCheck, Probe
 from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
-from glimpse.api.v2.api import V2Api, listed_minors
+from glimpse.api.v2.api import CACHE_MINORS, V2Api, listed_minors
+from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import V2Handlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.api.v2.store_handlers import StoreHandlers
+from glimpse.cache.local import LocalCache
+from glimpse.cache.prefetch import Prefetcher
 from glimpse.db import engine as db_engine
+from glimpse.db.cache_records import SqlCacheRecords
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
+from glimpse.domain.caching import CacheService
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.events import NO_NOTIFIER, Events
 from glimpse.domain.images import ImageService
@@ -126,12 +131,14 @@ def build_app(settings: Settings, migrate: bool = True,
     # This process's identity on the uploads it claims (a uvicorn worker's own: workers build
     # their app each); a restarted process ends its ended predecessors' uploads at once.
     incarnation = Incarnation(settings.data_dir)
+    cache = build_cache(settings, engine, incarnation.node, recorder)
     data = ImageData(
         repo, stores, settings.default_store, external, limits, identity=incarnation,
         names=StoreNames(aliases=STORE_ALIASES, read_only=READ_ONLY_STORES),
         quotas=limit_source(settings),
         events=events,
         catalog=catalog,
+        cache=cache,
         background=RequestContextExecutor(max_workers=4, thread_name_prefix="copy-from"),
         inspector=Inspector(OsloDetector, InspectionRules(
             frozenset(settings.inspection_disk_formats), settings.inspection_strict_raw,
@@ -170,19 +177,43 @@ def build_app(settings: Settings, migrate: bool = True,
         sweepers.append(Sweeper(trim, heap.TRIM_PERIOD))
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
+    cache_api, services, minors = None, [], listed_minors(settings.multi_store)
+    if cache is not None:
+        minors += tuple(CACHE_MINORS)
+        prefetcher = Prefetcher(cache.queued, data.prefetch, cache.dequeue,
+                                settings.image_cache_prefetch_interval)
+        cache.on_queue = prefetcher.wake
+        cache_api = CacheHandlers(CacheService(repo, cache, policy, prefetcher.wake))
+        sweepers.append(Sweeper(data.sweep_cache, settings.image_cache_sweep_interval))
+        services.append(prefetcher)
     return GlimpseApp(
-        routers=[V1Api(handlers), V2Api(v2, listed_minors(settings.multi_store))],
+        routers=[V1Api(handlers), V2Api(v2, minors, cache=cache_api)],
         auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
-        on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers)],
-        on_shutdown=[*(s.stop for s in sweepers), lambda: data.uploads.stop_all(10.0),
+        on_startup=[heap.freeze_startup_objects, *(s.start for s in sweepers),
+                    *(s.start for s in services)],
+        on_shutdown=[*(s.stop for s in sweepers), *(s.stop for s in services),
+                     lambda: data.uploads.stop_all(10.0),
                      incarnation.close,
                      *([functools.partial(notifier.stop, NOTIFICATIONS_DRAIN)]
                        if isinstance(notifier, QueuedNotifier) else [])],
         health_check=build_health_check(settings, engine, raw_stores),
         metrics=recorder,
     )
+
+
+def build_cache(settings: Settings, engine: Engine, node: str,
+                recorder: metrics.Recorder) -> LocalCache | None:
+    """The node's image cache (docs/cache.md), None unless image_cache_dir is set."""
+    root = settings.effective_cache_dir
+    if root is None:
+        return None
+    url = (settings.image_cache_node_url or settings.public_endpoint
+           or f"http://{settings.host}:{settings.port}")
+    return LocalCache(root, settings.image_cache_max_size, node=node, node_url=url,
+                      records=SqlCacheRecords(engine), metrics=recorder,
+                      fill_wait=settings.image_cache_fill_wait)
 
 
 def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:

@@ -48,7 +48,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # What the cache and notifications will feed: (kind, name, help, labels).
 LATER = {
     "cache_events": ("counter", "glimpse_cache_events_total",
-                     "Image cache lookups and evictions, by event (hit, miss, eviction)",
+                     "Image cache lookups, fills and evictions, by event (hit, miss, fill, "
+                     "fill_failure, eviction)",
                      ("event",)),
     "cache_size": ("gauge", "glimpse_cache_size_bytes", "Bytes held by the image cache", ()),
     "notification_drops": ("counter", "glimpse_notifications_dropped_total",

@@ -166,12 +166,32 @@ class Settings:
     import_convert_address_space: int = 2 << 30
     import_inject_properties: tuple[str, ...] = ()
     import_inject_ignore_roles: tuple[str, ...] = ("admin",)
+    # The node's image cache (docs/cache.md): off unless a directory is set (relative paths
+    # are inside data_dir). Every worker of the node shares it; it holds at most
+    # image_cache_max_size bytes, least recently used entries evicted first.
+    image_cache_dir: Path | None = None
+    image_cache_max_size: int = 10 << 30
+    # How long a reader waits for a running fill of the same image to show its partial
+    # file before reading from the store instead; how often the sweep drops copies of deleted
+    # or deactivated images, and the prefetcher looks at the queue for entries other
+    # processes added.
+    image_cache_fill_wait: float = 120.0
+    image_cache_sweep_interval: float = 30.0
+    image_cache_prefetch_interval: float = 5.0
+    # This node's URL in GET /v2/cache/nodes/{id}; empty: public_endpoint, else http://host:port.
+    image_cache_node_url: str = ""
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'glimpse.sqlite').resolve()}"
+
+    @property
+    def effective_cache_dir(self) -> Path | None:
+        if self.image_cache_dir is None or not str(self.image_cache_dir):
+            return None
+        return self.data_dir / self.image_cache_dir  # an absolute one stays itself
 
 
 def to_json(settings: Settings) -> str:
@@ -275,7 +295,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     name = field.name
     if name == "stores":
         return _parse_stores(raw)
-    if name in ("image_schema_file", "property_protection_file", "policy_file"):
+    if name in ("image_schema_file", "property_protection_file", "policy_file",
+                "image_cache_dir"):
         return Path(str(raw)) if raw not in (None, "") else None
     if name == "policy_dirs":
         items = _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
@@ -289,7 +310,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     sizes = ("image_size_cap", "user_storage_quota", "import_decompress_max_size",
-             "import_convert_address_space")
+             "import_convert_address_space", "image_cache_max_size")
     if name in sizes or isinstance(default, int | float):
         try:
             return scalar(default, raw, size=name in sizes)
@@ -350,6 +371,10 @@ def _validate(settings: Settings) -> None:
         _validate_limits(settings)
     if settings.multihash_algorithm not in ("sha512", "sha384", "sha256", "sha1", "md5"):
         raise Invalid(f"Unsupported multihash_algorithm {settings.multihash_algorithm!r}")
+    if settings.image_cache_max_size < 1 or settings.image_cache_fill_wait < 0:
+        raise Invalid("image_cache_max_size must be >= 1 and image_cache_fill_wait >= 0")
+    if min(settings.image_cache_sweep_interval, settings.image_cache_prefetch_interval) <= 0:
+        raise Invalid("image_cache_sweep_interval and image_cache_prefetch_interval must be > 0")
     if settings.limit_param_default < 0 or settings.api_limit_max < 1:
         raise Invalid("limit_param_default must be >= 0 and api_limit_max >= 1")
     if settings.store_cleanup_interval < 0:

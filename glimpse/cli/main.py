@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from glimpse import log_format
 from glimpse import settings as settings_mod
 from glimpse.api.v2.schemas import load_operator_schema
+from glimpse.cli import cache as cache_cli
 from glimpse.errors import GlimpseError, Unavailable
 from glimpse.stores.registry import check_stores
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file"
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    cache_cli.register(sub)
     return parser
 
 
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         from glimpse.cli import status
 
         return status.run(settings, as_json=args.json)
+    if args.command == "cache":
+        return cache_cli.run(settings, args)
     return _serve(settings)
 
 

@@ -161,3 +161,20 @@ quota_locks = sa.Table(
     sa.Column("project", sa.String(255), primary_key=True),
     **MYSQL_TABLE_OPTIONS,
 )
+
+# Which node's image cache holds which image (glimpse.cache): written when a node publishes or
+# drops an entry, read by GET /v2/cache/nodes/{image_id}. No foreign key: a node drops its
+# rows as it drops its entries, after the image may be gone.
+image_cache = sa.Table(
+    "image_cache",
+    metadata,
+    sa.Column("node", sa.String(255), primary_key=True),
+    sa.Column("image_id", sa.String(36), primary_key=True),
+    sa.Column("node_url", sa.String(255), nullable=False, default=""),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_at", Timestamp, nullable=False),
+    sa.Column("last_accessed", Timestamp, nullable=False),
+    sa.Index("ix_image_cache_image_id", "image_id"),
+    **MYSQL_TABLE_OPTIONS,
+)

@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from typing import Any, BinaryIO, ClassVar
 
 from glimpse.domain import lifecycle
+from glimpse.domain.caching import ImageCache, Source, is_cacheable, stale
 from glimpse.domain.events import Events
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
@@ -166,11 +167,14 @@ class ImageData:
         identity: ProcessIdentity | None = None,
         events: Events | None = None,
         catalog: StoreCatalog | None = None,
+        cache: ImageCache | None = None,
     ) -> None:
         self._repo = repo
         # The stores' weights, by which downloads choose among an image's copies (None: the
         # image's order).
         self._catalog = catalog
+        # The node's image cache (glimpse.cache), None when the operator set none.
+        self.cache = cache
         # Recorded on every claim; None (tests of the domain alone): claims name no process,
         # and only the heartbeat timeout recovers their uploads.
         self._identity = identity
@@ -239,6 +243,21 @@ class ImageData:
             local = store.open_file(location.url)
             if local is not None:
                 return Download(image, file=local, offset=offset, length=length)
+            if self.cache is not None and length is not None and is_cacheable(image):
+                # A remote store's data: served from the node's cache, which the first reader
+                # fills. Only an active image is read here (ImageService.open_data checked its
+                # status and the caller's rights first, on every hit too).
+                try:
+                    got = self.cache.read(image, offset, length,
+                                          self._source(image, location), fill=True)
+                except OSError as exc:
+                    # The node's cache failed (its disk full or unwritable): the download must
+                    # not, while the store can serve it.
+                    log.warning("image %s: the cache failed, read from its store: %s",
+                                image.id, exc)
+                else:
+                    return Download(image, chunks=got.chunks, file=got.file, offset=offset,
+                                    length=length)
             chunks = store.open(location.url, offset, bound)
         first = next(chunks, None)
         if first is None:
@@ -247,6 +266,46 @@ class ImageData:
             raise Unavailable(f"Store {location.store} returned no data for image {image.id}.")
         return Download(image, chunks=itertools.chain([first], chunks), offset=offset,
                         length=length)
+
+    # -- the node's cache -------------------------------------------------------------------
+
+    def _source(self, image: Image, location: Location | None = None) -> Source:
+        """Reads of the image's copy at ``location`` (default: the first one to read)."""
+        if location is None:
+            order = self._reading_order(image)
+            location = order[0] if order else None
+        store = self._stores.get(location.store) if location is not None else None
+        if location is None or store is None:
+            raise Unavailable(f"The data of image {image.id} is in no configured store.")
+        url = location.url
+        return lambda offset, length: store.open(url, offset, length)
+
+    def prefetch(self, image_id: str) -> bool:
+        """Cache a queued image now; whether it left the queue (cached, or not cacheable).
+        An image queued by an operator is cached whatever store holds it."""
+        if self.cache is None:
+            return True
+        image = self._repo.get(image_id)
+        if image is None or stale(image) or not is_cacheable(image):
+            self.cache.discard(image_id)
+            return True
+        return self.cache.warm(image, self._source(image))
+
+    def uncache(self, image_id: str) -> None:
+        """Drop an image from this node's cache at once (deleted, deactivated); other nodes
+        refuse it by its status and drop it in their sweep."""
+        if self.cache is not None:
+            self.cache.discard(image_id)
+
+    def sweep_cache(self) -> int:
+        """Drop this node's copies of images that are gone or no longer active; how many."""
+        if self.cache is None:
+            return 0
+        dropped = 0
+        for image_id in self.cache.held_ids():
+            if stale(self._repo.get(image_id)):
+                dropped += self.cache.discard(image_id)
+        return dropped
 
     # -- choosing where data goes -----------------------------------------------------------
 

@@ -345,6 +345,7 @@ class ImageService:
                 self.data.events.deleted(dataclasses.replace(
                     image, status=gone.status, deleted=True, deleted_at=gone.deleted_at,
                     updated_at=gone.updated_at))
+                self.data.uncache(image.id)
                 if target is Status.DELETED:
                     self.data.release_all(image)
                 return
@@ -384,6 +385,8 @@ class ImageService:
                 expected_status=source,
             )
             if moved is not None:
+                if target is Status.DEACTIVATED:
+                    self.data.uncache(image.id)
                 self.data.events.image("image.update", moved)
                 return self._shown(principal, moved)
             # The status moved under us (another toggle, a delete): decide again.

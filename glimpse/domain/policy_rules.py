@@ -8,7 +8,7 @@ hand-written predicate per rule, equal to its check string (a differential test 
 oslo.policy's evaluation).
 
 ``operations`` are the requests a rule guards in glimpse, v1 and v2 alike; for the rules of APIs
-glimpse does not serve (metadefs, tasks, the cache, store details) they are Glance's, and
+glimpse does not serve (metadefs, tasks, store details) they are Glance's, and
 ``served`` is False.
 """
 
@@ -161,22 +161,22 @@ _IMAGE = (
          _ops(f"POST {IMAGE}/actions/reactivate"), deprecated_check_str=DEFAULT),
     Rule("copy_image", ADMIN, "Copy an image to other stores (import; not served).",
          _ops(f"POST {IMAGE}/import"), served=False),
-    Rule("list_cached_nodes", ADMIN, "Nodes caching an image (not served).",
-         _ops("GET /v2/cache/nodes/{image_id}"), served=False),
+    Rule("list_cached_nodes", ADMIN, "Nodes caching an image (with a cache configured).",
+         _ops("GET /v2/cache/nodes/{image_id}")),
 )
 
 _CACHE = (
-    Rule("cache_image", ADMIN, "Queue an image for caching (not served).",
-         _ops("PUT /v2/cache/{image_id}"), deprecated_check_str=MANAGE_IMAGE_CACHE, served=False),
-    Rule("cache_list", ADMIN, "The cache's state (not served).", _ops("GET /v2/cache"),
-         deprecated_check_str=MANAGE_IMAGE_CACHE, served=False),
-    Rule("cache_delete", ADMIN, "Delete images from the cache (not served).",
+    Rule("cache_image", ADMIN, "Queue an image for caching (with a cache configured).",
+         _ops("PUT /v2/cache/{image_id}"), deprecated_check_str=MANAGE_IMAGE_CACHE),
+    Rule("cache_list", ADMIN, "The cache's state (with a cache configured).",
+         _ops("GET /v2/cache"), deprecated_check_str=MANAGE_IMAGE_CACHE),
+    Rule("cache_delete", ADMIN, "Delete images from the cache (with a cache configured).",
          _ops("DELETE /v2/cache", "DELETE /v2/cache/{image_id}"),
-         deprecated_check_str=MANAGE_IMAGE_CACHE, served=False),
-    Rule("cache_clean", ADMIN, "Clean stalled cache entries (not served).",
-         _ops("POST /v2/cache/clean"), served=False),
-    Rule("cache_prune", ADMIN, "Prune the cache (not served).", _ops("POST /v2/cache/prune"),
-         served=False),
+         deprecated_check_str=MANAGE_IMAGE_CACHE),
+    Rule("cache_clean", ADMIN, "Clean stalled cache entries (with a cache configured).",
+         _ops("POST /v2/cache/clean")),
+    Rule("cache_prune", ADMIN, "Prune the cache (with a cache configured).",
+         _ops("POST /v2/cache/prune")),
 )
 
 _DISCOVERY = (

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from glimpse.api.routing import CURRENT, SUPPORTED, Match, VersionEntry
 from glimpse.api.v2 import errors
+from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Call, Handler, V2Handlers
 from glimpse.api.v2.routes import build_routes, match
 from glimpse.domain.model import Principal
@@ -39,6 +40,12 @@ MULTI_STORE_MINORS: dict[int, str] = {
 # Those of the later minors (import, copy-image, tasks, the cache) come with their features;
 # see docs/v2-choices.md.
 LISTED_MINORS: tuple[int, ...] = tuple(sorted(MINOR_FEATURES))
+# Listed only when the operator configured an image cache (its API is served then only).
+CACHE_MINORS: dict[int, str] = {
+    14: "the cache API (/v2/cache...)",
+    16: "PUT /v2/cache/{image_id} answers 202",
+    18: "POST /v2/cache/clean and /v2/cache/prune",
+}
 
 
 def listed_minors(multi_store: bool) -> tuple[int, ...]:
@@ -47,7 +54,8 @@ def listed_minors(multi_store: bool) -> tuple[int, ...]:
 
 
 class V2Api:
-    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS) -> None:
+    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS,
+                 cache: CacheHandlers | None = None) -> None:
         listed = sorted(set(minors))
         self.prefixes = frozenset(["v2", *(f"v2.{n}" for n in listed)])
         self.media_types = frozenset(
@@ -57,7 +65,7 @@ class V2Api:
             VersionEntry(f"v2.{n}", CURRENT if n == listed[-1] else SUPPORTED, "/v2/")
             for n in listed
         )
-        self._routes = build_routes(handlers)
+        self._routes = build_routes(handlers, cache)
 
     def match(self, method: str, path: str) -> Match[Handler] | None:
         return match(self._routes, method, path)

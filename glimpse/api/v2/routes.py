@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from glimpse.api import routing
 from glimpse.api.routing import Match, Route, route
+from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Handler, V2Handlers
 
 SEG = "[^/]+"
 IMAGE = f"/images/(?P<image_id>{SEG})"
 
 
-def build_routes(h: V2Handlers) -> list[Route[Handler]]:
+def build_routes(h: V2Handlers, cache: CacheHandlers | None = None) -> list[Route[Handler]]:
     return [
         route("/images", "GET, POST", GET=h.list_images, POST=h.create),
         route(IMAGE, "GET, PATCH, DELETE", GET=h.show, PATCH=h.update, DELETE=h.delete),
@@ -26,6 +27,18 @@ def build_routes(h: V2Handlers) -> list[Route[Handler]]:
         route("/info/usage", "GET", GET=h.usage),
         *_store_routes(h),
         route(f"/schemas/(?P<name>{SEG})", "GET", GET=h.schema),
+        *(cache_routes(cache) if cache is not None else []),
+    ]
+
+
+def cache_routes(c: CacheHandlers) -> list[Route[Handler]]:
+    """The cache API, only with a cache configured (glimpse/api/v2/cache_handlers.py)."""
+    return [
+        route("/cache", "GET, DELETE", GET=c.state, DELETE=c.clear),
+        route("/cache/clean", "POST", POST=c.clean),
+        route("/cache/prune", "POST", POST=c.prune),
+        route(f"/cache/nodes/(?P<image_id>{SEG})", "GET", GET=c.nodes),
+        route(f"/cache/(?P<image_id>{SEG})", "PUT, DELETE", PUT=c.queue, DELETE=c.delete),
     ]
 
 
