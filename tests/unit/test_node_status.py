@@ -86,7 +86,7 @@ def test_a_healthy_node(data_dir: Path, live: Incarnation) -> None:
     out = io.StringIO()
     assert status_cli.run(settings_for(data_dir), as_json=False, out=out) == 0
     text = out.getvalue()
-    assert "database       ok" in text and "schema 0007 (current)" in text
+    assert "database       ok" in text and f"schema {db_engine.HEAD_REVISION} (current)" in text
     assert "images         4: active 2, deleted 1, queued 1" in text
     assert "yes: 1 process(es)" in text and text.endswith("status: ok\n")
 
@@ -167,7 +167,7 @@ def test_a_schema_behind_this_glimpse_is_a_problem(tmp_path: Path) -> None:
     assert report.database.reachable and report.database.revision == "0006"
     assert not report.database.current and not report.healthy
     assert "glimpse db upgrade" in report.problems[0]
-    assert "NEEDS 0007" in status_cli.render(report)
+    assert f"NEEDS {db_engine.HEAD_REVISION}" in status_cli.render(report)
 
 
 def test_a_store_that_is_down_without_its_credentials(data_dir: Path) -> None:
@@ -255,5 +255,5 @@ def test_an_empty_database_has_nothing_to_count(tmp_path: Path) -> None:
     assert report.database.reachable and report.database.revision is None
     assert report.images is None and not report.healthy
     text = status_cli.render(report)
-    assert "schema - (none, needs 0007)" in text
+    assert f"schema - (none, needs {db_engine.HEAD_REVISION})" in text
     assert "images         unknown (the database has no glimpse schema)" in text
