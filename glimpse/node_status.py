@@ -74,6 +74,15 @@ class UploadStatus:
 
 
 @dataclasses.dataclass(frozen=True)
+class CacheStatus:
+    dir: str
+    max_size: int
+    size: int | None = None  # None (and the counts): the directory could not be read
+    images: int | None = None
+    queued: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class NodeStatus:
     version: str
     node: str
@@ -86,6 +95,7 @@ class NodeStatus:
     incarnations: list[incarnation_mod.Sighting]
     notifications: dict[str, object]
     metrics: dict[str, object]
+    cache: CacheStatus | None  # None: no image cache configured
     problems: list[str]  # something is down: the command exits non-zero
     warnings: list[str]  # worth a look, nothing down
 
@@ -168,9 +178,32 @@ def survey(settings: Settings) -> NodeStatus:
         incarnations=sightings,
         notifications=_notifications(settings),
         metrics=_metrics(settings),
+        cache=_cache(settings, warnings),
         problems=problems,
         warnings=warnings,
     )
+
+
+def _cache(settings: Settings, warnings: list[str]) -> CacheStatus | None:
+    """What the node's image cache holds, read from its directory alone (the database's
+    record of it is the cache API's to show)."""
+    from glimpse.cache.local import LocalCache
+
+    root = settings.effective_cache_dir
+    if root is None:
+        return None
+    status = CacheStatus(str(root), settings.image_cache_max_size)
+    if not root.is_dir():
+        warnings.append(f"the image cache directory {root} does not exist yet; glimpse serve "
+                        "creates it")
+        return dataclasses.replace(status, size=0, images=0, queued=0)
+    try:
+        cache = LocalCache(root, settings.image_cache_max_size)
+        return dataclasses.replace(status, size=cache.size(), images=len(cache.held_ids()),
+                                   queued=len(cache.queued()))
+    except OSError as exc:
+        warnings.append(f"the image cache directory {root} cannot be read: {exc.strerror}")
+        return status
 
 
 def _explained(probe: Probe) -> Probe:

@@ -103,6 +103,15 @@ def render(status: NodeStatus) -> str:
         lines.append("notifications  off")
     metrics = status.metrics
     lines.append(f"metrics        {'on: ' + str(metrics['url']) if metrics['enabled'] else 'off'}")
+    cache = status.cache
+    if cache is None:
+        lines.append("image cache    off")
+    elif cache.size is None:
+        lines.append(f"image cache    unreadable ({escape_controls(cache.dir)})")
+    else:
+        lines.append(f"image cache    {cache.images} image(s), {human_bytes(cache.size)} of "
+                     f"{human_bytes(cache.max_size)}, {cache.queued} queued "
+                     f"({escape_controls(cache.dir)})")
 
     for heading, items in (("problems", status.problems), ("warnings", status.warnings)):
         if items:

@@ -257,3 +257,28 @@ def test_an_empty_database_has_nothing_to_count(tmp_path: Path) -> None:
     text = status_cli.render(report)
     assert f"schema - (none, needs {db_engine.HEAD_REVISION})" in text
     assert "images         unknown (the database has no glimpse schema)" in text
+
+
+def test_the_image_cache_is_reported_from_its_directory(
+        data_dir: Path, live: Incarnation) -> None:
+    from glimpse.cache.local import LocalCache
+
+    assert survey(settings_for(data_dir)).cache is None
+    settings = settings_for(data_dir, image_cache_dir=Path("cache"), image_cache_max_size=1 << 20)
+    report = survey(settings)
+    assert report.cache is not None and (report.cache.size, report.cache.images) == (0, 0)
+    assert any("does not exist yet" in w for w in report.warnings)
+    cache = LocalCache(data_dir / "cache", 1 << 20)
+    for n in range(2):
+        image_id = str(uuid.UUID(int=n + 1))
+        (cache.root / "entries" / image_id).write_bytes(b"x" * 1000)
+        (cache.root / "entries" / f"{image_id}.json").write_text("{}")
+    cache.queue(str(uuid.UUID(int=9)))
+    report = survey(settings)
+    assert report.cache is not None
+    assert (report.cache.images, report.cache.size, report.cache.queued) == (2, 2000, 1)
+    text = status_cli.render(report)
+    assert "image cache    2 image(s), 2.0 KiB of 1.0 MiB, 1 queued" in text
+    assert json.loads(json.dumps(as_document(report)))["cache"] == {
+        "dir": str(data_dir / "cache"), "max_size": 1 << 20, "size": 2000, "images": 2,
+        "queued": 1}
