@@ -31,23 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proctree
+from store_throughput import make_file
 
 from glimpse.scalars import parse_size
 from tests import swift_aio
 from tests.e2e.server import GlimpseServer
 
 MiB = 1 << 20
-
-
-def make_file(path: Path, size: int) -> None:
-    import os
-
-    block = os.urandom(16 * MiB)
-    with path.open("wb") as fh:
-        left = size
-        while left > 0:
-            fh.write(block[: min(left, len(block))])
-            left -= len(block)
 
 
 def curl(*args: str) -> None:
