@@ -24,19 +24,23 @@ from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.api.v2.api import V2Api
 from glimpse.api.v2.handlers import V2Handlers
+from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
+from glimpse.api.v2.task_handlers import TaskHandlers
 from glimpse.db import engine as db_engine
 from glimpse.db.repository import SqlImageRepository
+from glimpse.db.tasks import SqlTaskRepository
 from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.events import NO_NOTIFIER, Events
 from glimpse.domain.images import ImageService
+from glimpse.domain.imports import ImportConfig, ImportService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
-from glimpse.domain.ports import Notifier, Store
+from glimpse.domain.ports import ImportTransform, Notifier, Store
 from glimpse.domain.protections import (
     PolicyCheck,
     PropertyRules,
@@ -54,7 +58,12 @@ from glimpse.notifications import QueuedNotifier, oslo_sender
 from glimpse.settings import Settings
 from glimpse.stores.http import HttpSource
 from glimpse.stores.observed import ObservedStore, probe
-from glimpse.stores.registry import READ_ONLY_STORES, STORE_ALIASES, build_stores
+from glimpse.stores.registry import (
+    READ_ONLY_STORES,
+    STORE_ALIASES,
+    build_stores,
+    canonical_store_name,
+)
 from glimpse.streams.inspection import InspectionRules, Inspector
 
 if TYPE_CHECKING:
@@ -153,14 +162,18 @@ def build_app(settings: Settings, migrate: bool = True,
                     inline_reads=inline_reads, schemas=schemas,
                     show_locations=settings.show_multiple_locations,
                     show_direct_url=settings.show_image_direct_url)
-    sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
+    imports = build_imports(settings, engine, repo, v2_images, stores, incarnation)
+    sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2),
+                Sweeper(imports.recover, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:
         sweepers.append(Sweeper(trim, heap.TRIM_PERIOD))
     if settings.store_cleanup_interval > 0:
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     return GlimpseApp(
-        routers=[V1Api(handlers), V2Api(v2)],
+        routers=[V1Api(handlers), V2Api(
+            v2, imports=ImportHandlers(imports),
+            tasks=TaskHandlers(imports, settings.limit_param_default, settings.api_limit_max))],
         auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
@@ -172,6 +185,28 @@ def build_app(settings: Settings, migrate: bool = True,
         health_check=build_health_check(settings, engine, raw_stores),
         metrics=recorder,
     )
+
+
+def build_imports(settings: Settings, engine: Engine, repo: SqlImageRepository,
+                  images: ImageService, stores: dict[str, Store], identity: Incarnation,
+                  transform: ImportTransform | None = None) -> ImportService:
+    """The v2 import service (docs/import.md); ``transform``: the import plugins, or None."""
+    staging = canonical_store_name(settings.staging_store or settings.default_store)
+    if staging not in stores:
+        raise Invalid(f"Unknown staging_store {settings.staging_store!r}")
+    config = ImportConfig(
+        methods=settings.import_methods, staging_store=staging,
+        scratch_dir=settings.data_dir / "import-scratch",
+        hash_algo=settings.multihash_algorithm,
+        max_parallel_stores=settings.max_parallel_stores,
+        web_download_retries=settings.web_download_retries,
+        heartbeat_interval=settings.upload_heartbeat_interval,
+        stale_timeout=settings.stale_upload_timeout,
+    )
+    return ImportService(
+        repo, SqlTaskRepository(engine), images, stores, config,
+        RequestContextExecutor(max_workers=4, thread_name_prefix="import"),
+        transform=transform, identity=identity)
 
 
 def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:

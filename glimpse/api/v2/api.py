@@ -12,7 +12,9 @@ from starlette.responses import Response
 from glimpse.api.routing import CURRENT, SUPPORTED, Match, VersionEntry
 from glimpse.api.v2 import errors
 from glimpse.api.v2.handlers import Call, Handler, V2Handlers
+from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.routes import build_routes, match
+from glimpse.api.v2.task_handlers import TaskHandlers
 from glimpse.domain.model import Principal
 from glimpse.errors import GlimpseError, Invalid
 
@@ -25,6 +27,7 @@ MINOR_FEATURES: dict[int, str] = {
     3: "deactivate and reactivate",
     4: "location rules",
     5: "community and shared visibilities, shared by default",
+    6: "interoperable import: /stage, /import, /v2/info/import (docs/import.md)",
     7: "os_hidden, multihash",
     17: "the locations API (POST and GET /v2/images/{id}/locations)",
 }
@@ -34,7 +37,9 @@ LISTED_MINORS: tuple[int, ...] = tuple(sorted(MINOR_FEATURES))
 
 
 class V2Api:
-    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS) -> None:
+    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS, *,
+                 imports: ImportHandlers | None = None, tasks: TaskHandlers | None = None,
+                 ) -> None:
         listed = sorted(set(minors))
         self.prefixes = frozenset(["v2", *(f"v2.{n}" for n in listed)])
         self.media_types = frozenset(
@@ -44,7 +49,7 @@ class V2Api:
             VersionEntry(f"v2.{n}", CURRENT if n == listed[-1] else SUPPORTED, "/v2/")
             for n in listed
         )
-        self._routes = build_routes(handlers)
+        self._routes = build_routes(handlers, imports, tasks)
 
     def match(self, method: str, path: str) -> Match[Handler] | None:
         return match(self._routes, method, path)

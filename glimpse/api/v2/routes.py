@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from glimpse.api import routing
 from glimpse.api.routing import Match, Route, route
 from glimpse.api.v2.handlers import Handler, V2Handlers
+
+if TYPE_CHECKING:
+    from glimpse.api.v2.import_handlers import ImportHandlers
+    from glimpse.api.v2.task_handlers import TaskHandlers
 
 SEG = "[^/]+"
 IMAGE = f"/images/(?P<image_id>{SEG})"
 
 
-def build_routes(h: V2Handlers) -> list[Route[Handler]]:
+def build_routes(h: V2Handlers, imports: ImportHandlers | None = None,
+                 tasks: TaskHandlers | None = None) -> list[Route[Handler]]:
     return [
+        *(import_routes(imports) if imports is not None else []),
+        *(task_routes(tasks) if tasks is not None else []),
         route("/images", "GET, POST", GET=h.list_images, POST=h.create),
         route(IMAGE, "GET, PATCH, DELETE", GET=h.show, PATCH=h.update, DELETE=h.delete),
         route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
@@ -25,6 +34,26 @@ def build_routes(h: V2Handlers) -> list[Route[Handler]]:
         route(f"{IMAGE}/locations", "GET, POST", GET=h.locations, POST=h.add_location),
         route("/info/usage", "GET", GET=h.usage),
         route(f"/schemas/(?P<name>{SEG})", "GET", GET=h.schema),
+    ]
+
+
+def import_routes(h: ImportHandlers) -> list[Route[Handler]]:
+    """Interoperable import (spec §3; docs/import.md)."""
+    return [
+        route("/info/import", "GET", GET=h.info_import),
+        route(f"{IMAGE}/stage", "PUT", PUT=h.stage),
+        route(f"{IMAGE}/import", "POST", POST=h.import_image),
+        route(f"{IMAGE}/tasks", "GET", GET=h.image_tasks),
+    ]
+
+
+def task_routes(h: TaskHandlers) -> list[Route[Handler]]:
+    """The legacy tasks API and the task schemas (before the generic schema route)."""
+    return [
+        route("/tasks", "GET", GET=h.list_tasks),
+        route(f"/tasks/(?P<task_id>{SEG})", "GET", GET=h.show),
+        route("/schemas/task", "GET", GET=h.task_schema),
+        route("/schemas/tasks", "GET", GET=h.tasks_schema),
     ]
 
 
