@@ -241,7 +241,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
         return _parse_networks(raw if isinstance(raw, str) else ",".join(raw))
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
                 "service_token_roles", "notification_driver", "notification_topics",
-                "disabled_notifications"):
+                "disabled_notifications", "import_methods"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     if name in ("image_size_cap", "user_storage_quota") or isinstance(default, int | float):

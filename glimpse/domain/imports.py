@@ -180,10 +180,7 @@ class ImportService:
         except BaseException:
             with contextlib.suppress(ValueError):
                 watched.close()
-            self._repo.set_fields(image.id, {"status": Status.QUEUED, "updated_at": now(),
-                                             "failure_status": None},
-                                  expected_status=Status.UPLOADING,
-                                  expected_incarnation=self._incarnation)
+            self._move(image.id, Status.UPLOADING, Status.QUEUED, self._incarnation)
             self._data.release(image.id, location)
             raise
         # Staged: the claim is cleared, which tells a finished stage from one in progress.
@@ -338,6 +335,7 @@ class ImportService:
             done, failed, facts = self._store_data(task, image, request, targets, beat)
         staged = list(image.locations)
         learnt = facts.pop("properties", {})
+        lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
         finished = self._repo.update(
             image.id,
             Changes(fields={**facts, "status": Status.ACTIVE, "updated_at": now(),
@@ -557,10 +555,7 @@ class ImportService:
         targets = [str(name) for name in task.input.get("backend", [])]
         if (method != COPY_IMAGE and image.status is Status.IMPORTING
                 and image.properties.get(IMPORT_TASK) == task.id
-                and self._repo.set_fields(image.id, {"status": Status.QUEUED,
-                                                     "updated_at": now(), "failure_status": None},
-                                          expected_status=Status.IMPORTING,
-                                          expected_incarnation=owner)):
+                and self._move(image.id, Status.IMPORTING, Status.QUEUED, owner)):
             image = self._repo.get(image.id) or image
         if image.properties.get(IMPORT_TASK) != task.id and not image.deleted:
             return  # another import holds the image now: its data is not ours to delete
@@ -576,6 +571,15 @@ class ImportService:
                     store.delete(location.url)
         if not image.deleted:
             self._finish_lock(image.id, task.id, failed=targets)
+
+    def _move(self, image_id: str, current: Status, target: Status,
+              incarnation: str | None) -> bool:
+        """current -> target (and the failure rule cleared), only if the image is still in
+        ``current`` and claimed by ``incarnation`` (when given); whether it moved."""
+        lifecycle.check_transition(current, target)
+        return self._repo.set_fields(image_id, {"status": target, "updated_at": now(),
+                                                "failure_status": None},
+                                     expected_status=current, expected_incarnation=incarnation)
 
     def _release(self, image_id: str, locations: Iterable[Location]) -> None:
         for location in locations:
@@ -611,10 +615,7 @@ class ImportService:
             if not self._dead(image.claim_node, image.claim_incarnation, image.updated_at,
                               stale, verdicts):
                 continue
-            if self._repo.set_fields(image.id, {"status": Status.QUEUED, "updated_at": now(),
-                                                "failure_status": None},
-                                     expected_status=Status.UPLOADING,
-                                     expected_incarnation=image.claim_incarnation):
+            if self._move(image.id, Status.UPLOADING, Status.QUEUED, image.claim_incarnation):
                 log.warning("image %s: its stage's process ended; back to queued", image.id)
                 self._data.release_all(image)
                 ended.append(image.id)
