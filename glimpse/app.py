@@ -161,7 +161,8 @@ def build_app(settings: Settings, migrate: bool = True,
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,
                     inline_reads=inline_reads, schemas=schemas,
                     show_locations=settings.show_multiple_locations,
-                    show_direct_url=settings.show_image_direct_url)
+                    show_direct_url=settings.show_image_direct_url,
+                    import_methods=settings.import_methods)
     imports = build_imports(settings, engine, repo, v2_images, stores, incarnation)
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2),
                 Sweeper(imports.recover, settings.stale_upload_timeout / 2)]

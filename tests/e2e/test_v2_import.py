@@ -517,3 +517,59 @@ def _kill_mid_import(tmp_path: Path, settings: dict[str, str], method: str) -> f
         finally:
             server.stop()
     pytest.skip("every import finished before the kill: the machine was too fast")
+
+
+# -- real clients --------------------------------------------------------------------------------
+
+
+def test_openstacksdk_create_image_with_use_import(srv: GlimpseServer, api: httpx.Client,
+                                                   tmp_path: Path) -> None:
+    connection = pytest.importorskip("openstack.connection",
+                                     reason="openstacksdk is not installed")
+    from keystoneauth1 import noauth
+    from keystoneauth1 import session as ks_session
+
+    data = os.urandom(300_000)
+    path = tmp_path / "sdk.raw"
+    path.write_bytes(data)
+    session = ks_session.Session(auth=noauth.NoAuth(endpoint=srv.url),
+                                 additional_headers=OWNER)
+    conn = connection.Connection(session=session, image_endpoint_override=srv.url)
+    image = conn.image.create_image(name="sdk-import", filename=str(path), disk_format="raw",
+                                    container_format="bare", use_import=True, wait=True,
+                                    timeout=60)
+    shown = wait(api, image.id, settled)
+    assert shown["status"] == "active" and shown["checksum"] == hashlib.md5(data).hexdigest()
+    assert tasks_of(api, image.id)[0]["status"] == "success"
+    # The SDK's own import call on a second image, staged through the SDK too.
+    other = conn.image.create_image(name="sdk-import-2", disk_format="raw",
+                                    container_format="bare")
+    conn.image.stage_image(other, data=data)
+    conn.image.import_image(other, method="glance-direct")
+    assert wait(api, other.id, settled)["status"] == "active"
+
+
+def test_openstack_image_create_import(srv: GlimpseServer, api: httpx.Client,
+                                       tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "openstack"
+    if not cli.exists() and shutil.which("openstack") is None:
+        pytest.skip("python-openstackclient is not installed in the test venv")
+    data = os.urandom(200_000)
+    path = tmp_path / "osc.raw"
+    path.write_bytes(data)
+    result = subprocess.run(
+        [str(cli), "--os-auth-type", "none", "--os-endpoint", srv.url, "image", "create",
+         "--import", "--disk-format", "raw", "--container-format", "bare", "--file",
+         str(path), "-f", "json", "osc-import"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OS_")})
+    assert result.returncode == 0, result.stderr
+    image_id = json.loads(result.stdout)["id"]
+    # OSC without credentials is the anonymous administrator: it owns nothing, admins see all.
+    shown = wait(api, image_id, settled, headers=ADMIN)
+    assert shown["status"] == "active" and shown["checksum"] == hashlib.md5(data).hexdigest()

@@ -75,6 +75,7 @@ class V2Handlers:
         schemas: ImageSchemas,
         show_locations: bool = False,
         show_direct_url: bool = False,
+        import_methods: tuple[str, ...] = (),
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode). ``show_locations`` and
@@ -89,6 +90,10 @@ class V2Handlers:
         self.schemas = schemas
         self.show_locations = show_locations
         self.show_direct_url = show_direct_url
+        # A create's answer names the import methods (2.6; openstacksdk's use_import reads it).
+        self.created_headers: list[Header] = (
+            [(b"openstack-image-import-methods", ",".join(import_methods).encode())]
+            if import_methods else [])
 
     # -- images -------------------------------------------------------------------------------
 
@@ -98,7 +103,7 @@ class V2Handlers:
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
         return json_response(self._render(image, call.principal), 201,
-                             [(b"location", location.encode())])
+                             [(b"location", location.encode()), *self.created_headers])
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
