@@ -174,7 +174,8 @@ def build_app(settings: Settings, migrate: bool = True,
     return GlimpseApp(
         routers=[V1Api(handlers), V2Api(
             v2, imports=ImportHandlers(imports),
-            tasks=TaskHandlers(imports, settings.limit_param_default, settings.api_limit_max))],
+            tasks=TaskHandlers(imports, schemas, settings.limit_param_default,
+                               settings.api_limit_max))],
         auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,

@@ -38,7 +38,16 @@ from typing import Any
 from glimpse.domain import lifecycle
 from glimpse.domain.data import HashCheck, ImageData, Upload
 from glimpse.domain.images import ImageService
-from glimpse.domain.model import Changes, Image, Location, Principal, Status, now
+from glimpse.domain.lifecycle import FailureRule
+from glimpse.domain.model import (
+    Changes,
+    Image,
+    ImageInput,
+    Location,
+    Principal,
+    Status,
+    now,
+)
 from glimpse.domain.policy import ImageTarget
 from glimpse.domain.ports import ImageRepository, ImportTransform, ProcessIdentity, Store
 from glimpse.domain.tasks import (
@@ -222,13 +231,48 @@ class ImportService:
             raise Conflict(f"Image {image.id} needs a disk_format and a container_format "
                            "before it can be imported.")
         targets = self._targets(image, request)
+        return self._start(principal, image, request, targets, TaskType.API_IMAGE_IMPORT,
+                           {"image_id": image.id, "import_req": dict(request.body),
+                            "backend": list(targets)}, request_id)
+
+    def create_task(self, principal: Principal, task_type: str, task_input: Any,
+                    image_input: ImageInput, request_id: str | None = None) -> Task:
+        """The legacy ``POST /v2/tasks`` import: a new image (``image_properties``) whose data
+        is fetched from ``import_from`` as a web-download is, under the same network rules
+        (checked now: Glance bug 2152110). Admin only (``add_task``, ``tasks_api_access``)."""
+        self.tasks_access(principal, "add_task")
+        if task_type != str(TaskType.IMPORT):
+            raise Invalid(f"Invalid type value: {task_type}. Only import tasks may be created.")
+        if not isinstance(task_input, dict):
+            raise Invalid("A task's input must be a JSON object.")
+        missing = [k for k in ("import_from", "import_from_format", "image_properties")
+                   if k not in task_input]
+        if missing:
+            raise Invalid(f"Input does not contain '{missing[0]}' field")
+        if WEB_DOWNLOAD not in self.config.methods:
+            raise Invalid("Importing from a URL is not enabled here.")
+        uri = task_input["import_from"]
+        self._check_uri(uri if isinstance(uri, str) else None)
+        fields = image_input.fields
+        if not fields.get("disk_format") or not fields.get("container_format"):
+            raise Invalid("image_properties needs a disk_format and a container_format.")
+        image = self._images.create(principal, image_input, None, FailureRule.REQUEUE)
+        stored = self._repo.get(image.id)
+        assert stored is not None, "just created"
+        request = ImportRequest(WEB_DOWNLOAD, uri=uri)
+        return self._start(principal, stored, request, (self._data.default_store,),
+                           TaskType.IMPORT, dict(task_input), request_id)
+
+    def _start(self, principal: Principal, image: Image, request: ImportRequest,
+               targets: tuple[str, ...], task_type: TaskType, task_input: dict[str, Any],
+               request_id: str | None) -> Task:
+        """Take the image's import lock, record the task and run it in the background."""
+        method = request.method
         self._check_lock(image)
         stamp = now()
         task = Task(
-            id=str(uuid.uuid4()), type=TaskType.API_IMAGE_IMPORT, status=TaskStatus.PENDING,
-            owner=image.owner, image_id=image.id,
-            input={"image_id": image.id, "import_req": dict(request.body),
-                   "backend": list(targets)},
+            id=str(uuid.uuid4()), type=task_type, status=TaskStatus.PENDING,
+            owner=image.owner, image_id=image.id, input=task_input,
             created_at=stamp, updated_at=stamp, request_id=request_id,
             user_id=principal.user, **self._claim(),
         )
@@ -552,7 +596,8 @@ class ImportService:
         if image is None:
             return
         method = str(task.input.get("import_req", {}).get("method", {}).get("name", ""))
-        targets = [str(name) for name in task.input.get("backend", [])]
+        # A legacy import task's input is the client's: its data went to the default store.
+        targets = [str(name) for name in task.input.get("backend", [self._data.default_store])]
         if (method != COPY_IMAGE and image.status is Status.IMPORTING
                 and image.properties.get(IMPORT_TASK) == task.id
                 and self._move(image.id, Status.IMPORTING, Status.QUEUED, owner)):
@@ -639,17 +684,17 @@ class ImportService:
         return self._tasks.image_tasks(image.id)
 
     def get_task(self, principal: Principal, task_id: str) -> Task:
-        self._tasks_access(principal, "get_task")
+        self.tasks_access(principal, "get_task")
         task = self._tasks.get_task(task_id)
         if task is None or task.deleted:
             raise NotFound(f"Task with the given id {task_id} not found")
         return task
 
     def list_tasks(self, principal: Principal, query: TaskQuery) -> list[Task]:
-        self._tasks_access(principal, "get_tasks")
+        self.tasks_access(principal, "get_tasks")
         return self._tasks.list_tasks(query)
 
-    def _tasks_access(self, principal: Principal, rule: str) -> None:
+    def tasks_access(self, principal: Principal, rule: str) -> None:
         """Glance's pair: the operation's rule, and tasks_api_access (admin) for every one."""
         target = {"project_id": principal.owner}
         for name in (rule, "tasks_api_access"):

@@ -50,7 +50,7 @@ def import_routes(h: ImportHandlers) -> list[Route[Handler]]:
 def task_routes(h: TaskHandlers) -> list[Route[Handler]]:
     """The legacy tasks API and the task schemas (before the generic schema route)."""
     return [
-        route("/tasks", "GET", GET=h.list_tasks),
+        route("/tasks", "GET, POST", GET=h.list_tasks, POST=h.create),
         route(f"/tasks/(?P<task_id>{SEG})", "GET", GET=h.show),
         route("/schemas/task", "GET", GET=h.task_schema),
         route("/schemas/tasks", "GET", GET=h.tasks_schema),

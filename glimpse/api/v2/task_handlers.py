@@ -8,19 +8,24 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from glimpse.api.http import in_thread, json_response
+from glimpse.api.v2.body import parse_create
 from glimpse.api.v2.handlers import Call
+from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.api.v2.task_json import TASKS_SCHEMA_URL, task_json, task_schema, tasks_schema
 from glimpse.domain.imports import ImportService
 from glimpse.domain.tasks import TaskQuery, TaskStatus, TaskType
 from glimpse.errors import Invalid
+from glimpse.log_format import REQUEST_IDS
 
 _SORT_KEYS = ("created_at", "updated_at", "status", "type", "id", "expires_at", "owner")
 _FILTERS = ("type", "status")
 
 
 class TaskHandlers:
-    def __init__(self, imports: ImportService, default_limit: int, max_limit: int) -> None:
+    def __init__(self, imports: ImportService, schemas: ImageSchemas, default_limit: int,
+                 max_limit: int) -> None:
         self.imports = imports
+        self.schemas = schemas
         self.default_limit = default_limit
         self.max_limit = max_limit
 
@@ -31,6 +36,23 @@ class TaskHandlers:
     async def tasks_schema(self, call: Call) -> Response:
         call.refuse_body()
         return json_response(tasks_schema())
+
+    async def create(self, call: Call) -> Response:
+        """The legacy import task: ``{"type": "import", "input": {"import_from",
+        "import_from_format", "image_properties"}}``; 201 with the task and its Location."""
+        self.imports.tasks_access(call.principal, "add_task")  # 403 before any 400
+        body = await call.json()
+        if not isinstance(body, dict):
+            raise Invalid("The request body must be a JSON object.")
+        task_input = body.get("input")
+        properties = task_input.get("image_properties") if isinstance(task_input, dict) else None
+        image_input = parse_create(properties if isinstance(properties, dict) else {},
+                                   call.principal, self.schemas)
+        ids = REQUEST_IDS.get()
+        task = await in_thread(self.imports.create_task, call.principal, body.get("type"),
+                               task_input, image_input, None if ids is None else ids.local)
+        location = f"{call.base_url_of(call.request)}/v2/tasks/{task.id}"
+        return json_response(task_json(task), 201, [(b"location", location.encode())])
 
     async def show(self, call: Call) -> Response:
         call.refuse_body()
