@@ -380,20 +380,31 @@ class ImportService:
         staged = list(image.locations)
         learnt = facts.pop("properties", {})
         lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
-        finished = self._repo.update(
-            image.id,
-            Changes(fields={**facts, "status": Status.ACTIVE, "updated_at": now(),
-                            "failure_status": None},
-                    set_properties={**learnt, IMPORTING_TO: "",
-                                    FAILED_IMPORT: ",".join(failed)},
-                    remove_properties={IMPORT_TASK}),
-            expected_status=Status.IMPORTING, add_locations=done)
+        # The new locations replace the staged one in the same transaction: a reader never
+        # sees the image active with its data location still the staged object.
+        try:
+            finished = self._repo.update(
+                image.id,
+                Changes(fields={**facts, "status": Status.ACTIVE, "updated_at": now(),
+                                "failure_status": None},
+                        set_properties={**learnt, IMPORTING_TO: "",
+                                        FAILED_IMPORT: ",".join(failed)},
+                        remove_properties={IMPORT_TASK},
+                        locations=done, locations_before=staged),
+                expected_status=Status.IMPORTING)
+        except Conflict:
+            finished = None
         if finished is None:
             self._release(image.id, done)
             raise PreconditionFailed(f"Image {image.id} was deleted or changed while it was "
                                      "being imported.")
         for location in staged:
-            self._data.release(image.id, location)
+            try:
+                self._stores[location.store].delete(location.url)
+            except GlimpseError as exc:
+                # Its location is gone: `glimpse store check` reports the object as an orphan.
+                log.warning("image %s: the staged data could not be deleted from store %s: "
+                            "%s", image.id, location.store, exc.message)
         self._data.events.image("image.activate", finished)
         self._end_task(task, TaskStatus.SUCCESS, "", {"image_id": image.id})
 

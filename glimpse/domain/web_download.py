@@ -11,6 +11,7 @@ stream), and the length the remote announced is held to here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 from glimpse.domain.ports import ExternalSource
@@ -62,5 +63,7 @@ def resumable(source: ExternalSource, url: str, retries: int) -> Iterator[bytes]
                                   f"attempts: {exc.message}") from exc
             log.warning("web-download: transfer cut after %d bytes (%s); resuming (%d of %d)",
                         received, exc.message, attempts, retries)
+            # A remote that is restarting gets a moment; bounded, as the attempts are.
+            time.sleep(min(0.25 * 2 ** (attempts - 1), 4.0))
     if announced is not None and received != announced:
         raise Invalid(f"The remote announced {announced} bytes and sent {received}.")

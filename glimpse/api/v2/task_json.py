@@ -67,9 +67,12 @@ def task_json(task: Task, details: bool = True) -> dict[str, Any]:
 
 
 def image_task_json(task: Task) -> dict[str, Any]:
+    # Glance answers request_id and user_id (Tempest reads request_id); its api-ref shows
+    # request-id and user: both are given.
     return {
-        "id": task.id, "image_id": task.image_id, "request-id": task.request_id,
-        "user": task.user_id, "type": str(task.type), "status": str(task.status),
+        "id": task.id, "image_id": task.image_id, "request_id": task.request_id,
+        "user_id": task.user_id, "request-id": task.request_id, "user": task.user_id,
+        "type": str(task.type), "status": str(task.status),
         "owner": task.owner, "expires_at": _plain(task.expires_at),
         "created_at": _plain(task.created_at), "updated_at": _plain(task.updated_at),
         "deleted_at": _plain(task.deleted_at), "deleted": task.deleted, "input": task.input,
