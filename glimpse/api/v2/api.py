@@ -29,6 +29,8 @@ MINOR_FEATURES: dict[int, str] = {
     5: "community and shared visibilities, shared by default",
     6: "interoperable import: /stage, /import, /v2/info/import (docs/import.md)",
     7: "os_hidden, multihash",
+    11: "copy-image of images one does not own (copy_image policy); the import lock "
+        "(os_glance_import_task) expires",
     12: "GET /v2/images/{id}/tasks; a stage and its import may reach different API processes "
         "(shared staging, docs/import.md)",
     17: "the locations API (POST and GET /v2/images/{id}/locations)",
