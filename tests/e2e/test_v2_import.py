@@ -99,7 +99,10 @@ def tasks_of(api: httpx.Client, image_id: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[GlimpseServer]:
-    server = GlimpseServer(FAST)
+    # Another node's imports are its business until its heartbeat is 600 s stale: where the
+    # run shares one database (PostgreSQL, MariaDB), this server must not end the imports of
+    # the servers the restart tests kill (it has not their stores, and they settle their own).
+    server = GlimpseServer({**FAST, "stale_upload_timeout": "600"})
     yield server
     server.stop()
 
@@ -471,7 +474,7 @@ def test_a_dead_stage_goes_back_to_queued(tmp_path: Path) -> None:
             sock.close()
             image = wait(api, image_id, lambda i: i["status"] == "queued", timeout=20)
             assert image["status"] == "queued"
-            assert _store_objects(tmp_path) == [], second.log()[-3000:]
+            assert _store_objects(tmp_path) == []
     finally:
         first.stop()
         second.stop()
