@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from glimpse.domain import lifecycle
-from glimpse.domain.data import HashCheck, ImageData, Upload
+from glimpse.domain.data import EXTERNAL_STORE, HashCheck, ImageData, Upload
 from glimpse.domain.images import ImageService
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.model import (
@@ -656,6 +656,9 @@ class ImportService:
             if not self._dead(task.claim_node, task.claim_incarnation, task.updated_at, stale,
                               verdicts):
                 continue
+            if not self._can_clean(task.input.get("backend", [self._data.default_store]),
+                                   task.image_id):
+                continue  # a process that has its stores ends it (and deletes its data)
             why = ("its process ended" if task.updated_at >= stale else
                    f"its process stopped reporting progress (no heartbeat since "
                    f"{task.updated_at.isoformat()}Z)")
@@ -671,11 +674,23 @@ class ImportService:
             if not self._dead(image.claim_node, image.claim_incarnation, image.updated_at,
                               stale, verdicts):
                 continue
+            if not self._can_clean([], image.id):
+                continue
             if self._move(image.id, Status.UPLOADING, Status.QUEUED, image.claim_incarnation):
                 log.warning("image %s: its stage's process ended; back to queued", image.id)
                 self._data.release_all(image)
                 ended.append(image.id)
         return ended
+
+    def _can_clean(self, targets: Any, image_id: str | None) -> bool:
+        """Whether this process has every store an import's data may be in: its targets and
+        the image's locations (the staged object). A fleet whose processes differ in their
+        stores (mid-rollout) leaves an import to a process that can delete all it wrote."""
+        image = self._repo.get(image_id or "")
+        stores = {str(name) for name in targets} if isinstance(targets, list) else set()
+        if image is not None:
+            stores |= {loc.store for loc in image.locations}
+        return stores <= set(self._stores) | {EXTERNAL_STORE}
 
     def _dead(self, node: str | None, incarnation: str | None, beat: dt.datetime,
               stale: dt.datetime, verdicts: dict[str, bool]) -> bool:

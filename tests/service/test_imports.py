@@ -190,3 +190,18 @@ def _running_task(svc: Services, tasks: SqlTaskRepository, image: Image | None,
     svc.repo.update(image.id, Changes(fields=fields, set_properties={
         IMPORT_TASK: task.id, IMPORTING_TO: svc.store.name, FAILED_IMPORT: ""}))
     return task.id
+
+
+def test_recovery_leaves_an_import_to_a_process_that_has_its_stores(
+        build: ServiceFactory, tmp_path: Path) -> None:
+    identity = FakeIdentity()
+    svc = build(identity=identity)
+    imports = importer(svc, tmp_path, identity=identity)
+    tasks = SqlTaskRepository(svc.engine)
+    image = svc.create()
+    task_id = _running_task(svc, tasks, image, DEAD)
+    tasks.set_task(task_id, {"input": {"import_req": {"method": {"name": "copy-image"}},
+                                       "backend": ["elsewhere"]}})
+    assert imports.recover() == []
+    task = tasks.get_task(task_id)
+    assert task is not None and task.status is TaskStatus.PROCESSING
