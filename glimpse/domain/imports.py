@@ -25,19 +25,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import shutil
-import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
 from glimpse.domain import lifecycle
 from glimpse.domain.data import EXTERNAL_STORE, HashCheck, ImageData, Upload
 from glimpse.domain.images import ImageService
+from glimpse.domain.import_streams import Digest, Heartbeat, file_chunks, parallel_copies
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.model import (
     Changes,
@@ -83,7 +82,6 @@ FAILED_IMPORT = "os_glance_failed_import"
 # The status each method needs the image in.
 _NEEDS = {GLANCE_DIRECT: Status.UPLOADING, WEB_DOWNLOAD: Status.QUEUED, COPY_IMAGE: Status.ACTIVE}
 _STAGED = uuid.UUID("6f1c5f40-2d4a-4e0e-9a54-6b3d0f7e6a11")
-_COPY_CHUNK = 1 << 20
 
 
 def staging_key(image_id: str) -> str:
@@ -180,7 +178,7 @@ class ImportService:
         watched = self._data.uploads.watch(image.id, upload.chunks, Status.UPLOADING)
         stream = UploadStream(watched, limit=limit, limit_error=limit_error,
                               expected_size=None, hash_algo=self.config.hash_algo)
-        check = _Digest(expected)
+        check = Digest(expected)
         try:
             if upload.length is not None and upload.length > limit:
                 raise limit_error
@@ -374,15 +372,15 @@ class ImportService:
         image = self._repo.get(task.image_id or "")
         if image is None or image.status is not Status.IMPORTING:
             raise PreconditionFailed("The image changed before its import ran.")
-        with _Heartbeat(self._tasks, self._repo, task, self._incarnation,
+        with Heartbeat(self._tasks, self._repo, task, self._incarnation,
                         self.config.heartbeat_interval, Status.IMPORTING) as beat:
             done, failed, facts = self._store_data(task, image, request, targets, beat)
         staged = list(image.locations)
         learnt = facts.pop("properties", {})
-        lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
         # The new locations replace the staged one in the same transaction: a reader never
         # sees the image active with its data location still the staged object.
         try:
+            lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
             finished = self._repo.update(
                 image.id,
                 Changes(fields={**facts, "status": Status.ACTIVE, "updated_at": now(),
@@ -409,7 +407,7 @@ class ImportService:
         self._end_task(task, TaskStatus.SUCCESS, "", {"image_id": image.id})
 
     def _store_data(self, task: Task, image: Image, request: ImportRequest,
-                    targets: tuple[str, ...], beat: _Heartbeat,
+                    targets: tuple[str, ...], beat: Heartbeat,
                     ) -> tuple[list[Location], list[str], dict[str, Any]]:
         """The data into the first target store through the stages, then copied into the
         others; the new locations, the stores that failed, and the image fields learnt
@@ -423,7 +421,7 @@ class ImportService:
             first, rest = targets[0], targets[1:]
             located = self._data.claimed_location(image.id, first)
             stages = self._data._stages(inspected, source, Status.IMPORTING, None)
-            check = _Digest(request.expected)
+            check = Digest(request.expected)
             try:
                 self._stores[first].put(located.url, check.passing(stages.output))
                 check.verify("downloaded data")
@@ -453,7 +451,7 @@ class ImportService:
         facts["properties"] = properties
         return done, failed, facts
 
-    def _source(self, image: Image, request: ImportRequest, beat: _Heartbeat,
+    def _source(self, image: Image, request: ImportRequest, beat: Heartbeat,
                 scratch: Path) -> tuple[Iterator[bytes], dict[str, Any], dict[str, str]]:
         """The data to store, and the image fields and properties the transform learnt."""
         if request.method == GLANCE_DIRECT:
@@ -474,7 +472,7 @@ class ImportService:
         fields = {name: value for name, value in (
             ("disk_format", outcome.disk_format), ("container_format", outcome.container_format),
             ("virtual_size", outcome.virtual_size)) if value is not None}
-        return beat.passing(_file_chunks(outcome.path)), fields, dict(outcome.extra_properties)
+        return beat.passing(file_chunks(outcome.path)), fields, dict(outcome.extra_properties)
 
     def _staged_location(self, image: Image) -> Location:
         key = staging_key(image.id)
@@ -495,7 +493,7 @@ class ImportService:
         facts = {"size": image.size, "checksum": image.checksum}
         done: list[Location] = []
         failed: list[str] = []
-        with _Heartbeat(self._tasks, self._repo, task, self._incarnation,
+        with Heartbeat(self._tasks, self._repo, task, self._incarnation,
                         self.config.heartbeat_interval, None) as beat:
             for name, outcome in self._copies(image.id, source, targets, facts, beat):
                 if isinstance(outcome, Location):
@@ -521,53 +519,10 @@ class ImportService:
                        {"image_id": image.id})
 
     def _copies(self, image_id: str, source: Location, targets: Sequence[str],
-                facts: Mapping[str, Any], beat: _Heartbeat,
+                facts: Mapping[str, Any], beat: Heartbeat,
                 ) -> Iterator[tuple[str, Location | GlimpseError]]:
-        """Copy the object at ``source`` into each target store, ``max_parallel_stores`` at
-        once; each copy is checked against the size and MD5 of ``facts``. Yields each store
-        with its new location, or the error that failed it (its partial data deleted)."""
-        if not targets:
-            return
-        workers = min(self.config.max_parallel_stores, len(targets))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy-image") as pool:
-            futures = [(name, pool.submit(self._copy_one, image_id, source, name, facts, beat))
-                       for name in targets]
-            for name, future in futures:
-                try:
-                    yield name, future.result()
-                except GlimpseError as exc:
-                    log.warning("copying image %s to store %s failed: %s", image_id, name,
-                                exc.message)
-                    yield name, exc
-                except Exception as exc:
-                    log.exception("copying image %s to store %s failed", image_id, name)
-                    yield name, PreconditionFailed(f"internal error ({type(exc).__name__})")
-
-    def _copy_one(self, image_id: str, source: Location, name: str,
-                  facts: Mapping[str, Any], beat: _Heartbeat) -> Location:
-        target = self._data.claimed_location(image_id, name)
-        md5 = hashlib.md5(usedforsecurity=False)
-        size = 0
-
-        def chunks() -> Iterator[bytes]:
-            nonlocal size
-            for chunk in beat.passing(self._stores[source.store].open(source.url)):
-                md5.update(chunk)
-                size += len(chunk)
-                yield chunk
-
-        try:
-            self._stores[name].put(target.url, chunks())
-            if facts.get("size") is not None and size != facts["size"]:
-                raise Invalid(f"The copy in store {name} has {size} bytes, not "
-                              f"{facts['size']}.")
-            if facts.get("checksum") and md5.hexdigest() != facts["checksum"]:
-                raise Invalid(f"The copy in store {name} does not match the image's checksum.")
-        except BaseException:
-            with contextlib.suppress(GlimpseError):
-                self._stores[name].delete(target.url)
-            raise
-        return target
+        return parallel_copies(self._stores, self._data.claimed_location, image_id, source,
+                               targets, facts, beat, self.config.max_parallel_stores)
 
     # -- progress and ending ------------------------------------------------------------------
 
@@ -749,84 +704,3 @@ class ImportService:
             return {}
         return {"claim_node": self._identity.node,
                 "claim_incarnation": self._identity.incarnation}
-
-
-class _Heartbeat:
-    """While an import runs, a thread refreshes its task's ``updated_at`` (and its image's,
-    while the image is importing) every ``interval`` seconds, whether data flows or a
-    transform works on a scratch copy; data passing through ``passing`` stops once another
-    process has taken the task over."""
-
-    def __init__(self, tasks: TaskRepository, repo: ImageRepository, task: Task,
-                 incarnation: str | None, interval: float, image_status: Status | None) -> None:
-        self._tasks = tasks
-        self._repo = repo
-        self._task = task
-        self._incarnation = incarnation
-        self._interval = interval
-        self._image_status = image_status
-        self._lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="import-heartbeat",
-                                        daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                alive = self._tasks.set_task(self._task.id, {"updated_at": now()},
-                                             expected_status=[TaskStatus.PROCESSING],
-                                             expected_incarnation=self._incarnation)
-                if alive and self._image_status is not None:
-                    self._repo.set_fields(self._task.image_id or "", {"updated_at": now()},
-                                          expected_status=self._image_status)
-            except GlimpseError as exc:  # the database away for a moment: beat again later
-                log.warning("import task %s: heartbeat failed: %s", self._task.id, exc.message)
-                continue
-            if not alive:
-                self._lost.set()
-                return
-
-    def passing(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            if self._lost.is_set():
-                raise PreconditionFailed("The import's task was ended by another process.")
-            yield chunk
-
-
-class _Digest:
-    """The hash a client said its data has (beyond Glance), checked over the data as it
-    passes; nothing to do without one."""
-
-    def __init__(self, expected: HashCheck | None) -> None:
-        self._expected = expected
-        self._hash = None if expected is None else hashlib.new(expected.algorithm)
-
-    def passing(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            if self._hash is not None:
-                self._hash.update(chunk)
-            yield chunk
-
-    def verify(self, what: str) -> None:
-        if self._expected is None or self._hash is None:
-            return
-        actual = self._hash.hexdigest()
-        if actual != self._expected.value:
-            raise Invalid(f"The {what} does not match the given {self._expected.algorithm} "
-                          f"({actual} != {self._expected.value}).")
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(_COPY_CHUNK):
-            yield chunk
-
-
