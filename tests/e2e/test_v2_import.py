@@ -664,3 +664,32 @@ def test_legacy_import_task() -> None:
                 assert "Traceback" not in server.log()
         finally:
             server.stop()
+
+
+def test_glance_image_create_via_import(srv: GlimpseServer, api: httpx.Client,
+                                        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "glance"
+    if not cli.exists():
+        pytest.skip("python-glanceclient is not installed in the test venv")
+    data = os.urandom(150_000)
+    path = tmp_path / "glance.raw"
+    path.write_bytes(data)
+    # The data on stdin: run without a terminal, glanceclient reads it there (and refuses
+    # --file beside it).
+    with path.open("rb") as stdin:
+        result = subprocess.run(
+            [str(cli), "--os-image-api-version", "2", "--os-image-url", srv.url,
+             "--os-auth-token", "noauth-dummy-token", "image-create-via-import",
+             "--disk-format", "raw", "--container-format", "bare", "--name", "glance-import",
+             "--import-method", "glance-direct"],
+            stdin=stdin, capture_output=True, text=True, timeout=120, check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("OS_")})
+    assert result.returncode == 0, result.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in result.stdout.splitlines() if line.startswith("| id ")]
+    image_id = rows[0][1]
+    shown = wait(api, image_id, settled, headers=ADMIN)
+    assert shown["status"] == "active" and shown["checksum"] == hashlib.md5(data).hexdigest()
