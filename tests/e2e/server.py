@@ -29,7 +29,10 @@ class GlimpseServer:
     passed as ``GLIMPSE_<NAME>`` environment variables, exactly as an operator would.
     """
 
-    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None):
+    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None,
+                 config: Path | None = None):
+        """``config``: a TOML settings file (``--config``), for what variables cannot say
+        (several stores)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
@@ -62,7 +65,8 @@ class GlimpseServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port),
+             *(["--config", str(config)] if config is not None else [])],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -693,3 +693,63 @@ def test_glance_image_create_via_import(srv: GlimpseServer, api: httpx.Client,
     image_id = rows[0][1]
     shown = wait(api, image_id, settled, headers=ADMIN)
     assert shown["status"] == "active" and shown["checksum"] == hashlib.md5(data).hexdigest()
+
+
+def _stores_config(tmp_path: Path) -> Path:
+    """A settings file with Swift and S3 stores of the all-in-one beside the default
+    filesystem store, and a Swift store nothing answers for."""
+    from tests import swift_aio
+
+    lines = []
+    for name, driver, endpoint in (("swift", "swift", swift_aio.ENDPOINT),
+                                   ("s3", "s3", swift_aio.ENDPOINT),
+                                   ("broken", "swift", "http://127.0.0.1:9")):
+        lines.append(f"[stores.{name}]\ndriver = {driver!r}")
+        for key, value in swift_aio.store_options(driver, endpoint).items():
+            lines.append(f"{key} = {value!r}")
+    path = tmp_path / "glimpse.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.filesystem_store  # the default store is the filesystem one here
+def test_copy_image_from_the_filesystem_to_swift_and_s3_and_the_store_options(
+        tmp_path: Path) -> None:
+    from glimpse.settings import StoreConfig
+    from glimpse.stores.registry import build_store
+    from tests import swift_aio
+
+    swift_aio.require()
+    settings = {**FAST, "default_store": "file", "max_parallel_stores": "2"}
+    server = GlimpseServer(settings, data_dir=tmp_path / "node", config=_stores_config(tmp_path))
+    data = os.urandom(1 << 20)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            image_id = create(api)
+            api.put(f"/v2/images/{image_id}/file", content=data, headers={**OWNER, **OCTETS})
+            copy = {"method": {"name": "copy-image"}, "stores": ["swift", "s3"]}
+            assert start_import(api, image_id, copy, ADMIN).status_code == 202
+            image = wait(api, image_id, lambda i: "os_glance_import_task" not in i)
+            assert image["os_glance_failed_import"] == "", tasks_of(api, image_id)
+            for name in ("swift", "s3"):
+                options = swift_aio.store_options(name)
+                store = build_store(StoreConfig(name, name, options), tmp_path)
+                assert b"".join(store.open(image_id)) == data
+            # A store that fails, allowed to: the image stays active, the failure is shown.
+            lax = {"method": {"name": "copy-image"}, "stores": ["broken"],
+                   "all_stores_must_succeed": False}
+            assert start_import(api, image_id, lax, ADMIN).status_code == 202
+            image = wait(api, image_id, lambda i: "os_glance_import_task" not in i)
+            assert image["status"] == "active"
+            assert image["os_glance_failed_import"] == "broken"
+            assert tasks_of(api, image_id)[0]["status"] == "success"
+            # Required to: the task fails, naming the store.
+            strict = {"method": {"name": "copy-image"}, "stores": ["broken"]}
+            assert start_import(api, image_id, strict, ADMIN).status_code == 202
+            image = wait(api, image_id, lambda i: "os_glance_import_task" not in i)
+            assert image["status"] == "active" and image["os_glance_failed_import"] == "broken"
+            failed = tasks_of(api, image_id)[0]
+            assert failed["status"] == "failure" and "broken" in failed["message"]
+            assert api.get(f"/v2/images/{image_id}/file", headers=OWNER).content == data
+    finally:
+        server.stop()
