@@ -477,7 +477,8 @@ class ImportService:
     def _staged_location(self, image: Image) -> Location:
         key = staging_key(image.id)
         for location in image.locations:
-            if location.url.endswith(key):
+            # The key itself, or a URL naming it (an RBD store's rbd://<fsid>/<pool>/<key>/snap).
+            if location.url == key or f"/{key}/" in location.url:
                 return location
         raise PreconditionFailed(f"Image {image.id} has no staged data to import.")
 
