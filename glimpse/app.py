@@ -25,24 +25,28 @@ from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.api.v2.api import CACHE_MINORS, V2Api, listed_minors
 from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import V2Handlers
+from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.api.v2.store_handlers import StoreHandlers
+from glimpse.api.v2.task_handlers import TaskHandlers
 from glimpse.cache.local import LocalCache
 from glimpse.cache.prefetch import Prefetcher
 from glimpse.db import engine as db_engine
 from glimpse.db.cache_records import SqlCacheRecords
 from glimpse.db.repository import SqlImageRepository
+from glimpse.db.tasks import SqlTaskRepository
 from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.caching import CacheService
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.events import NO_NOTIFIER, Events
 from glimpse.domain.images import ImageService
+from glimpse.domain.imports import ImportConfig, ImportService
 from glimpse.domain.limits import Limits
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
-from glimpse.domain.ports import Notifier, Store
+from glimpse.domain.ports import ImportTransform, Notifier, Store
 from glimpse.domain.protections import (
     PolicyCheck,
     PropertyRules,
@@ -55,6 +59,7 @@ from glimpse.domain.protections import warn as warn_protections
 from glimpse.domain.quotas import LimitSource, StaticLimits
 from glimpse.domain.store_service import StoreService
 from glimpse.errors import Invalid
+from glimpse.import_plugins import configured_import_plugins
 from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.notifications import QueuedNotifier, oslo_sender
@@ -66,6 +71,7 @@ from glimpse.stores.registry import (
     STORE_ALIASES,
     build_catalog,
     build_stores,
+    canonical_store_name,
 )
 from glimpse.streams.inspection import InspectionRules, Inspector
 
@@ -170,8 +176,12 @@ def build_app(settings: Settings, migrate: bool = True,
                     inline_reads=inline_reads, schemas=schemas,
                     show_locations=settings.show_multiple_locations,
                     show_direct_url=settings.show_image_direct_url,
-                    stores=StoreHandlers(StoreService(repo, v2_images, data, catalog)))
-    sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2)]
+                    stores=StoreHandlers(StoreService(repo, v2_images, data, catalog)),
+                    import_methods=settings.import_methods)
+    imports = build_imports(settings, engine, repo, v2_images, stores, incarnation,
+                            transform=configured_import_plugins(settings))
+    sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2),
+                Sweeper(imports.recover, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
     if trim is not None:
         sweepers.append(Sweeper(trim, heap.TRIM_PERIOD))
@@ -187,7 +197,10 @@ def build_app(settings: Settings, migrate: bool = True,
         sweepers.append(Sweeper(data.sweep_cache, settings.image_cache_sweep_interval))
         services.append(prefetcher)
     return GlimpseApp(
-        routers=[V1Api(handlers), V2Api(v2, minors, cache=cache_api)],
+        routers=[V1Api(handlers), V2Api(
+            v2, minors, cache=cache_api, imports=ImportHandlers(imports),
+            tasks=TaskHandlers(imports, schemas, settings.limit_param_default,
+                               settings.api_limit_max))],
         auth=build_authenticator(settings, policy),
         public_endpoint=settings.public_endpoint,
         max_header_line=settings.max_header_line,
@@ -214,6 +227,28 @@ def build_cache(settings: Settings, engine: Engine, node: str,
     return LocalCache(root, settings.image_cache_max_size, node=node, node_url=url,
                       records=SqlCacheRecords(engine), metrics=recorder,
                       fill_wait=settings.image_cache_fill_wait)
+
+
+def build_imports(settings: Settings, engine: Engine, repo: SqlImageRepository,
+                  images: ImageService, stores: dict[str, Store], identity: Incarnation,
+                  transform: ImportTransform | None = None) -> ImportService:
+    """The v2 import service (docs/import.md); ``transform``: the import plugins, or None."""
+    staging = canonical_store_name(settings.staging_store or settings.default_store)
+    if staging not in stores:
+        raise Invalid(f"Unknown staging_store {settings.staging_store!r}")
+    config = ImportConfig(
+        methods=settings.import_methods, staging_store=staging,
+        scratch_dir=settings.data_dir / "import-scratch",
+        hash_algo=settings.multihash_algorithm,
+        max_parallel_stores=settings.max_parallel_stores,
+        web_download_retries=settings.web_download_retries,
+        heartbeat_interval=settings.upload_heartbeat_interval,
+        stale_timeout=settings.stale_upload_timeout,
+    )
+    return ImportService(
+        repo, SqlTaskRepository(engine), images, stores, config,
+        RequestContextExecutor(max_workers=4, thread_name_prefix="import"),
+        transform=transform, identity=identity)
 
 
 def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:

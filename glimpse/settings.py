@@ -180,6 +180,14 @@ class Settings:
     image_cache_prefetch_interval: float = 5.0
     # This node's URL in GET /v2/cache/nodes/{id}; empty: public_endpoint, else http://host:port.
     image_cache_node_url: str = ""
+    # v2 interoperable import (docs/import.md): the methods offered, the store staged data is
+    # written to (empty: the default store; shared by every API process, so a stage and its
+    # import may reach different ones), how many stores one import writes at once, and how
+    # often a web-download resumes a dropped transfer with a Range request.
+    import_methods: tuple[str, ...] = ("glance-direct", "web-download", "copy-image")
+    staging_store: str = ""
+    max_parallel_stores: int = 2
+    web_download_retries: int = 3
 
     @property
     def effective_database_url(self) -> str:
@@ -306,7 +314,7 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
                 "service_token_roles", "notification_driver", "notification_topics",
                 "disabled_notifications", "import_inject_properties",
-                "import_inject_ignore_roles"):
+                "import_inject_ignore_roles", "import_methods"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     sizes = ("image_size_cap", "user_storage_quota", "import_decompress_max_size",
@@ -394,6 +402,7 @@ def _validate(settings: Settings) -> None:
                       "stale_upload_timeout, or live uploads would be taken for dead ones")
     if settings.policy_reload_interval < 0:
         raise Invalid("policy_reload_interval must be >= 0")
+    _validate_imports(settings)
     if not settings.enforce_new_defaults:
         # oslo.policy would OR every rule with its deprecated form, which for Glance is
         # "anyone": glimpse refuses that rather than open every API (docs/identity.md).
@@ -406,6 +415,18 @@ def _validate(settings: Settings) -> None:
     if uninspectable:
         raise Invalid(f"inspection_disk_formats: no inspector for {', '.join(uninspectable)} "
                       f"(known: {', '.join(INSPECTABLE_DISK_FORMATS)})")
+
+
+def _validate_imports(settings: Settings) -> None:
+    known = ("glance-direct", "web-download", "copy-image")
+    unknown = [m for m in settings.import_methods if m not in known]
+    if unknown:
+        raise Invalid(f"Unknown import_methods {', '.join(unknown)} (supported: "
+                      f"{', '.join(known)})")
+    if settings.max_parallel_stores < 1:
+        raise Invalid("max_parallel_stores must be at least 1")
+    if not 0 <= settings.web_download_retries <= 100:
+        raise Invalid("web_download_retries must be between 0 and 100")
 
 
 def _validate_notifications(settings: Settings) -> None:

@@ -178,3 +178,31 @@ image_cache = sa.Table(
     sa.Index("ix_image_cache_image_id", "image_id"),
     **MYSQL_TABLE_OPTIONS,
 )
+
+# Tasks (v2 imports and the legacy tasks API): the process running one is its claim, as an
+# upload's; ``updated_at`` is its heartbeat while it runs (glimpse/db/tasks.py).
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("image_id", sa.String(36)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("user_id", sa.String(255)),
+    sa.Column("input", sa.Text, nullable=False),  # JSON object
+    sa.Column("result", sa.Text),  # JSON object or null
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("deleted_at", Timestamp),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("claim_node", sa.String(255)),
+    sa.Column("claim_incarnation", sa.String(36)),
+    sa.Index("ix_tasks_image_id", "image_id", "created_at"),
+    sa.Index("ix_tasks_status", "status", "updated_at"),
+    sa.Index("ix_tasks_created_at_id", "created_at", "id"),
+    **MYSQL_TABLE_OPTIONS,
+)

@@ -159,8 +159,8 @@ _IMAGE = (
          _ops(f"POST {IMAGE}/actions/deactivate"), deprecated_check_str=DEFAULT),
     Rule("reactivate", ADMIN_OR_PROJECT_MEMBER, "Reactivate an image.",
          _ops(f"POST {IMAGE}/actions/reactivate"), deprecated_check_str=DEFAULT),
-    Rule("copy_image", ADMIN, "Copy an image to other stores (import; not served).",
-         _ops(f"POST {IMAGE}/import"), served=False),
+    Rule("copy_image", ADMIN, "Copy an image to other stores (the copy-image import).",
+         _ops(f"POST {IMAGE}/import")),
     Rule("list_cached_nodes", ADMIN, "Nodes caching an image (with a cache configured).",
          _ops("GET /v2/cache/nodes/{image_id}")),
 )
@@ -244,17 +244,17 @@ _METADEF = (
 )
 
 _TASKS = (
-    Rule("get_task", DEFAULT, "Show a task (not served).", _ops("GET /v2/tasks/{task_id}"),
-         deprecated_check_str=DEFAULT, served=False),
-    Rule("get_tasks", DEFAULT, "List tasks (not served).", _ops("GET /v2/tasks"),
-         deprecated_check_str=DEFAULT, served=False),
-    Rule("add_task", DEFAULT, "Create a task (not served).", _ops("POST /v2/tasks"),
-         deprecated_check_str=DEFAULT, served=False),
+    Rule("get_task", DEFAULT, "Show a task.", _ops("GET /v2/tasks/{task_id}"),
+         deprecated_check_str=DEFAULT),
+    Rule("get_tasks", DEFAULT, "List tasks.", _ops("GET /v2/tasks"),
+         deprecated_check_str=DEFAULT),
+    Rule("add_task", DEFAULT, "Create a task.", _ops("POST /v2/tasks"),
+         deprecated_check_str=DEFAULT),
     Rule("modify_task", DEFAULT, "Unused by Glance (not served).",
          _ops("DELETE /v2/tasks/{task_id}"), served=False),
-    Rule("tasks_api_access", ADMIN, "Every tasks API request (not served).",
+    Rule("tasks_api_access", ADMIN, "Every tasks API request.",
          _ops("GET /v2/tasks/{task_id}", "GET /v2/tasks", "POST /v2/tasks",
-              "DELETE /v2/tasks/{task_id}"), served=False),
+              "DELETE /v2/tasks/{task_id}")),
 )
 
 # glimpse's own: v1's x-glance-api-copy-from (Glance registered it while it served v1).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -254,4 +254,7 @@ class ImportTransform(Protocol):
     staging and storing an imported image. It may write at most one scratch copy into
     ``scratch_dir`` and must refuse hostile input with a domain exception naming the cause."""
 
-    def apply(self, staged: Path, scratch_dir: Path, image: Image) -> TransformOutcome: ...
+    def apply(self, staged: Path, scratch_dir: Path, image: Image, *,
+              roles: Collection[str] = ()) -> TransformOutcome:
+        """``roles``: the importing user's (metadata injection spares some roles)."""
+        ...

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from glimpse.domain.web_download import NOT_ALLOWED
 from glimpse.errors import GlimpseError, Invalid, NotFound, Unavailable
 from glimpse.redaction import redact_url
 from glimpse.stores.ranged import answers_range, range_header
@@ -63,6 +64,9 @@ Candidate = tuple[socket.AddressFamily, tuple[Any, ...]]
 
 class _Refused(Invalid):
     """The host resolves only to addresses external sources may not reach."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=NOT_ALLOWED)  # web-download tells it apart
 
 
 class _Unreachable(Exception):

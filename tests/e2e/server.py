@@ -33,6 +33,8 @@ class GlimpseServer:
 
     def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None,
                  config: Path | None = None):
+        """``config``: a TOML settings file (``--config``), for what variables cannot say
+        (several stores)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
@@ -66,7 +68,7 @@ class GlimpseServer:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port),
-             *(["--config", str(config)] if config else [])],
+             *(["--config", str(config)] if config is not None else [])],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -74,7 +74,7 @@ def test_root_returns_300(client: httpx.Client, server: GlimpseServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/images", "/v3/images", "/v1.2/images", "/va.1/images", "/v10", "/foo", "/v2.6",
+    "path", ["/images", "/v3/images", "/v1.2/images", "/va.1/images", "/v10", "/foo", "/v2.19",
              "/v2.99/images"]
 )
 def test_unknown_version_paths_return_300(

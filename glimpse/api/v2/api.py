@@ -13,7 +13,9 @@ from glimpse.api.routing import CURRENT, SUPPORTED, Match, VersionEntry
 from glimpse.api.v2 import errors
 from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Call, Handler, V2Handlers
+from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.routes import build_routes, match
+from glimpse.api.v2.task_handlers import TaskHandlers
 from glimpse.domain.model import Principal
 from glimpse.errors import GlimpseError, Invalid
 
@@ -26,7 +28,13 @@ MINOR_FEATURES: dict[int, str] = {
     3: "deactivate and reactivate",
     4: "location rules",
     5: "community and shared visibilities, shared by default",
+    6: "interoperable import: /stage, /import, /v2/info/import (docs/import.md)",
     7: "os_hidden, multihash",
+    11: "copy-image of images one does not own (copy_image policy); the import lock "
+        "(os_glance_import_task) expires",
+    12: "GET /v2/images/{id}/tasks; a stage and its import may reach different API processes "
+        "(shared staging, docs/import.md)",
+    13: "GET /v2/info/usage (served whatever the stores; Glance lists it with multi-store only)",
     15: "GET /v2/info/stores/detail (404 without multi-store, as Glance's)",
     17: "the locations API (POST and GET /v2/images/{id}/locations)",
 }
@@ -36,6 +44,8 @@ MULTI_STORE_MINORS: dict[int, str] = {
     8: "multi-store: /v2/info/stores, X-Image-Meta-Store on upload, OpenStack-image-store-ids, "
        "the stores attribute",
     9: "2.8 declared stable (no new routes)",
+    10: "import into several stores (stores, all_stores, all_stores_must_succeed), copy-image, "
+        "DELETE /v2/stores/{store}/{image}",
 }
 # Those of the later minors (import, copy-image, tasks, the cache) come with their features;
 # see docs/v2-choices.md.
@@ -54,8 +64,9 @@ def listed_minors(multi_store: bool) -> tuple[int, ...]:
 
 
 class V2Api:
-    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS,
-                 cache: CacheHandlers | None = None) -> None:
+    def __init__(self, handlers: V2Handlers, minors: Iterable[int] = LISTED_MINORS, *,
+                 cache: CacheHandlers | None = None, imports: ImportHandlers | None = None,
+                 tasks: TaskHandlers | None = None) -> None:
         listed = sorted(set(minors))
         self.prefixes = frozenset(["v2", *(f"v2.{n}" for n in listed)])
         self.media_types = frozenset(
@@ -65,7 +76,7 @@ class V2Api:
             VersionEntry(f"v2.{n}", CURRENT if n == listed[-1] else SUPPORTED, "/v2/")
             for n in listed
         )
-        self._routes = build_routes(handlers, cache)
+        self._routes = build_routes(handlers, cache=cache, imports=imports, tasks=tasks)
 
     def match(self, method: str, path: str) -> Match[Handler] | None:
         return match(self._routes, method, path)

@@ -79,6 +79,7 @@ class V2Handlers:
         show_locations: bool = False,
         show_direct_url: bool = False,
         stores: StoreHandlers | None = None,
+        import_methods: tuple[str, ...] = (),
     ) -> None:
         """``inline_reads``: as in V1Handlers, single-image reads on the event loop where the
         database cannot stall (SQLite in WAL mode). ``show_locations`` and
@@ -96,6 +97,10 @@ class V2Handlers:
         # Multi-store (store_handlers.py); without a catalog, one store and none of it.
         self.stores = stores
         self.catalog: StoreCatalog | None = stores.catalog if stores is not None else None
+        # A create's answer names the import methods (2.6; openstacksdk's use_import reads it).
+        self.created_headers: list[Header] = (
+            [(b"openstack-image-import-methods", ",".join(import_methods).encode())]
+            if import_methods else [])
 
     # -- images -------------------------------------------------------------------------------
 
@@ -104,7 +109,7 @@ class V2Handlers:
         image = await in_thread(self.images.create, call.principal, data, None,
                                 FailureRule.REQUEUE)
         location = f"{call.base_url_of(call.request)}/v2/images/{image.id}"
-        headers = [(b"location", location.encode())]
+        headers = [(b"location", location.encode()), *self.created_headers]
         if self.catalog is not None:
             headers += store_ids_header(self.catalog)
         return json_response(self._render(image, call.principal), 201, headers)

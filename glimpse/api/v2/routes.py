@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from glimpse.api import routing
 from glimpse.api.routing import Match, Route, route
 from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Handler, V2Handlers
 
+if TYPE_CHECKING:
+    from glimpse.api.v2.import_handlers import ImportHandlers
+    from glimpse.api.v2.task_handlers import TaskHandlers
+
 SEG = "[^/]+"
 IMAGE = f"/images/(?P<image_id>{SEG})"
 
 
-def build_routes(h: V2Handlers, cache: CacheHandlers | None = None) -> list[Route[Handler]]:
+def build_routes(h: V2Handlers, *, cache: CacheHandlers | None = None,
+                 imports: ImportHandlers | None = None,
+                 tasks: TaskHandlers | None = None) -> list[Route[Handler]]:
     return [
+        *(import_routes(imports) if imports is not None else []),
+        *(task_routes(tasks) if tasks is not None else []),
         route("/images", "GET, POST", GET=h.list_images, POST=h.create),
         route(IMAGE, "GET, PATCH, DELETE", GET=h.show, PATCH=h.update, DELETE=h.delete),
         route(f"{IMAGE}/file", "GET, PUT", GET=h.download, PUT=h.upload),
@@ -52,6 +62,26 @@ def _store_routes(h: V2Handlers) -> list[Route[Handler]]:
         route("/info/stores/detail", "GET", GET=s.detail),
         route(f"/stores/(?P<store_id>{SEG})/(?P<image_id>{SEG})", "DELETE",
               DELETE=s.delete_copy),
+    ]
+
+
+def import_routes(h: ImportHandlers) -> list[Route[Handler]]:
+    """Interoperable import (spec §3; docs/import.md)."""
+    return [
+        route("/info/import", "GET", GET=h.info_import),
+        route(f"{IMAGE}/stage", "PUT", PUT=h.stage),
+        route(f"{IMAGE}/import", "POST", POST=h.import_image),
+        route(f"{IMAGE}/tasks", "GET", GET=h.image_tasks),
+    ]
+
+
+def task_routes(h: TaskHandlers) -> list[Route[Handler]]:
+    """The legacy tasks API and the task schemas (before the generic schema route)."""
+    return [
+        route("/tasks", "GET, POST", GET=h.list_tasks, POST=h.create),
+        route(f"/tasks/(?P<task_id>{SEG})", "GET", GET=h.show),
+        route("/schemas/task", "GET", GET=h.task_schema),
+        route("/schemas/tasks", "GET", GET=h.tasks_schema),
     ]
 
 

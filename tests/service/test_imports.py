@@ -1,0 +1,210 @@
+"""The import service in process (glimpse.domain.imports): the transform seam with a small
+real transform (gzip decompression), a transform that refuses, the import lock, and the
+recovery of imports and stages whose process died."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import hashlib
+import uuid
+from collections.abc import Collection
+from pathlib import Path
+
+import pytest
+
+from glimpse.db.tasks import SqlTaskRepository
+from glimpse.domain.imports import (
+    FAILED_IMPORT,
+    IMPORT_TASK,
+    IMPORTING_TO,
+    ImportConfig,
+    ImportRequest,
+    ImportService,
+    staging_key,
+)
+from glimpse.domain.model import Changes, Image, Status, now
+from glimpse.domain.ports import TransformOutcome
+from glimpse.domain.tasks import Task, TaskStatus, TaskType
+from glimpse.errors import Conflict, Invalid
+from tests.service.conftest import (
+    ADMIN,
+    OWNER,
+    InlineExecutor,
+    ServiceFactory,
+    Services,
+    upload,
+)
+
+DEAD = uuid.uuid4().hex
+ME = uuid.uuid4().hex
+
+
+@dataclasses.dataclass
+class FakeIdentity:
+    """This node's incarnations as the lock files would tell: only ``incarnation`` runs."""
+
+    node: str = "host/node"
+    incarnation: str = ME
+
+    def ended(self, incarnation: str) -> bool:
+        return incarnation != self.incarnation
+
+    def forget_ended(self) -> int:
+        return 0
+
+
+class Gunzip:
+    """A real transform: gzip data becomes the raw image it holds, bounded (a bomb is
+    refused), and says so in a property."""
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.limit = limit
+        self.seen: list[Path] = []
+
+    def apply(self, staged: Path, scratch_dir: Path, image: Image, *,
+              roles: Collection[str] = ()) -> TransformOutcome:
+        self.seen.append(scratch_dir)
+        self.roles = tuple(roles)
+        out = scratch_dir / "unpacked"
+        written = 0
+        with gzip.open(staged, "rb") as source, out.open("wb") as target:
+            try:
+                while block := source.read(65536):
+                    written += len(block)
+                    if written > self.limit:
+                        raise Invalid(f"Decompressed data exceeds {self.limit} bytes: refused.")
+                    target.write(block)
+            except (OSError, EOFError) as exc:
+                raise Invalid(f"The staged data is not valid gzip: {exc}") from None
+        return TransformOutcome(out, disk_format="raw", container_format="bare",
+                                extra_properties={"decompressed": "gzip"})
+
+
+def importer(svc: Services, tmp_path: Path, transform: Gunzip | None = None,
+             identity: FakeIdentity | None = None) -> ImportService:
+    config = ImportConfig(methods=("glance-direct", "web-download", "copy-image"),
+                          staging_store=svc.store.name, scratch_dir=tmp_path / "scratch",
+                          heartbeat_interval=0.05, stale_timeout=60.0)
+    return ImportService(svc.repo, SqlTaskRepository(svc.engine), svc.images,
+                         {svc.store.name: svc.store}, config, InlineExecutor(),
+                         transform=transform, identity=identity)
+
+
+def test_the_transform_runs_between_stage_and_store(build: ServiceFactory,
+                                                    tmp_path: Path) -> None:
+    svc = build()
+    transform = Gunzip()
+    imports = importer(svc, tmp_path, transform)
+    payload = b"raw disk bytes " * 5000
+    image = svc.create(data=None, disk_format="qcow2", container_format="ovf")
+    imports.stage(OWNER, image.id, upload(gzip.compress(payload), chunk=4096))
+    imports.import_image(OWNER, image.id, ImportRequest("glance-direct"))
+    done = svc.repo.get(image.id)
+    assert done is not None and done.status is Status.ACTIVE
+    assert done.checksum == hashlib.md5(payload).hexdigest() and done.size == len(payload)
+    assert (done.disk_format, done.container_format) == ("raw", "bare")
+    assert done.properties["decompressed"] == "gzip"
+    assert done.properties[IMPORTING_TO] == "" and IMPORT_TASK not in done.properties
+    # Only the image's object is left: the staged copy and the scratch copy are gone.
+    assert svc.stored() == {image.id}
+    assert transform.seen and not transform.seen[0].exists()
+
+
+def test_a_transform_that_refuses_fails_the_task_and_keeps_nothing(
+        build: ServiceFactory, tmp_path: Path) -> None:
+    svc = build()
+    imports = importer(svc, tmp_path, Gunzip(limit=1000))
+    image = svc.create(data=None)
+    imports.stage(OWNER, image.id, upload(gzip.compress(b"\0" * 100_000), chunk=4096))
+    imports.import_image(OWNER, image.id, ImportRequest("glance-direct"))
+    failed = svc.repo.get(image.id)
+    assert failed is not None and failed.status is Status.QUEUED
+    assert failed.properties[FAILED_IMPORT] == svc.store.name
+    (task,) = imports.image_tasks(OWNER, image.id)
+    assert task.status is TaskStatus.FAILURE and "exceeds 1000 bytes" in task.message
+    assert svc.stored() == set() and failed.locations == []
+
+
+def test_the_import_lock_holds_while_its_task_beats(build: ServiceFactory,
+                                                    tmp_path: Path) -> None:
+    svc = build()
+    imports = importer(svc, tmp_path)
+    image = svc.create()
+    tasks = SqlTaskRepository(svc.engine)
+    running = _running_task(svc, tasks, image, ME)
+    with pytest.raises(Conflict):
+        imports.import_image(ADMIN, image.id, ImportRequest("copy-image", all_stores=True))
+    # Its heartbeat stale: the lock has expired.
+    tasks.set_task(running, {"updated_at": now() - dt.timedelta(seconds=120)})
+    imports.import_image(ADMIN, image.id, ImportRequest("copy-image", all_stores=True))
+
+
+def test_recovery_fails_a_dead_processes_import_and_stage(build: ServiceFactory,
+                                                          tmp_path: Path) -> None:
+    identity = FakeIdentity()
+    svc = build(identity=identity)
+    imports = importer(svc, tmp_path, identity=identity)
+    tasks = SqlTaskRepository(svc.engine)
+    # An import the dead incarnation was running: importing, its staged data still there.
+    importing = svc.create(data=None)
+    imports.stage(OWNER, importing.id, upload(b"staged"))
+    task_id = _running_task(svc, tasks, svc.repo.get(importing.id), DEAD,
+                            status=Status.IMPORTING)
+    svc.store.put(importing.id, [b"partial"])  # what it had written of the image
+    # A stage the dead incarnation was writing.
+    staging = svc.create(data=None)
+    location = svc.data.claimed_location(staging_key(staging.id), svc.store.name)
+    svc.repo.update(staging.id, Changes(fields={
+        "status": Status.UPLOADING, "claim_node": identity.node, "claim_incarnation": DEAD}),
+        add_locations=[location])
+    svc.store.put(location.url, [b"half a stage"])
+    assert sorted(imports.recover()) == sorted([task_id, staging.id])
+    for image_id in (importing.id, staging.id):
+        image = svc.repo.get(image_id)
+        assert image is not None and image.status is Status.QUEUED and image.locations == []
+    task = tasks.get_task(task_id)
+    assert task is not None and task.status is TaskStatus.FAILURE
+    assert "process ended" in task.message
+    recovered = svc.repo.get(importing.id)
+    assert recovered is not None and recovered.properties[FAILED_IMPORT] == svc.store.name
+    assert IMPORT_TASK not in recovered.properties
+    assert svc.stored() == set()
+    assert imports.recover() == []  # once
+
+
+def _running_task(svc: Services, tasks: SqlTaskRepository, image: Image | None,
+                  incarnation: str, status: Status | None = None) -> str:
+    """A task recorded as another process would have, running an import of ``image``."""
+    assert image is not None
+    stamp = now()
+    task = Task(id=str(uuid.uuid4()), type=TaskType.API_IMAGE_IMPORT,
+                status=TaskStatus.PROCESSING, owner=image.owner, image_id=image.id,
+                input={"import_req": {"method": {"name": "glance-direct"}},
+                       "backend": [svc.store.name]},
+                created_at=stamp, updated_at=stamp, claim_node="host/node",
+                claim_incarnation=incarnation)
+    tasks.create_task(task)
+    fields: dict[str, object] = {"updated_at": stamp}
+    if status is not None:
+        fields.update(status=status, claim_node="host/node", claim_incarnation=incarnation,
+                      failure_status=Status.QUEUED)
+    svc.repo.update(image.id, Changes(fields=fields, set_properties={
+        IMPORT_TASK: task.id, IMPORTING_TO: svc.store.name, FAILED_IMPORT: ""}))
+    return task.id
+
+
+def test_recovery_leaves_an_import_to_a_process_that_has_its_stores(
+        build: ServiceFactory, tmp_path: Path) -> None:
+    identity = FakeIdentity()
+    svc = build(identity=identity)
+    imports = importer(svc, tmp_path, identity=identity)
+    tasks = SqlTaskRepository(svc.engine)
+    image = svc.create()
+    task_id = _running_task(svc, tasks, image, DEAD)
+    tasks.set_task(task_id, {"input": {"import_req": {"method": {"name": "copy-image"}},
+                                       "backend": ["elsewhere"]}})
+    assert imports.recover() == []
+    task = tasks.get_task(task_id)
+    assert task is not None and task.status is TaskStatus.PROCESSING
