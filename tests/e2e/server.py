@@ -29,7 +29,8 @@ class GlimpseServer:
     passed as ``GLIMPSE_<NAME>`` environment variables, exactly as an operator would.
     """
 
-    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None):
+    def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None,
+                 launcher: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
@@ -62,7 +63,8 @@ class GlimpseServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port)],
+            # ``launcher``: what runs instead of ``-m glimpse`` (a benchmark's wrapper of it).
+            [sys.executable, *(launcher or ["-m", "glimpse"]), "serve", "--port", str(self.port)],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
