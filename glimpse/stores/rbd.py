@@ -32,6 +32,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import threading
 import time
@@ -457,13 +458,13 @@ class _Writer:
             self._check()
             # The callback holds ``data``: librbd writes from it in place (zero-copy) and
             # completes only once it let go of it.
-            self._store._call(lambda: self._image.aio_write(
-                data, offset, lambda completion, data=data: self._done(completion)))
+            done = functools.partial(self._done, data)
+            self._store._call(lambda: self._image.aio_write(data, offset, done))
         except BaseException:
             self._slots.release()
             raise
 
-    def _done(self, completion: rbd.Completion) -> None:
+    def _done(self, written: bytes, completion: rbd.Completion) -> None:
         result = completion.get_return_value()
         if result < 0 and self._failure is None:
             self._failure = -result
