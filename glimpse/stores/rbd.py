@@ -16,7 +16,8 @@ Writes are object-sized (the RBD object size, ``chunk_size``), aligned, and up t
 stays below (concurrent_writes + 1) objects. Runs of zeros (64 KiB blocks) are not written, so
 sparse data stays sparse. The image grows ahead of the data in steps that double (up to 8 GiB
 a step) and shrinks to the exact size at the end. Reads come from the snapshot, ``read_ahead``
-object-sized blocks ahead of what is sent.
+object-sized blocks ahead of what is sent, each handed on whole as librbd filled it (no copy):
+memory stays below (read_ahead + 1) objects.
 
 Delete refuses (Conflict, 409 "in use") while the snapshot has clones: a VM or a volume
 depends on the data, and destroying it would break them (docs/configuration.md, RBD store).
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT = "snap"  # Glance's snapshot name, which nova and cinder clone from
 _PARTIAL = ".partial"  # the end of the name of an image while it is being written
 _RETRY_INTERVAL = 2.0  # seconds between tries to remove what failed writes left
-_READ_CHUNK = 1 << 20  # what readers are handed at most
 _ZERO_BLOCK = 1 << 16  # the granularity of skipped zeros
 _ZEROS = bytes(_ZERO_BLOCK)
 _MAX_GROWTH = 8 << 30  # the largest step an image of unknown size grows by
@@ -161,8 +161,9 @@ class RbdStore:
     def _read(self, ioctx: rados.Ioctx, image: rbd.Image, offset: int,
               length: int | None) -> Iterator[bytes]:
         """Object-sized asynchronous reads, ``read_ahead`` of them asked for ahead of what is
-        being sent (as ``rbd export`` keeps several in flight), handed out in pieces of at
-        most 1 MiB."""
+        being sent (as ``rbd export`` keeps several in flight), each handed out whole: cutting
+        it into smaller pieces would copy every byte once more (the HTTP layer sends a large
+        chunk in views of it)."""
         try:
             size: int = self._call(image.size)
             end = size if length is None else min(size, offset + length)
@@ -175,9 +176,7 @@ class RbdStore:
                     asked += block
                 if not window:
                     return
-                data = window.popleft().result()
-                for at in range(0, len(data), _READ_CHUNK):
-                    yield data[at:at + _READ_CHUNK]
+                yield window.popleft().result()
         finally:
             image.close()
             ioctx.close()

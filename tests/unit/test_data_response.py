@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from glimpse.api.http import data_response
+from glimpse.api.http import BODY_BLOCK, data_response
 from glimpse.api.protocol import SENDFILE
 from glimpse.api.ranges import ByteRange
 from glimpse.domain.data import Download, data_window
@@ -102,6 +102,21 @@ def test_a_stream_longer_than_its_range_is_aborted() -> None:
     app = asyncio.run(data_response(download, [], chosen))
     with pytest.raises(RuntimeError, match="more than"):
         _run(app, sendfile=True)
+
+
+def test_a_large_chunk_goes_out_in_views_of_a_block() -> None:
+    # A store may hand over whole objects (RBD: 8 MiB); the transport gets them a block at a
+    # time, as views of the chunk (never copies), and the bytes arrive whole and in order.
+    big = os.urandom(2 * BODY_BLOCK + 5)
+    download = Download(_image(len(big) + 3), chunks=iter([b"abc", big]), offset=0,
+                        length=len(big) + 3)
+    start, rest = _run(asyncio.run(data_response(download, [])), sendfile=True)
+    assert start["headers"]["content-length"] == str(len(big) + 3)
+    bodies = [m["body"] for m in rest if m["body"]]
+    assert [len(b) for b in bodies] == [3, BODY_BLOCK, BODY_BLOCK, 5]
+    assert all(isinstance(b, memoryview) and b.obj is big for b in bodies[1:])
+    assert _body(rest) == b"abc" + big
+    assert rest[-1] == {"type": "http.response.body", "body": b""}
 
 
 def test_v1_offers_no_ranges(tmp_path: Path) -> None:
