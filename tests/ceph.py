@@ -109,3 +109,12 @@ def daemon(action: str, which: str = "") -> None:
     """``scripts/ceph stop osd``, ``scripts/ceph start``...: what the fault tests do to Ceph."""
     subprocess.run([str(SCRIPT), action, *([which] if which else [])], check=True,
                    stdout=subprocess.DEVNULL, timeout=180)
+
+
+def daemon_pid(which: str) -> int | None:
+    """The process id of a daemon ``scripts/ceph start`` runs ("mon", "osd"), if recorded
+    (the benchmark counts the OSD's CPU time)."""
+    try:
+        return int((STATE / "run" / f"{which}.pid").read_text())
+    except (OSError, ValueError):
+        return None

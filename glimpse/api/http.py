@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
@@ -237,8 +236,17 @@ async def data_response(download: Download, headers: list[Header],
                             status, sent=download.sent)
     source = download.chunks or iter(())
     first = await in_thread(next, source, None)
-    chunks = itertools.chain([first] if first is not None else [], source)
+    chunks = _resumed(first, source)
     return StreamResponse(headers, chunks, download.length, status, sent=download.sent)
+
+
+def _resumed(first: bytes | None, source: Iterator[bytes]) -> Iterator[bytes]:
+    """``first`` (already taken from ``source``), then the rest of ``source``; closing this
+    closes the source (which itertools.chain would not)."""
+    if first is None:
+        return
+    yield first
+    yield from source
 
 
 class FileResponse:
@@ -287,11 +295,29 @@ def _file_blocks(file: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
             yield block
 
 
+def _blocks(chunk: bytes) -> Iterator[bytes | memoryview]:
+    """A chunk to send, in views of at most BODY_BLOCK bytes (no copies). A store may hand
+    over large chunks (RBD: whole 8 MiB objects, taken one hop per object from the thread that
+    reads them). The transport is never handed more than a block at once: what the socket
+    does not take at once it copies (on Python 3.11 twice for bytes, a slice and its buffer),
+    and the server waits for that buffer to drain before the next block anyway."""
+    if len(chunk) <= BODY_BLOCK:
+        yield chunk
+        return
+    view = memoryview(chunk)
+    for at in range(0, len(chunk), BODY_BLOCK):
+        yield view[at:at + BODY_BLOCK]
+
+
 class StreamResponse:
     """Streams a blocking iterator of exactly ``length`` bytes (chunked when it is None).
 
     If the source ends early (or runs long), the connection is aborted instead of completing
     the response, so a client never takes a short body for a whole image.
+
+    The next chunk is taken from the source (in a worker thread) while the current one is
+    sent, so the thread hop and the store's wait overlap the sending instead of adding to it:
+    one chunk more in memory.
     """
 
     def __init__(
@@ -306,23 +332,37 @@ class StreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _data_start(self.status, self.headers, self.length)
+        pending: asyncio.Future[bytes | None] | None = None
         try:
             await send(start)
             if scope["method"] == "HEAD":
                 await send({"type": "http.response.body", "body": b""})
                 return
             sent = 0
-            while (chunk := await in_thread(next, self.chunks, None)) is not None:
+            pending = self._take()
+            while (chunk := await pending) is not None:
                 sent += len(chunk)
                 if self.length is not None and sent > self.length:
                     raise RuntimeError(f"store delivered more than the image size {self.length}")
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                pending = self._take()
+                for block in _blocks(chunk):
+                    await send({"type": "http.response.body", "body": block, "more_body": True})
             if self.length is not None and sent != self.length:
                 raise RuntimeError(f"store delivered {sent} of {self.length} bytes")
             await send({"type": "http.response.body", "body": b""})
             if self.sent is not None:
                 self.sent(sent)
         finally:
+            # A chunk still being taken is waited for: the source cannot be closed while its
+            # thread runs it. Its failure, if any, is beside the point by now (and retrieved
+            # here, not left to be logged as never retrieved).
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
             close = getattr(self.chunks, "close", None)
             if close is not None:
                 await in_thread(close)
+
+    def _take(self) -> asyncio.Future[bytes | None]:
+        """The source's next chunk (None at its end), taken in a worker thread from now on."""
+        return asyncio.ensure_future(in_thread(next, self.chunks, None))

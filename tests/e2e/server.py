@@ -32,9 +32,10 @@ class GlimpseServer:
     """
 
     def __init__(self, settings: dict[str, str] | None = None, data_dir: Path | None = None,
-                 config: Path | None = None):
+                 config: Path | None = None, launcher: list[str] | None = None):
         """``config``: a TOML settings file (``--config``), for what variables cannot say
-        (several stores)."""
+        (several stores). ``launcher``: what runs instead of ``-m glimpse`` (a benchmark's
+        wrapper of it)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="glimpse-e2e-")
@@ -67,7 +68,7 @@ class GlimpseServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "glimpse", "serve", "--port", str(self.port),
+            [sys.executable, *(launcher or ["-m", "glimpse"]), "serve", "--port", str(self.port),
              *(["--config", str(config)] if config is not None else [])],
             env=env,
             stdout=self._log,

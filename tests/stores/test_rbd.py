@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -101,6 +102,24 @@ def test_runs_of_zeros_are_not_written(store: RbdStore, key: str) -> None:
     written = allocated(key)
     # The 100,000 bytes of data and the last bytes, each in whole 64 KiB blocks.
     assert 100_000 + 3 <= written <= 4 * 64 * 1024
+
+
+def test_zero_blocks_are_told_by_every_byte_not_the_first_alone() -> None:
+    # No Ceph needed: how an object is cut into the runs that are written.
+    block = 64 * 1024
+    data = bytearray(os.urandom(5 * block + 10))
+    data[0:block] = bytes(block)  # zeros
+    data[block:2 * block] = bytes(block - 1) + b"\x01"  # zeros but the last byte
+    data[2 * block] = 0  # a first byte of zero, random after it
+    data[4 * block:] = bytes(block + 10)  # zeros, then a short last block of zeros
+    data = bytes(data)
+    assert [rbd_store._zeros_at(data, at) for at in range(0, len(data), block)] == [
+        True, False, False, False, True, True]
+    writer = rbd_store._Writer.__new__(rbd_store._Writer)
+    writer._store = SimpleNamespace(options=rbd_store.RbdOptions())
+    assert writer._extents(data) == [(block, 4 * block)]
+    assert writer._extents(bytes(3)) == []
+    assert writer._extents(b"\x00\x00\x07") == [(0, 3)]
 
 
 def test_an_image_of_zeros_stays_empty(store: RbdStore, key: str) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from glimpse.api.http import data_response
+from glimpse.api.http import BODY_BLOCK, data_response
 from glimpse.api.protocol import SENDFILE
 from glimpse.api.ranges import ByteRange
 from glimpse.domain.data import Download, data_window
@@ -102,6 +104,73 @@ def test_a_stream_longer_than_its_range_is_aborted() -> None:
     app = asyncio.run(data_response(download, [], chosen))
     with pytest.raises(RuntimeError, match="more than"):
         _run(app, sendfile=True)
+
+
+def test_a_large_chunk_goes_out_in_views_of_a_block() -> None:
+    # A store may hand over whole objects (RBD: 8 MiB); the transport gets them a block at a
+    # time, as views of the chunk (never copies), and the bytes arrive whole and in order.
+    big = os.urandom(2 * BODY_BLOCK + 5)
+    download = Download(_image(len(big) + 3), chunks=iter([b"abc", big]), offset=0,
+                        length=len(big) + 3)
+    start, rest = _run(asyncio.run(data_response(download, [])), sendfile=True)
+    assert start["headers"]["content-length"] == str(len(big) + 3)
+    bodies = [m["body"] for m in rest if m["body"]]
+    assert [len(b) for b in bodies] == [3, BODY_BLOCK, BODY_BLOCK, 5]
+    assert all(isinstance(b, memoryview) and b.obj is big for b in bodies[1:])
+    assert _body(rest) == b"abc" + big
+    assert rest[-1] == {"type": "http.response.body", "body": b""}
+
+
+def test_the_next_chunk_is_taken_while_one_is_sent() -> None:
+    asked = threading.Event()
+
+    def source() -> Iterator[bytes]:
+        yield b"a"
+        asked.set()  # the second chunk is being taken
+        yield b"b"
+
+    download = Download(_image(2), chunks=source(), offset=0, length=2)
+    app = asyncio.run(data_response(download, []))
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("body") == b"a":
+            # Not taken one after the other: the source runs while "a" is being sent.
+            assert await asyncio.to_thread(asked.wait, 5)
+        bodies.append(message.get("body", b""))
+
+    asyncio.run(app({"type": "http", "method": "GET", "extensions": {}}, receive, send))
+    assert b"".join(bodies) == b"ab"
+
+
+def test_a_send_that_fails_closes_the_source_after_its_chunk_in_flight() -> None:
+    events: list[str] = []
+
+    def source() -> Iterator[bytes]:
+        try:
+            yield b"a"
+            time.sleep(0.2)  # still being taken when the send fails
+            events.append("second taken")
+            yield b"b"
+        finally:
+            events.append("closed")
+
+    download = Download(_image(2), chunks=source(), offset=0, length=2)
+    app = asyncio.run(data_response(download, []))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("body"):
+            raise OSError("client went away")
+
+    with pytest.raises(OSError, match="went away"):
+        asyncio.run(app({"type": "http", "method": "GET", "extensions": {}}, receive, send))
+    assert events == ["second taken", "closed"]
 
 
 def test_v1_offers_no_ranges(tmp_path: Path) -> None:
