@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Protocol
 
 from glimpse.domain.caching import CachedImage, CacheRead, Pruned, Source, canonical_id
 from glimpse.domain.model import Image
+from glimpse.domain.progress import NO_PROGRESS, ProgressObserver
 from glimpse.errors import GlimpseError, OverLimit, Unavailable
 from glimpse.streams.upload import UploadStream
 
@@ -343,14 +344,18 @@ class LocalCache:
 
     # -- evicting and dropping --------------------------------------------------------------
 
-    def prune(self, keep: str | None = None) -> Pruned:
+    def prune(self, keep: str | None = None, *,
+              progress: ProgressObserver = NO_PROGRESS) -> Pruned:
         """Evict least recently used entries until the cache fits its limit (``keep``: the
-        entry just published, evicted last). Runs after every fill: no cron."""
+        entry just published, evicted last). Runs after every fill: no cron. ``progress``
+        is told of each entry evicted, against the bytes over the limit."""
         files = pruned = 0
         lock = _lock(self.root / "locks" / ".evict", fcntl.LOCK_EX)
         try:
             entries = self._entries()
             total = sum(size for _, size, _ in entries)
+            progress.phase("pruning the cache", None, max(total - self.max_size, 0),
+                           unit="images")
             entries.sort(key=lambda e: (e[0] == keep, e[2]))
             for key, size, _ in entries:
                 if total <= self.max_size:
@@ -360,6 +365,7 @@ class LocalCache:
                     pruned += size
                     total -= size
                     self._count("eviction")
+                    progress.advance(1, size)
             self._gauge(total)
         finally:
             os.close(lock)
@@ -404,9 +410,13 @@ class LocalCache:
         log.warning("image %s: cached copy dropped: %s", key, why)
         self.discard(key, evicting=True)
 
-    def clear_cached(self) -> int:
+    def clear_cached(self, progress: ProgressObserver = NO_PROGRESS) -> int:
         keys = {p.name.removesuffix(".json") for p in (self.root / "entries").iterdir()}
-        count = sum(self.discard(k, evicting=True) for k in keys)
+        progress.phase("clearing the cache", len(keys), unit="images")
+        count = 0
+        for key in keys:
+            count += self.discard(key, evicting=True)
+            progress.advance()
         if self._records is not None:
             with contextlib.suppress(GlimpseError):
                 self._records.remove_all(self.node)

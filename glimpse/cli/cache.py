@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from glimpse.app import build_cache, build_storage
+    from glimpse.cli.progress import Progress
     from glimpse.domain.caching import CacheService
     from glimpse.domain.model import Principal
     from glimpse.domain.policy import Policy
@@ -70,11 +71,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             service.delete(operator, args.image_id)
             report = {"deleted": args.image_id}
         elif command == "clear":
-            cached_n, queued_n = service.clear(operator, "" if args.target == "both"
-                                               else args.target)
+            with Progress(None, None, sys.stderr) as progress:
+                cached_n, queued_n = service.clear(
+                    operator, "" if args.target == "both" else args.target, progress)
             report = {"cache_deleted": cached_n, "queue_deleted": queued_n}
         elif command == "prune":
-            pruned = service.prune(operator)
+            # On a terminal, stderr shows how far it has got; the report alone goes to stdout.
+            with Progress(None, None, sys.stderr) as progress:
+                pruned = service.prune(operator, progress)
             report = {"total_files_pruned": pruned.files, "total_bytes_pruned": pruned.bytes}
         else:
             report = {"cleaned": service.clean(operator)}

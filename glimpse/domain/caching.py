@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol
 from glimpse.domain.model import Image, Principal, Status
 from glimpse.domain.policy import Policy
 from glimpse.domain.ports import ImageRepository
+from glimpse.domain.progress import NO_PROGRESS, ProgressObserver
 from glimpse.errors import Invalid, NotFound
 
 # Given (offset, length or None for the rest), the image's bytes from its store.
@@ -76,12 +77,15 @@ class ImageCache(Protocol):
         """Ask for the image to be prefetched soon (the prefetcher reads the queue)."""
         ...
 
-    def clear_cached(self) -> int: ...
+    def clear_cached(self, progress: ProgressObserver = NO_PROGRESS) -> int:
+        """Drop every entry; how many. ``progress`` is told of each."""
+        ...
 
     def clear_queued(self) -> int: ...
 
-    def prune(self) -> Pruned:
-        """Evict least recently used entries until the cache is within its size limit."""
+    def prune(self, *, progress: ProgressObserver = NO_PROGRESS) -> Pruned:
+        """Evict least recently used entries until the cache is within its size limit;
+        ``progress`` is told of each entry evicted and its size."""
         ...
 
     def clean(self) -> int:
@@ -164,7 +168,8 @@ class CacheService:
         if canonical is not None:
             self.cache.discard(canonical)
 
-    def clear(self, principal: Principal, target: str) -> tuple[int | None, int | None]:
+    def clear(self, principal: Principal, target: str,
+              progress: ProgressObserver = NO_PROGRESS) -> tuple[int | None, int | None]:
         """Empty the cache, the queue or both (``target`` ""); the counts removed
         (None: not asked)."""
         self.policy.enforce("cache_delete", principal)
@@ -172,13 +177,13 @@ class CacheService:
         if target not in CLEAR_TARGETS:
             raise Invalid("If provided 'x-image-cache-clear-target' must be 'cache', 'queue' "
                           "or empty string.")
-        cached = self.cache.clear_cached() if target != "queue" else None
+        cached = self.cache.clear_cached(progress) if target != "queue" else None
         queued = self.cache.clear_queued() if target != "cache" else None
         return cached, queued
 
-    def prune(self, principal: Principal) -> Pruned:
+    def prune(self, principal: Principal, progress: ProgressObserver = NO_PROGRESS) -> Pruned:
         self.policy.enforce("cache_prune", principal)
-        return self.cache.prune()
+        return self.cache.prune(progress=progress)
 
     def clean(self, principal: Principal) -> int:
         self.policy.enforce("cache_clean", principal)

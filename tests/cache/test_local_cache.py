@@ -18,6 +18,7 @@ from glimpse.cache.local import LocalCache
 from glimpse.domain.caching import CacheRead
 from glimpse.domain.model import Image, Status
 from glimpse.errors import Unavailable
+from tests.service.test_audit_progress import Recorder
 
 CHUNK = 64 * 1024
 
@@ -218,9 +219,16 @@ def test_lru_eviction_by_size(tmp_path: Path) -> None:
     assert cache.held_ids() == sorted([images[0].id, images[2].id])
     assert cache.size() <= 250_000
     cache.max_size = 150_000
-    pruned = cache.prune()
+    seen = Recorder()
+    pruned = cache.prune(progress=seen)
     assert (pruned.files, pruned.bytes) == (1, 100_000)
     assert cache.held_ids() == [images[2].id]
+    # Told against the bytes over the limit, one entry at a time (glimpse cache prune).
+    assert cache.clear_cached(seen) == 1
+    assert [(p["label"], p["items"], p["bytes"], p["advances"]) for p in seen.phases] == [
+        ("pruning the cache", None, 50_000, [(1, 100_000)]),
+        ("clearing the cache", 1, None, [(1, 0)])]
+
 
 
 def test_clean_removes_dead_fills_only(tmp_path: Path, data: bytes) -> None:
