@@ -14,10 +14,10 @@ options not at all, and a probe's failure is told as the health check tells it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import socket
 
 import sqlalchemy as sa
@@ -28,11 +28,10 @@ from glimpse.api.health import HealthCheck, Probe, ProbeFailed, Result
 from glimpse.db import census
 from glimpse.db import engine as db_engine
 from glimpse.domain.model import now
-from glimpse.domain.ports import Store
+from glimpse.domain.ports import Store, sized_store
 from glimpse.errors import GlimpseError
 from glimpse.redaction import redact_url
 from glimpse.settings import Settings
-from glimpse.stores.filesystem import FilesystemStore
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +273,11 @@ def _detail(probed: Result) -> str:
 
 def _store(name: str, driver: str, store: Store, probed: Result, default: bool) -> StoreStatus:
     free = total = None
-    if isinstance(store, FilesystemStore):
-        try:
-            usage = shutil.disk_usage(store.directory)
-            free, total = usage.free, usage.total
-        except OSError:
-            pass
+    sized = sized_store(store)
+    if sized is not None and probed.available:
+        # The probe above says whether the store answers; room is only shown when known.
+        with contextlib.suppress(OSError, GlimpseError):
+            free, total = sized.space()
     return StoreStatus(name, driver, default, probed.available, _detail(probed), free, total)
 
 

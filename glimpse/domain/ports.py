@@ -213,6 +213,21 @@ def shared_store(store: Store | None) -> SharedStore | None:
     return None
 
 
+class SizedStore(Protocol):
+    """A store that knows how much room it has: a filesystem, a Ceph cluster (object stores
+    such as Swift and S3 do not say)."""
+
+    def space(self) -> tuple[int, int]:
+        """(free, total) bytes: what operators read in ``glimpse status``."""
+
+
+def sized_store(store: Store | None) -> SizedStore | None:
+    """``store`` as a SizedStore when it is one (asked by attribute, as shared_store)."""
+    if callable(getattr(store, "space", None)):
+        return cast(SizedStore, store)
+    return None
+
+
 class ExternalSource(Protocol):
     """Read-only data behind an external URL (``x-image-meta-location``, copy-from)."""
 

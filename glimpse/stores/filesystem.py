@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -81,6 +82,10 @@ class FilesystemStore:
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         return self._read(self.open_file(key), offset, length)
+
+    def space(self) -> tuple[int, int]:
+        usage = shutil.disk_usage(self.directory)
+        return usage.free, usage.total
 
     def object_keys(self) -> Iterator[str]:
         for entry in self.directory.iterdir():

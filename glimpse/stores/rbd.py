@@ -224,6 +224,11 @@ class RbdStore:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def space(self) -> tuple[int, int]:
+        """The cluster's free and raw capacity (Ceph's ``df``; a pool's replicas share it)."""
+        stats = self._call(self._connect().get_cluster_stats)
+        return stats["kb_avail"] * 1024, stats["kb"] * 1024
+
     def _partials(self, ioctx: rados.Ioctx, name: str) -> list[str]:
         """The partial images of writes of ``name`` that failed or are under way."""
         names: list[str] = self._call(rbd.RBD().list, ioctx)

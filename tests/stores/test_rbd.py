@@ -232,3 +232,10 @@ def test_no_monitor_is_unavailable_within_the_connect_timeout(tmp_path: Path) ->
         with pytest.raises(Unavailable, match="Store rbd could not connect"):
             action()
     assert time.monotonic() - started < 20
+
+
+def test_the_clusters_room_is_known_for_glimpse_status(store: RbdStore) -> None:
+    free, total = store.space()
+    assert 0 < free <= total
+    # The store's sparse OSD file (scripts/ceph) is tens of GiB, never the whole disk's bytes.
+    assert total < 1 << 50
