@@ -23,21 +23,16 @@ from glimpse.api.protocol import GlimpseHttpProtocol
 from glimpse.api.v1.api import V1Api
 from glimpse.api.v1.handlers import ListLimits, V1Handlers
 from glimpse.api.v2.api import CACHE_MINORS, V2Api, listed_minors
-from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import V2Handlers
 from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.schemas import ImageSchemas, load_operator_schema
 from glimpse.api.v2.store_handlers import StoreHandlers
 from glimpse.api.v2.task_handlers import TaskHandlers
-from glimpse.cache.local import LocalCache
-from glimpse.cache.prefetch import Prefetcher
 from glimpse.db import engine as db_engine
-from glimpse.db.cache_records import SqlCacheRecords
 from glimpse.db.repository import SqlImageRepository
 from glimpse.db.tasks import SqlTaskRepository
 from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
-from glimpse.domain.caching import CacheService
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.events import NO_NOTIFIER, Events
 from glimpse.domain.images import ImageService
@@ -59,7 +54,6 @@ from glimpse.domain.protections import warn as warn_protections
 from glimpse.domain.quotas import LimitSource, StaticLimits
 from glimpse.domain.store_service import StoreService
 from glimpse.errors import Invalid
-from glimpse.import_plugins import configured_import_plugins
 from glimpse.incarnation import Incarnation
 from glimpse.inspection.oslo import OsloDetector
 from glimpse.notifications import QueuedNotifier, oslo_sender
@@ -78,6 +72,7 @@ from glimpse.streams.inspection import InspectionRules, Inspector
 if TYPE_CHECKING:
     from glimpse.api.keystone_limits import KeystoneLimits
     from glimpse.api.keystone_tokens import IdentityServer, ServiceCredentials
+    from glimpse.cache.local import LocalCache
 
 T = TypeVar("T")
 SETTINGS_ENV = "GLIMPSE_WORKER_SETTINGS"
@@ -179,7 +174,7 @@ def build_app(settings: Settings, migrate: bool = True,
                     stores=StoreHandlers(StoreService(repo, v2_images, data, catalog)),
                     import_methods=settings.import_methods)
     imports = build_imports(settings, engine, repo, v2_images, stores, incarnation,
-                            transform=configured_import_plugins(settings))
+                            transform=_import_plugins(settings))
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2),
                 Sweeper(imports.recover, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
@@ -189,6 +184,11 @@ def build_app(settings: Settings, migrate: bool = True,
         sweepers.append(Sweeper(data.purge_leftovers, settings.store_cleanup_interval))
     cache_api, services, minors = None, [], listed_minors(settings.multi_store)
     if cache is not None:
+        # Imported only with a cache configured (it is off by default): memory in every worker.
+        from glimpse.api.v2.cache_handlers import CacheHandlers
+        from glimpse.cache.prefetch import Prefetcher
+        from glimpse.domain.caching import CacheService
+
         minors += tuple(CACHE_MINORS)
         prefetcher = Prefetcher(cache.queued, data.prefetch, cache.dequeue,
                                 settings.image_cache_prefetch_interval)
@@ -216,12 +216,26 @@ def build_app(settings: Settings, migrate: bool = True,
     )
 
 
+def _import_plugins(settings: Settings) -> ImportTransform | None:
+    """The import plugins the settings enable (docs/import-plugins.md), None for none; their
+    modules are imported only then."""
+    if not (settings.import_decompress or settings.import_convert_to
+            or settings.import_inject_properties):
+        return None
+    from glimpse.import_plugins import build_import_plugins
+
+    return build_import_plugins(settings)
+
+
 def build_cache(settings: Settings, engine: Engine, node: str,
                 recorder: metrics.Recorder) -> LocalCache | None:
     """The node's image cache (docs/cache.md), None unless image_cache_dir is set."""
     root = settings.effective_cache_dir
     if root is None:
         return None
+    from glimpse.cache.local import LocalCache
+    from glimpse.db.cache_records import SqlCacheRecords
+
     url = (settings.image_cache_node_url or settings.public_endpoint
            or f"http://{settings.host}:{settings.port}")
     return LocalCache(root, settings.image_cache_max_size, node=node, node_url=url,

@@ -103,12 +103,3 @@ def build_import_plugins(settings: Settings) -> ImportPlugins:
         injection = MetadataInjection(parse_properties(settings.import_inject_properties),
                                       settings.import_inject_ignore_roles)
     return ImportPlugins(rules, decompression, conversion, injection)
-
-
-def configured_import_plugins(settings: Settings) -> ImportPlugins | None:
-    """The plugins the settings enable, None when they enable none: the import flow then
-    stores the data as it streams in, with no scratch copy."""
-    if not (settings.import_decompress or settings.import_convert_to
-            or settings.import_inject_properties):
-        return None
-    return build_import_plugins(settings)

@@ -4,6 +4,7 @@ with when it refuses one (spec §2.11)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
@@ -11,13 +12,15 @@ from starlette.responses import Response
 
 from glimpse.api.routing import CURRENT, SUPPORTED, Match, VersionEntry
 from glimpse.api.v2 import errors
-from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Call, Handler, V2Handlers
 from glimpse.api.v2.import_handlers import ImportHandlers
 from glimpse.api.v2.routes import build_routes, match
 from glimpse.api.v2.task_handlers import TaskHandlers
 from glimpse.domain.model import Principal
 from glimpse.errors import GlimpseError, Invalid
+
+if TYPE_CHECKING:
+    from glimpse.api.v2.cache_handlers import CacheHandlers
 
 # The minor versions and what each brought (spec §1). A minor is listed exactly when glimpse
 # implements its feature: clients gate calls on this list.

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from glimpse.api import routing
 from glimpse.api.routing import Match, Route, route
-from glimpse.api.v2.cache_handlers import CacheHandlers
 from glimpse.api.v2.handlers import Handler, V2Handlers
 
 if TYPE_CHECKING:
+    from glimpse.api.v2.cache_handlers import CacheHandlers
     from glimpse.api.v2.import_handlers import ImportHandlers
     from glimpse.api.v2.task_handlers import TaskHandlers
 
