@@ -265,7 +265,8 @@ def glance_download(settings: Settings, external: HttpSource) -> GlanceDownload 
     return GlanceDownload(
         KeystoneCatalog(service_credentials(settings).identity_url, settings.keystone_timeout),
         external, retries=settings.web_download_retries,
-        prefixes=settings.glance_download_properties)
+        prefixes=settings.glance_download_properties,
+        formats=(settings.disk_formats, settings.container_formats))
 
 
 def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:

@@ -34,6 +34,8 @@ INTERFACES = ("public", "internal", "admin")
 # A remote image record is a few KiB; anything much larger is not one.
 MAX_RECORD = 1 << 20
 _TOKEN_HEADER = "X-Auth-Token"
+# The disk formats and the container formats a service allows.
+Formats = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class EndpointCatalog(Protocol):
@@ -87,8 +89,10 @@ def parse_remote(method: Mapping[str, Any]) -> RemoteImage:
     interface = method.get("glance_service_interface", "public")
     if region is None:
         raise Invalid("'glance_region' needs to be set for glance-download import method")
-    if not isinstance(region, str) or not region.strip() or len(region) > 255:
-        raise Invalid("glance_region must be a region name (a non-empty string).")
+    if (not isinstance(region, str) or not region.strip() or len(region) > 255
+            or not region.isprintable()):
+        raise Invalid("glance_region must be a region name (a non-empty string of printable "
+                      "characters, at most 255).")
     if image_id is None:
         raise Invalid("'glance_image_id' needs to be set for glance-download import method")
     try:
@@ -123,8 +127,10 @@ def endpoint_in(catalog: Any, region: str, interface: str) -> str | None:
     return None
 
 
-def read_record(data: Any, remote: RemoteImage, prefixes: tuple[str, ...]) -> RemoteRecord:
-    """The remote image's record, checked: active, sized, with both formats."""
+def read_record(data: Any, remote: RemoteImage, prefixes: tuple[str, ...],
+                formats: Formats | None = None) -> RemoteRecord:
+    """The remote image's record, checked: active, sized, with both formats (among
+    ``formats`` when given: those this service allows)."""
     if not isinstance(data, dict):
         raise Invalid(f"The image service of region {remote.region} did not answer image "
                       f"{remote.image_id} with an image record.")
@@ -137,10 +143,14 @@ def read_record(data: Any, remote: RemoteImage, prefixes: tuple[str, ...]) -> Re
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise Invalid(f"Size attribute of remote image {remote.image_id} could not be "
                       "determined.")
-    formats = {k: data.get(k) for k in ("disk_format", "container_format")}
-    missing = [k for k, v in formats.items() if not isinstance(v, str) or not v]
+    given = {k: data.get(k) for k in ("disk_format", "container_format")}
+    missing = [k for k, v in given.items() if not isinstance(v, str) or not v]
     if missing:
         raise Invalid(f"Remote image {remote.image_id} has no {missing[0]}.")
+    for (key, value), allowed in zip(given.items(), formats or (), strict=False):
+        if value not in allowed:
+            raise Invalid(f"Remote image {remote.image_id} has {key} {str(value)[:32]!r}, "
+                          f"which is not allowed here (allowed: {', '.join(allowed)}).")
     properties = {key: value for key, value in data.items()
                   if isinstance(key, str) and isinstance(value, str)
                   and any(key.startswith(prefix) for prefix in prefixes)}
@@ -151,7 +161,7 @@ def read_record(data: Any, remote: RemoteImage, prefixes: tuple[str, ...]) -> Re
         digest = (algo, value.lower())
     elif isinstance(data.get("checksum"), str) and data["checksum"]:
         digest = ("md5", str(data["checksum"]).lower())
-    return RemoteRecord(size, str(formats["disk_format"]), str(formats["container_format"]),
+    return RemoteRecord(size, str(given["disk_format"]), str(given["container_format"]),
                         properties, digest)
 
 
@@ -199,11 +209,15 @@ class GlanceDownload:
     and the remote image's record and bytes when it runs (``fetch``)."""
 
     def __init__(self, catalog: EndpointCatalog, source: AuthorizedSource, *,
-                 retries: int = 3, prefixes: tuple[str, ...] = ()) -> None:
+                 retries: int = 3, prefixes: tuple[str, ...] = (),
+                 formats: Formats | None = None) -> None:
+        """``prefixes``: the remote keys copied onto the local image; ``formats``: the disk
+        and container formats allowed here (a remote image in another is refused)."""
         self._catalog = catalog
         self._source = source
         self._retries = retries
         self._prefixes = prefixes
+        self._formats = formats
 
     def endpoint(self, token: str | None, remote: RemoteImage) -> str:
         """The remote image service's base URL for this caller; Invalid (400) naming the
@@ -222,10 +236,11 @@ class GlanceDownload:
     def fetch(self, base: str, token: str, remote: RemoteImage
               ) -> tuple[Iterator[bytes], RemoteRecord]:
         """The remote image's record (checked) and its bytes (checked at their end)."""
-        record = read_record(self._record(base, token, remote), remote, self._prefixes)
+        record = read_record(self._record(base, token, remote), remote, self._prefixes,
+                             self._formats)
         data_url = f"{base}/v2/images/{remote.image_id}/file"
         chunks = resumable(_Authorized(self._source, token, record.size), data_url,
-                           self._retries)
+                           self._retries, GLANCE_DOWNLOAD)
         return verified(chunks, record, remote), record
 
     def _record(self, base: str, token: str, remote: RemoteImage) -> Any:

@@ -123,7 +123,7 @@ def remote_image(cloud: Cloud, token: str, data: bytes | None, **body: Any) -> d
         return dict(api.get(f"/v2/images/{image['id']}").json())
 
 
-def glance_download(region: str, image_id: str, **extra: Any) -> dict[str, Any]:
+def glance_download(region: Any, image_id: Any, **extra: Any) -> dict[str, Any]:
     return {"method": {"name": "glance-download", "glance_region": region,
                        "glance_image_id": image_id, **extra}}
 
