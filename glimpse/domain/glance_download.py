@@ -3,14 +3,17 @@ image service (docs/import.md).
 
 The request names the remote image (``glance_image_id``), its region (``glance_region``) and the
 catalog interface to use (``glance_service_interface``, public by default). When the import is
-asked for, the region's ``image`` endpoint is looked up in the caller's Keystone catalog (a
-400 when the catalog has none) and held to the external sources' network rules (a 400 when it
-leads inward). The import then fetches, with the caller's token, the remote image's record
-(``GET /v2/images/{id}``: it must be active) and its data (``GET /v2/images/{id}/file``,
-resumed with Range requests as web-download's is), through the same upload stages as any
-import. The bytes received are held to the remote's size and hash (its ``os_hash_value``, or
-its md5 ``checksum`` when its algorithm is unknown here); the local image takes the remote's
-disk and container formats, and the remote keys with the configured prefixes.
+asked for, the region's ``image`` endpoint is looked up in the caller's Keystone catalog and
+held to the external sources' network rules: an endpoint that leads inward is refused then
+(400, as a web-download URL is). A region or interface the catalog does not have fails the
+import's task instead, naming them, as Glance does (Tempest's
+test_image_glance_download_import_bad_endpoint expects the 202). The import then fetches,
+with the caller's token, the remote image's record (``GET /v2/images/{id}``: it must be
+active) and its data (``GET /v2/images/{id}/file``, resumed with Range requests as
+web-download's is), through the same upload stages as any import. The bytes received are
+held to the remote's size and hash (its ``os_hash_value``, or its md5 ``checksum`` when its
+algorithm is unknown here); the local image takes the remote's disk and container formats,
+and the remote keys with the configured prefixes.
 
 The token lives only in memory, for the import's run: it is never recorded in the task, never
 logged, and never sent along a redirect. A restarted process cannot go on with it, which is
@@ -30,7 +33,6 @@ from glimpse.domain.web_download import resumable
 from glimpse.errors import GlimpseError, Invalid, NotFound, PreconditionFailed
 
 GLANCE_DOWNLOAD = "glance-download"
-INTERFACES = ("public", "internal", "admin")
 # A remote image record is a few KiB; anything much larger is not one.
 MAX_RECORD = 1 << 20
 _TOKEN_HEADER = "X-Auth-Token"
@@ -102,8 +104,11 @@ def parse_remote(method: Mapping[str, Any]) -> RemoteImage:
     except ValueError:
         raise Invalid("Remote image id does not look like a UUID: "
                       f"{str(image_id)[:64]!r}") from None
-    if interface not in INTERFACES:
-        raise Invalid(f"glance_service_interface must be one of {', '.join(INTERFACES)}.")
+    # Any name is accepted (one the catalog does not have fails the task, as in Glance); it
+    # is held to what an interface name can be, for the messages that quote it.
+    if not isinstance(interface, str) or len(interface) > 64 or not interface.isprintable():
+        raise Invalid("glance_service_interface must be a catalog interface name (public, "
+                      "internal or admin).")
     return RemoteImage(canonical, region, str(interface))
 
 
@@ -220,15 +225,15 @@ class GlanceDownload:
         self._formats = formats
 
     def endpoint(self, token: str | None, remote: RemoteImage) -> str:
-        """The remote image service's base URL for this caller; Invalid (400) naming the
-        problem: no token, no such endpoint in the caller's catalog, or an endpoint the
-        network rules refuse."""
+        """The remote image service's base URL for this caller; Invalid naming the problem:
+        no token, no such endpoint in the caller's catalog, or an endpoint the network rules
+        refuse (code NOT_ALLOWED)."""
         if not token:
             raise Invalid("glance-download needs the caller's Keystone token (X-Auth-Token).")
         url = self._catalog.image_endpoint(token, remote.region, remote.interface)
         if url is None:
             raise Invalid(f"No image service endpoint for region {remote.region!r} "
-                          f"(interface {remote.interface}) in your Keystone catalog.")
+                          f"(interface {remote.interface!r}) in your Keystone catalog.")
         base = url.rstrip("/")
         self._source.check_address(f"{base}/v2/images/{remote.image_id}")
         return base

@@ -21,6 +21,7 @@ from glimpse.domain.glance_download import (
     read_record,
     verified,
 )
+from glimpse.domain.web_download import NOT_ALLOWED
 from glimpse.errors import Invalid, NotFound, PreconditionFailed, Unavailable
 from glimpse.settings import load
 
@@ -40,9 +41,11 @@ PREFIXES = ("hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
     ({"glance_region": ["R"], "glance_image_id": ID}, "glance_region must be"),
     ({"glance_region": "R\nforged log line", "glance_image_id": ID}, "glance_region must be"),
     ({"glance_region": "R" * 256, "glance_image_id": ID}, "glance_region must be"),
-    ({"glance_region": "R", "glance_image_id": ID, "glance_service_interface": "private"},
-     "glance_service_interface"),
     ({"glance_region": "R", "glance_image_id": ID, "glance_service_interface": None},
+     "glance_service_interface"),
+    ({"glance_region": "R", "glance_image_id": ID, "glance_service_interface": "x" * 65},
+     "glance_service_interface"),
+    ({"glance_region": "R", "glance_image_id": ID, "glance_service_interface": "a\x1bb"},
      "glance_service_interface"),
 ])
 def test_parse_refuses(method: dict[str, Any], phrase: str) -> None:
@@ -60,6 +63,10 @@ def test_parse_fills_the_interface_and_canonicalises_the_id() -> None:
                                   "glance_service_interface": "public"}
     assert parse_remote({"glance_region": "R", "glance_image_id": ID,
                          "glance_service_interface": "internal"}).interface == "internal"
+    # A name the catalog does not have is the task's failure, not a 400 (as Glance).
+    assert parse_remote({"glance_region": "not a region", "glance_image_id": ID,
+                         "glance_service_interface": "not an interface"}).interface == \
+        "not an interface"
 
 
 CATALOG = [
@@ -180,7 +187,7 @@ class FakeSource:
 
     def check_address(self, url: str) -> None:
         if self.refused and self.refused in url:
-            raise Invalid("the URL does not pass filtering")
+            raise Invalid("the URL does not pass filtering", code=NOT_ALLOWED)
 
     def open(self, url: str, offset: int = 0, length: int | None = None, *,
              headers: Mapping[str, str] | None = None) -> Iterator[bytes]:
@@ -197,8 +204,9 @@ def test_endpoint_checks() -> None:
         GlanceDownload(FakeCatalog("http://two"), source).endpoint(None, REMOTE)
     with pytest.raises(Invalid, match="No image service endpoint for region 'RegionTwo'"):
         GlanceDownload(FakeCatalog(None), source).endpoint("tok", REMOTE)
-    with pytest.raises(Invalid, match="filtering"):
+    with pytest.raises(Invalid, match="filtering") as info:
         GlanceDownload(FakeCatalog("http://inward:9292"), source).endpoint("tok", REMOTE)
+    assert info.value.code == NOT_ALLOWED  # refused when asked for (the others: the task)
     catalog = FakeCatalog("http://two:9292/")
     assert GlanceDownload(catalog, source).endpoint("tok", REMOTE) == "http://two:9292"
     assert catalog.asked == [("tok", "RegionTwo", "public")]
