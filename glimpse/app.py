@@ -35,6 +35,7 @@ from glimpse.domain import policy as policy_mod
 from glimpse.domain.audit import StoreAudit
 from glimpse.domain.data import ImageData, StoreNames
 from glimpse.domain.events import NO_NOTIFIER, Events
+from glimpse.domain.glance_download import GlanceDownload
 from glimpse.domain.images import ImageService
 from glimpse.domain.imports import ImportConfig, ImportService
 from glimpse.domain.limits import Limits
@@ -174,7 +175,8 @@ def build_app(settings: Settings, migrate: bool = True,
                     stores=StoreHandlers(StoreService(repo, v2_images, data, catalog)),
                     import_methods=settings.import_methods)
     imports = build_imports(settings, engine, repo, v2_images, stores, incarnation,
-                            transform=_import_plugins(settings))
+                            transform=_import_plugins(settings),
+                            glance_download=glance_download(settings, external))
     sweepers = [Sweeper(data.recover_stale_uploads, settings.stale_upload_timeout / 2),
                 Sweeper(imports.recover, settings.stale_upload_timeout / 2)]
     trim = heap.trimmer()
@@ -245,8 +247,10 @@ def build_cache(settings: Settings, engine: Engine, node: str,
 
 def build_imports(settings: Settings, engine: Engine, repo: SqlImageRepository,
                   images: ImageService, stores: dict[str, Store], identity: Incarnation,
-                  transform: ImportTransform | None = None) -> ImportService:
-    """The v2 import service (docs/import.md); ``transform``: the import plugins, or None."""
+                  transform: ImportTransform | None = None,
+                  glance_download: GlanceDownload | None = None) -> ImportService:
+    """The v2 import service (docs/import.md); ``transform``: the import plugins, or None;
+    ``glance_download``: that method's remote side (keystone mode only)."""
     staging = canonical_store_name(settings.staging_store or settings.default_store)
     if staging not in stores:
         raise Invalid(f"Unknown staging_store {settings.staging_store!r}")
@@ -262,7 +266,21 @@ def build_imports(settings: Settings, engine: Engine, repo: SqlImageRepository,
     return ImportService(
         repo, SqlTaskRepository(engine), images, stores, config,
         RequestContextExecutor(max_workers=4, thread_name_prefix="import"),
-        transform=transform, identity=identity)
+        transform=transform, identity=identity, glance_download=glance_download)
+
+
+def glance_download(settings: Settings, external: HttpSource) -> GlanceDownload | None:
+    """glance-download's remote side when it is offered (it needs keystone mode: the
+    settings refuse it otherwise)."""
+    if "glance-download" not in settings.import_methods:
+        return None
+    from glimpse.api.keystone_catalog import KeystoneCatalog
+
+    return GlanceDownload(
+        KeystoneCatalog(service_credentials(settings).identity_url, settings.keystone_timeout),
+        external, retries=settings.web_download_retries,
+        prefixes=settings.glance_download_properties,
+        formats=(settings.disk_formats, settings.container_formats))
 
 
 def build_notifier(settings: Settings, recorder: metrics.Recorder) -> Notifier:

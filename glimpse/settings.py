@@ -188,6 +188,10 @@ class Settings:
     staging_store: str = ""
     max_parallel_stores: int = 2
     web_download_retries: int = 3
+    # glance-download (docs/import.md): the remote image's keys copied onto the local image,
+    # by prefix (Glance's [glance_download_properties] extra_properties).
+    glance_download_properties: tuple[str, ...] = (
+        "hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
 
     @property
     def effective_database_url(self) -> str:
@@ -314,7 +318,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
     if name in ("disk_formats", "container_formats", "inspection_disk_formats",
                 "service_token_roles", "notification_driver", "notification_topics",
                 "disabled_notifications", "import_inject_properties",
-                "import_inject_ignore_roles", "import_methods"):
+                "import_inject_ignore_roles", "import_methods",
+                "glance_download_properties"):
         return _parse_list(raw) if isinstance(raw, str) else tuple(str(x) for x in raw)
     default = field.default
     sizes = ("image_size_cap", "user_storage_quota", "import_decompress_max_size",
@@ -418,11 +423,16 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_imports(settings: Settings) -> None:
-    known = ("glance-direct", "web-download", "copy-image")
+    known = ("glance-direct", "web-download", "copy-image", "glance-download")
     unknown = [m for m in settings.import_methods if m not in known]
     if unknown:
         raise Invalid(f"Unknown import_methods {', '.join(unknown)} (supported: "
                       f"{', '.join(known)})")
+    if "glance-download" in settings.import_methods and settings.auth_strategy != "keystone":
+        # It finds the other region in the caller's Keystone catalog and fetches with the
+        # caller's token: without Keystone there is neither.
+        raise Invalid("import_methods: glance-download needs auth_strategy keystone (it finds "
+                      "the other region's image service in the caller's Keystone catalog)")
     if settings.max_parallel_stores < 1:
         raise Invalid("max_parallel_stores must be at least 1")
     if not 0 <= settings.web_download_retries <= 100:

@@ -35,12 +35,13 @@ def announced_size(source: ExternalSource, url: str) -> int | None:
         return None
 
 
-def resumable(source: ExternalSource, url: str, retries: int) -> Iterator[bytes]:
+def resumable(source: ExternalSource, url: str, retries: int,
+              method: str = "web-download") -> Iterator[bytes]:
     """The bytes at ``url``. When reading fails midway (Unavailable: the connection dropped,
     the body ended short), ask again from the first byte not yet received, at most
     ``retries`` times in all; a remote that does not honour the range is an error then (the
     source refuses a 200 with the whole object). A remote that announced its size must deliver
-    exactly that many bytes."""
+    exactly that many bytes. ``method``: the import's, as its messages name it."""
     announced = announced_size(source, url)
     received = 0
     attempts = 0
@@ -59,10 +60,10 @@ def resumable(source: ExternalSource, url: str, retries: int) -> Iterator[bytes]
         except Unavailable as exc:
             attempts += 1
             if attempts > retries:
-                raise Unavailable(f"web-download of the image failed after {attempts} "
+                raise Unavailable(f"{method} of the image failed after {attempts} "
                                   f"attempts: {exc.message}") from exc
-            log.warning("web-download: transfer cut after %d bytes (%s); resuming (%d of %d)",
-                        received, exc.message, attempts, retries)
+            log.warning("%s: transfer cut after %d bytes (%s); resuming (%d of %d)",
+                        method, received, exc.message, attempts, retries)
             # A remote that is restarting gets a moment; bounded, as the attempts are.
             time.sleep(min(0.25 * 2 ** (attempts - 1), 4.0))
     if announced is not None and received != announced:

@@ -23,7 +23,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -278,6 +278,16 @@ class HttpSource:
         """Syntactic check only (no network); raises Invalid with the spec's messages."""
         self._parse(url)
 
+    def check_address(self, url: str) -> None:
+        """The URL's form, and where its host leads, without connecting: Invalid (code
+        NOT_ALLOWED) when the network rules refuse every address it resolves to. A host that
+        does not resolve passes (the request that needs it fails then)."""
+        target = self._parse(url)
+        try:
+            self._resolve(target)
+        except _Unreachable:
+            return
+
     def size(self, url: str) -> int | None:
         """HEAD the URL; return its Content-Length, or None when the remote gives none."""
         try:
@@ -297,10 +307,13 @@ class HttpSource:
         finally:
             conn.close()
 
-    def open(self, url: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def open(self, url: str, offset: int = 0, length: int | None = None, *,
+             headers: Mapping[str, str] | None = None) -> Iterator[bytes]:
         """GET the URL and stream its body (``length`` bytes from ``offset``; to the end when
         None) in chunks of bounded size. A range is asked for with a Range header; a remote
         that does not answer it with those bytes (a 200 with the whole object) is an error.
+        ``headers``: sent with the request (credentials: glance-download's token); a request
+        that carries them follows no redirect (they would go along to wherever it leads).
 
         Errors before the body starts are raised here; errors while reading (including a
         body shorter than its Content-Length) are raised as Unavailable by the iterator.
@@ -308,13 +321,16 @@ class HttpSource:
         if offset < 0 or (length is not None and length <= 0):
             raise Invalid("Offset must not be negative, nor the length below 1")
         wanted = range_header(offset, length)
-        headers = {"Range": wanted} if wanted else {}
+        sent = {**(headers or {}), **({"Range": wanted} if wanted else {})}
         try:
-            conn, response = self._request("GET", url, headers)
+            conn, response = self._request("GET", url, sent, follow=headers is None)
         except _Unreachable as exc:
             raise Unavailable(f"External source is unreachable: {exc.reason}") from None
         try:
             status = response.status
+            if status in _REDIRECT_STATUSES and headers is not None:
+                raise Invalid(f"External source answered a redirect (status {status}), which "
+                              "a request carrying credentials does not follow")
             if status == 404:
                 raise NotFound("External source not found (remote returned 404)")
             if wanted:
@@ -419,9 +435,10 @@ class HttpSource:
         return _PinnedConnection(target.host, target.port, candidates, self.timeout, context)
 
     def _request(
-        self, method: str, url: str, headers: dict[str, str]
+        self, method: str, url: str, headers: dict[str, str], follow: bool = True
     ) -> tuple[_PinnedConnection, http.client.HTTPResponse]:
-        """Send ``method`` following redirects; every hop is re-parsed and re-vetted."""
+        """Send ``method`` following redirects (unless not ``follow``); every hop is
+        re-parsed and re-vetted."""
         current = url
         for _hop in range(self.max_redirects + 1):
             target = self._parse(current)
@@ -442,7 +459,7 @@ class HttpSource:
                 conn.close()
                 raise _Unreachable(_transport_reason(exc)) from None
             location = response.getheader("Location")
-            if response.status not in _REDIRECT_STATUSES or not location:
+            if response.status not in _REDIRECT_STATUSES or not location or not follow:
                 return conn, response
             conn.close()
             location = location.strip()

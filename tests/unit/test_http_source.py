@@ -86,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, DATA[:100], 1000)
         elif path == "/echo":
             body = json.dumps(
-                {"host": self.headers.get("Host"), "ua": self.headers.get("User-Agent")}
+                {"host": self.headers.get("Host"), "ua": self.headers.get("User-Agent"),
+                 "token": self.headers.get("X-Auth-Token")}
             ).encode()
             self._send(200, body, len(body))
         elif path == "/redirect":
@@ -419,7 +420,7 @@ def test_connects_to_vetted_address_with_original_host_header(
     lookups = _fake_dns(monkeypatch, {"images.example": ["10.9.9.9", "127.0.0.1"]})
     body = b"".join(src.open(f"http://images.example:{port}/echo"))
     seen = json.loads(body)
-    assert seen == {"host": f"images.example:{port}", "ua": "glimpse/0.1"}
+    assert seen == {"host": f"images.example:{port}", "ua": "glimpse/0.1", "token": None}
     assert lookups == ["images.example"]  # resolved once: no second lookup to rebind
     assert connects == [("127.0.0.1", port)]  # the refused address was skipped
 
@@ -663,3 +664,30 @@ def test_https_untrusted_certificate(tls_port: int) -> None:
     assert "certificate" in info.value.message
     with pytest.raises(Unavailable):
         source.open(f"https://localhost:{tls_port}/file")
+
+
+# ---------------------------------------------------------------- credentials (glance-download)
+
+
+def test_headers_are_sent_and_redirects_not_followed(src: HttpSource, base: str) -> None:
+    token = {"X-Auth-Token": "tok-123"}
+    assert json.loads(b"".join(src.open(f"{base}/echo", headers=token)))["token"] == "tok-123"
+    assert b"".join(src.open(f"{base}/file", 10, 5, headers=token)) == DATA[10:15]
+    # A request carrying credentials does not take them along a redirect, not even to itself.
+    for path in ("/redirect", "/redirect-abs", "/redirect-meta"):
+        with pytest.raises(Invalid, match="redirect"):
+            src.open(f"{base}{path}", headers=token)
+    assert b"".join(src.open(f"{base}/redirect")) == DATA  # without headers: followed
+
+
+def test_check_address(src: HttpSource, port: int, connects: list[Any],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    src.check_address(f"http://127.0.0.1:{port}/v2/images/x")
+    for url in ("http://169.254.169.254/v2", "http://10.1.2.3:9292/"):
+        with pytest.raises(Invalid, match="does not pass filtering"):
+            src.check_address(url)
+    with pytest.raises(Invalid):
+        src.check_address("ftp://127.0.0.1/")
+    _fake_dns(monkeypatch, {})
+    src.check_address("http://no-such-host.invalid/")  # unresolvable: the request fails later
+    assert connects == []  # it never connects

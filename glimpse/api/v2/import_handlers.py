@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -13,6 +14,7 @@ from glimpse.api.http import empty_response, in_thread, json_response
 from glimpse.api.v2.handlers import Call, _declared_size, _exactly
 from glimpse.api.v2.task_json import image_task_json
 from glimpse.domain.data import HashCheck, Upload
+from glimpse.domain.glance_download import GLANCE_DOWNLOAD, parse_remote
 from glimpse.domain.imports import METHODS, WEB_DOWNLOAD, ImportRequest, ImportService
 from glimpse.errors import Invalid, UnsupportedMediaType
 from glimpse.log_format import REQUEST_IDS
@@ -50,6 +52,11 @@ class ImportHandlers:
     async def import_image(self, call: Call) -> Response:
         request = parse_import(await call.json(), call.header(STORE_HEADER),
                                call.header(V2_HEADER))
+        if request.method == GLANCE_DOWNLOAD:
+            # The caller's own token (keystone mode validated it): glance-download reads the
+            # caller's catalog and the remote image with it.
+            token = call.header("x-auth-token") or call.header("x-storage-token")
+            request = dataclasses.replace(request, token=token.strip() if token else None)
         ids = REQUEST_IDS.get()
         await in_thread(self.imports.import_image, call.principal, call.params["image_id"],
                         request, None if ids is None else ids.local)
@@ -106,7 +113,8 @@ def parse_import(body: Any, store_header: str | None, hash_header: str | None
     if expected is not None and name != WEB_DOWNLOAD:
         raise Invalid("OpenStack-Image-Expected-Hash goes with the data: on the stage for "
                       "glance-direct, on the import only for web-download.")
+    remote = parse_remote(method) if name == GLANCE_DOWNLOAD else None
     return ImportRequest(
-        method=name, uri=uri if isinstance(uri, str) else None, stores=stores,
+        method=name, uri=uri if isinstance(uri, str) else None, stores=stores, remote=remote,
         all_stores=all_stores, must_succeed=must_succeed, expected=expected,
         body={k: body[k] for k in _BODY_KEYS if k in body})
