@@ -159,6 +159,10 @@ class SqlImageRepository:
                 .with_for_update()
             ).first() is None:
                 return None
+            if changes.properties_before is not None and not _properties_are(
+                    conn, image_id, changes.properties_before):
+                # Rolled back with the row's changes above: nothing of this update lands.
+                raise _Unchanged
             if changes.touches_related:
                 self._change_properties(conn, image_id, changes)
                 _change_tags(conn, image_id, changes)
@@ -173,7 +177,10 @@ class SqlImageRepository:
                 _set_fields(conn, image_id, {"upload_reserved": reserved}, None)
             return self._reload(conn, image_id)
 
-        return self._write(work)
+        try:
+            return self._write(work)
+        except _Unchanged:
+            return None
 
     def quota_usage(self, owner: str | None) -> Usage:
         return self._read(lambda conn: _usage(conn, owner, None))
@@ -811,6 +818,24 @@ _SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is
 _EXPECTED_PARAM = "_expected_status"
 _INCARNATION_PARAM = "_expected_incarnation"
 _INSERT_IMAGE = images.insert()
+class _Unchanged(Exception):
+    """An update's condition on the stored properties failed: its transaction rolls back."""
+
+
+def _properties_are(conn: Connection, image_id: str, expected: dict[str, str | None]) -> bool:
+    """Whether the image's properties named in ``expected`` have those values (None: absent).
+    Read after the image's row lock is taken, and every property writer takes it first, so
+    the answer holds until the transaction ends (READ COMMITTED sees the last writer's)."""
+    if not expected:
+        return True
+    rows = conn.execute(sa.select(image_properties.c.name, image_properties.c.value).where(
+        image_properties.c.image_id == image_id,
+        image_properties.c.name.in_(list(expected)))).all()
+    stored: dict[str, str | None] = {name: None for name in expected}
+    stored.update({row[0]: row[1] for row in rows})
+    return stored == expected
+
+
 _INSERT_PROPERTY = image_properties.insert()
 _INSERT_TAG = image_tags.insert()
 _INSERT_LOCATION = image_locations.insert()

@@ -267,7 +267,7 @@ class ImportService:
                request_id: str | None) -> Task:
         """Take the image's import lock, record the task and run it in the background."""
         method = request.method
-        self._check_lock(image)
+        holder = self._check_lock(image)
         stamp = now()
         task = Task(
             id=str(uuid.uuid4()), type=task_type, status=TaskStatus.PENDING,
@@ -281,12 +281,23 @@ class ImportService:
             lifecycle.check_transition(image.status, Status.IMPORTING)
             fields.update(status=Status.IMPORTING, failure_status=Status.QUEUED,
                           **self._data.claim_fields())
-        moved = self._repo.update(image.id, Changes(fields=fields, set_properties={
-            IMPORT_TASK: task.id, IMPORTING_TO: ",".join(targets), FAILED_IMPORT: ""}),
+        # The lock is taken only if it is still as _check_lock saw it (absent, or held by an
+        # ended or silent task): of two imports racing for it, exactly one wins.
+        moved = self._repo.update(image.id, Changes(
+            fields=fields,
+            set_properties={IMPORT_TASK: task.id, IMPORTING_TO: ",".join(targets),
+                            FAILED_IMPORT: ""},
+            properties_before={IMPORT_TASK: holder}),
             expected_status=image.status)
         if moved is None:
             self._end_task(task, TaskStatus.FAILURE, "The image changed before the import "
                            "started.")
+            now_held = self._repo.get(image.id)
+            if now_held is not None and now_held.properties.get(IMPORT_TASK) not in (
+                    None, holder, task.id):
+                raise Conflict(f"Image {image.id} is being imported by task "
+                               f"{now_held.properties[IMPORT_TASK]}; try again once it ends.",
+                               code="import_locked")
             raise Conflict(f"Image {image.id} changed meanwhile; try the import again.")
         if not targets:
             # copy-image with nothing to copy: done at once, the progress keys set.
@@ -329,18 +340,19 @@ class ImportService:
                 raise Invalid(f"Image {image.id} is already in store {', '.join(already)}.")
         return tuple(names)
 
-    def _check_lock(self, image: Image) -> None:
+    def _check_lock(self, image: Image) -> str | None:
         """Conflict while another import holds the image: its task is running and its process
         beats its heart. A lock whose task ended, or whose process stopped beating (the
-        heartbeat timeout), has expired."""
+        heartbeat timeout), has expired. The lock's value as read (None: absent), which
+        taking it expects to find still."""
         holder = image.properties.get(IMPORT_TASK)
-        if not holder:
-            return
-        task = self._tasks.get_task(holder)
+        if holder is None:
+            return None
+        task = self._tasks.get_task(holder) if holder else None
         if task is None or task.status not in RUNNING:
-            return
+            return holder
         if task.updated_at < now() - dt.timedelta(seconds=self.config.stale_timeout):
-            return
+            return holder
         raise Conflict(f"Image {image.id} is being imported by task {task.id}; try again once "
                        "it ends.", code="import_locked")
 

@@ -8,9 +8,12 @@ import dataclasses
 import datetime as dt
 import gzip
 import hashlib
+import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +31,7 @@ from glimpse.domain.model import Changes, Image, Status, now
 from glimpse.domain.ports import TransformOutcome
 from glimpse.domain.tasks import Task, TaskStatus, TaskType
 from glimpse.errors import Conflict, Invalid
+from glimpse.stores.filesystem import FilesystemStore
 from tests.service.conftest import (
     ADMIN,
     OWNER,
@@ -37,6 +41,7 @@ from tests.service.conftest import (
     upload,
 )
 
+T = TypeVar("T")
 DEAD = uuid.uuid4().hex
 ME = uuid.uuid4().hex
 
@@ -208,3 +213,83 @@ def test_recovery_leaves_an_import_to_a_process_that_has_its_stores(
     assert imports.recover() == []
     task = tasks.get_task(task_id)
     assert task is not None and task.status is TaskStatus.PROCESSING
+
+
+class HeldExecutor(Executor):
+    """Background work accepted and never run: an import's lock stays held."""
+
+    def __init__(self) -> None:
+        self.held: list[object] = []
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.held.append(fn)
+        return Future()
+
+
+class MeetingTasks(SqlTaskRepository):
+    """Both imports meet after checking the lock and before taking it: the race at its
+    widest, every time."""
+
+    def __init__(self, engine: Any, parties: int) -> None:
+        super().__init__(engine)
+        self.meet = threading.Barrier(parties, timeout=10)
+
+    def create_task(self, task: Task) -> None:
+        self.meet.wait()
+        super().create_task(task)
+
+
+def test_two_copy_image_requests_at_once_take_the_lock_once(
+        build: ServiceFactory, tmp_path: Path) -> None:
+    svc = build()
+    image = svc.create()
+    other = FilesystemStore(tmp_path / "other", "other")
+    tasks = MeetingTasks(svc.engine, 2)
+    config = ImportConfig(methods=("copy-image",), staging_store=svc.store.name,
+                          scratch_dir=tmp_path / "scratch")
+    imports = ImportService(svc.repo, tasks, svc.images,
+                            {svc.store.name: svc.store, "other": other}, config, HeldExecutor())
+    won: list[Task] = []
+    refused: list[Conflict] = []
+
+    def copy() -> None:
+        try:
+            won.append(imports.import_image(ADMIN, image.id,
+                                            ImportRequest("copy-image", all_stores=True)))
+        except Conflict as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=copy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert len(won) == 1 and len(refused) == 1, (won, refused)
+    assert refused[0].code == "import_locked"
+    held = svc.repo.get(image.id)
+    assert held is not None and held.properties[IMPORT_TASK] == won[0].id
+    assert held.properties[IMPORTING_TO] == "other"
+    # The loser's task is recorded as failed, not left pending.
+    loser = [t for t in imports.image_tasks(ADMIN, image.id) if t.id != won[0].id]
+    assert [t.status for t in loser] == [TaskStatus.FAILURE]
+
+
+def test_an_expired_lock_is_taken_over_only_if_unchanged(build: ServiceFactory,
+                                                         tmp_path: Path) -> None:
+    """A lock whose task ended is taken over; the condition is on the holder read."""
+    svc = build()
+    image = svc.create()
+    tasks = SqlTaskRepository(svc.engine)
+    ended = _running_task(svc, tasks, image, ME)
+    tasks.set_task(ended, {"status": TaskStatus.FAILURE})
+    other = FilesystemStore(tmp_path / "other", "other")
+    config = ImportConfig(methods=("copy-image",), staging_store=svc.store.name,
+                          scratch_dir=tmp_path / "scratch")
+    imports = ImportService(svc.repo, tasks, svc.images,
+                            {svc.store.name: svc.store, "other": other}, config, HeldExecutor())
+    task = imports.import_image(ADMIN, image.id, ImportRequest("copy-image", all_stores=True))
+    held = svc.repo.get(image.id)
+    assert held is not None and held.properties[IMPORT_TASK] == task.id
+    with pytest.raises(Conflict) as raised:
+        imports.import_image(ADMIN, image.id, ImportRequest("copy-image", all_stores=True))
+    assert raised.value.code == "import_locked"
