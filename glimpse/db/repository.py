@@ -809,15 +809,6 @@ def _set_fields(
     return bool(conn.execute(stmt, values).rowcount == 1)
 
 
-# Writes that every upload makes, built once with bound parameters rather than per call
-# with the values inlined: SQLAlchemy then finds their compiled form by a key memoized on the
-# statement, instead of building the statement, coercing every value and keying it anew
-# (measured on SQLite: two thirds of the CPU of an upload's claim and finishing writes).
-_ID_PARAM = "_image_id"
-_SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is reserved)
-_EXPECTED_PARAM = "_expected_status"
-_INCARNATION_PARAM = "_expected_incarnation"
-_INSERT_IMAGE = images.insert()
 class _Unchanged(Exception):
     """An update's condition on the stored properties failed: its transaction rolls back."""
 
@@ -836,6 +827,15 @@ def _properties_are(conn: Connection, image_id: str, expected: dict[str, str | N
     return stored == expected
 
 
+# Writes that every upload makes, built once with bound parameters rather than per call
+# with the values inlined: SQLAlchemy then finds their compiled form by a key memoized on the
+# statement, instead of building the statement, coercing every value and keying it anew
+# (measured on SQLite: two thirds of the CPU of an upload's claim and finishing writes).
+_ID_PARAM = "_image_id"
+_SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is reserved)
+_EXPECTED_PARAM = "_expected_status"
+_INCARNATION_PARAM = "_expected_incarnation"
+_INSERT_IMAGE = images.insert()
 _INSERT_PROPERTY = image_properties.insert()
 _INSERT_TAG = image_tags.insert()
 _INSERT_LOCATION = image_locations.insert()
@@ -889,7 +889,13 @@ def _usage(conn: Connection, owner: str | None, image_id: str | None) -> Usage:
     reserved = sa.case((sa.and_(c.status == str(Status.SAVING), c.upload_reserved.is_not(None)),
                         c.upload_reserved), else_=sa.func.coalesce(c.size, 0))
     held = reserved if image_id is None else sa.case((c.id == image_id, 0), else_=reserved)
-    staged = sa.case((c.status == str(Status.UPLOADING), sa.func.coalesce(c.size, 0)), else_=0)
+    # Staged data: a stage in flight counts what it reserved (cleared once staged), then the
+    # staged size, until the import ends (active) or fails (queued, the data deleted).
+    staged_bytes = sa.case((c.upload_reserved.is_not(None), c.upload_reserved),
+                           else_=sa.func.coalesce(c.size, 0))
+    staging = c.status.in_([str(Status.UPLOADING), str(Status.IMPORTING)])
+    staged = sa.case((staging if image_id is None else sa.and_(staging, c.id != image_id),
+                      staged_bytes), else_=0)
     row = conn.execute(sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((c.status.in_(_RECEIVING), 1),
                                                               else_=0)), 0),

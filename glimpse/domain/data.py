@@ -393,11 +393,11 @@ class ImageData:
     # -- quotas -------------------------------------------------------------------------------
 
     def admission(self, owner: str | None, *, new_image: bool, upload: bool,
-                  declared: int | None = None) -> Admission:
-        """The quota check of a create (``new_image``) or an upload's claim, with the owner's
-        limits read now (Unavailable when their source cannot tell)."""
+                  declared: int | None = None, stage: bool = False) -> Admission:
+        """The quota check of a create (``new_image``), an upload's claim or a stage's, with
+        the owner's limits read now (Unavailable when their source cannot tell)."""
         return Admission(owner, self._quotas.limits(owner), new_image=new_image, upload=upload,
-                         declared=declared, unified=self._quotas.unified)
+                         declared=declared, unified=self._quotas.unified, stage=stage)
 
     def quota_report(self, owner: str | None) -> tuple[ProjectLimits, Usage] | None:
         """The owner's limits and usage (``/v2/info/usage``); None without unified limits

@@ -164,18 +164,29 @@ class ImportService:
                            "queued image.")
         store_name = self.config.staging_store
         location = self._data.claimed_location(staging_key(image.id), store_name)
+        # image_stage_total and image_count_uploading, checked in the claim's transaction
+        # under the owner's lock: the stage reserves its declared length, else all that
+        # remains, and is cut past it.
+        admission = self._data.admission(image.owner, new_image=False, upload=False,
+                                         stage=True, declared=upload.length)
         lifecycle.check_transition(Status.QUEUED, Status.UPLOADING)
         claimed = self._repo.update(
             image.id, Changes(fields={"status": Status.UPLOADING, "updated_at": now(),
                                       "failure_status": Status.QUEUED,
+                                      # A failed upload's reservation is not this stage's.
+                                      "upload_reserved": None,
                                       **self._data.claim_fields()}),
             expected_status=Status.QUEUED,
             add_locations=[] if location in image.locations else [location],
+            admit=admission if admission.needed else None,
         )
         if claimed is None:
             raise Conflict(f"Image {image.id} is no longer queued: data can only be staged to "
                            "a queued image.")
         limit, limit_error = self._data.upload_limit(claimed)
+        if admission.granted is not None and admission.granted < limit:
+            limit = admission.granted
+            limit_error = admission.size_error(admission.used, admission.granted + 1)
         watched = self._data.uploads.watch(image.id, upload.chunks, Status.UPLOADING)
         stream = UploadStream(watched, limit=limit, limit_error=limit_error,
                               expected_size=None, hash_algo=self.config.hash_algo)
@@ -194,7 +205,7 @@ class ImportService:
         # Staged: the claim is cleared, which tells a finished stage from one in progress.
         if not self._repo.set_fields(
                 image.id, {"size": stream.size, "updated_at": now(), "claim_node": None,
-                           "claim_incarnation": None},
+                           "claim_incarnation": None, "upload_reserved": None},
                 expected_status=Status.UPLOADING, expected_incarnation=self._incarnation):
             self._data.release(image.id, location)
             raise PreconditionFailed(f"Image {image.id} changed while its data was being "
@@ -280,7 +291,7 @@ class ImportService:
         if method != COPY_IMAGE:
             lifecycle.check_transition(image.status, Status.IMPORTING)
             fields.update(status=Status.IMPORTING, failure_status=Status.QUEUED,
-                          **self._data.claim_fields())
+                          upload_reserved=None, **self._data.claim_fields())
         # The lock is taken only if it is still as _check_lock saw it (absent, or held by an
         # ended or silent task): of two imports racing for it, exactly one wins.
         moved = self._repo.update(image.id, Changes(
