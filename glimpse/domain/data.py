@@ -491,12 +491,14 @@ class ImageData:
 
     # -- verifying an external location (v2's locations API) ----------------------------------
 
-    def import_location(self, image: Image, url: str, expected: HashCheck | None) -> Image:
+    def import_location(self, image: Image, url: str, expected: HashCheck | None,
+                        ended: Callable[[str | None], None] | None = None) -> Image:
         """Claim a queued image for an external location (queued -> importing), then verify
         the data behind ``url`` in the background: hashed and inspected as an upload is, and
         held to ``expected`` when given. It ends active with the location and the data's
         facts, or back in queued with no location; an import whose server dies is ended the
-        same way by ``recover_stale_uploads``."""
+        same way by ``recover_stale_uploads``. ``ended``: told once the image has moved, with
+        None when the location verified, else why not."""
         lifecycle.check_transition(image.status, Status.IMPORTING)
         claimed = self._repo.update(
             image.id, Changes(fields={"status": Status.IMPORTING, "updated_at": now(),
@@ -506,19 +508,23 @@ class ImageData:
         )
         if claimed is None:
             raise Conflict("A location can only be added to a queued image.")
-        self._background.submit(self._verify_location, claimed, url, expected)
+        self._background.submit(self._verify_location, claimed, url, expected,
+                                ended or _nobody)
         return claimed
 
-    def _verify_location(self, image: Image, url: str, expected: HashCheck | None) -> None:
+    def _verify_location(self, image: Image, url: str, expected: HashCheck | None,
+                         ended: Callable[[str | None], None]) -> None:
         try:
             facts = self._hash_external(image, url, expected)
         except BaseException as exc:
+            reason = exc.message if isinstance(exc, GlimpseError) else (
+                f"internal error ({type(exc).__name__})")
             if self._move(image.id, Status.IMPORTING, Status.QUEUED, failure_status=None):
-                reason = exc.message if isinstance(exc, GlimpseError) else type(exc).__name__
                 log.warning("image %s: the location did not verify (%s); back to queued",
                             image.id, reason)
             if not isinstance(exc, GlimpseError):
                 log.exception("verifying the location of image %s failed", image.id)
+            ended(f"The location did not verify: {reason}")
             return
         lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
         done = self._repo.update(
@@ -528,8 +534,11 @@ class ImageData:
         )
         if done is None:
             log.info("image %s changed while its location was verified; left as it is", image.id)
+            ended("The image changed (deleted, or its import ended) while its location was "
+                  "verified.")
         else:
             self.events.image("image.activate", done)
+            ended(None)
 
     def _hash_external(
         self, image: Image, url: str, expected: HashCheck | None
@@ -731,3 +740,7 @@ def release_data(
         return False
     repo.remove_location(image_id, location.store, location.url)
     return True
+
+
+def _nobody(reason: str | None) -> None:
+    """No one to tell how a location's verification ended."""

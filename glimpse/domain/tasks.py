@@ -27,7 +27,7 @@ class TaskStatus(enum.StrEnum):
 class TaskType(enum.StrEnum):
     IMPORT = "import"  # the legacy /v2/tasks import
     API_IMAGE_IMPORT = "api_image_import"  # POST /v2/images/{id}/import
-    LOCATION_IMPORT = "location_import"  # Glance's; never made here, accepted in filters
+    LOCATION_IMPORT = "location_import"  # POST /v2/images/{id}/locations (location_tasks)
 
 
 RUNNING = (TaskStatus.PENDING, TaskStatus.PROCESSING)
