@@ -452,7 +452,7 @@ class ImageData:
             admitted = admission
         store = self._stores[store_name]
         expected = image.size or None
-        stages = self._stages(image, chunks, Status.SAVING, expected, admitted, expected_hash)
+        stages = self.stages(image, chunks, Status.SAVING, expected, admitted, expected_hash)
         stream, watched = stages.stream, stages.watched
         try:
             if expected is not None and expected > stages.limit:
@@ -543,7 +543,7 @@ class ImageData:
     def _hash_external(
         self, image: Image, url: str, expected: HashCheck | None
     ) -> dict[str, Any]:
-        stages = self._stages(image, self.external.open(url), Status.IMPORTING, None)
+        stages = self.stages(image, self.external.open(url), Status.IMPORTING, None)
         stream = stages.stream
         extra = None
         if expected is not None and expected.algorithm not in ("md5", stream.hash_algo):
@@ -562,11 +562,12 @@ class ImageData:
                               f"{expected.algorithm} ({actual} != {expected.value}).")
         return stages.facts()
 
-    def _stages(self, image: Image, chunks: Iterable[bytes], status: Status,
-                expected_size: int | None, admission: Admission | None = None,
-                expected_hash: ExpectedHash | None = None) -> _Stages:
+    def stages(self, image: Image, chunks: Iterable[bytes], status: Status,
+               expected_size: int | None, admission: Admission | None = None,
+               expected_hash: ExpectedHash | None = None) -> Stages:
         """The stages data passes through on its way in, for an image in ``status``: the
-        heartbeat, the size limits and hashes, the format inspection. ``admission``: the
+        heartbeat, the size limits and hashes, the format inspection (uploads, location
+        checks, and the imports' store writes). ``admission``: the
         quota check the upload's claim passed (its reservation is the quota's cap)."""
         limit, limit_error = self.upload_limit(image, admission)
         watched = self.uploads.watch(image.id, chunks, status)
@@ -577,7 +578,7 @@ class ImageData:
         inspection = None if self._inspector is None else self._inspector.stage(
             stream, image.disk_format, image.container_format
         )
-        return _Stages(watched, stream, inspection, limit, limit_error)
+        return Stages(watched, stream, inspection, limit, limit_error)
 
     def upload_limit(self, image: Image,
                      admission: Admission | None = None) -> tuple[int, OverLimit]:
@@ -692,7 +693,7 @@ class ImageData:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Stages:
+class Stages:
     watched: Generator[bytes, None, None]
     stream: UploadStream
     inspection: InspectionStage | None

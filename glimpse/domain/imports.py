@@ -445,7 +445,7 @@ class ImportService:
                 k: v for k, v in fields.items() if k in ("disk_format", "container_format")})
             first, rest = targets[0], targets[1:]
             located = self._data.claimed_location(image.id, first)
-            stages = self._data._stages(inspected, source, Status.IMPORTING, None)
+            stages = self._data.stages(inspected, source, Status.IMPORTING, None)
             check = Digest(request.expected)
             try:
                 self._stores[first].put(located.url, check.passing(stages.output))
