@@ -560,7 +560,13 @@ class ImageData:
             if actual != expected.value:
                 raise Invalid(f"The data at the location does not match the given "
                               f"{expected.algorithm} ({actual} != {expected.value}).")
-        return stages.facts()
+        facts = stages.facts()
+        if extra is not None:
+            # As Glance: the image's multihash is of the algorithm the validation data named
+            # (md5 is the checksum, and leaves the multihash the configured one).
+            facts.update(os_hash_algo=expected.algorithm if expected else None,
+                         os_hash_value=extra.hexdigest())
+        return facts
 
     def stages(self, image: Image, chunks: Iterable[bytes], status: Status,
                expected_size: int | None, admission: Admission | None = None,

@@ -79,7 +79,11 @@ def test_service_adds_a_verified_location(client: httpx.Client, remote: str, alg
     assert image["status"] == "active"
     assert image["size"] == len(DATA)
     assert image["checksum"] == hashlib.md5(DATA).hexdigest()
-    assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    # As Glance (and Tempest's LocationImportTest checks): the multihash is of the algorithm
+    # the validation data named; md5 names the checksum and leaves it the configured sha512.
+    multihash = "sha512" if algo == "md5" else algo
+    assert image["os_hash_algo"] == multihash
+    assert image["os_hash_value"] == hashlib.new(multihash, DATA).hexdigest()
     got = client.get(f"/v2/images/{image_id}/file", headers=OWNER)
     assert got.status_code == 200 and got.content == DATA
     listed = client.get(f"/v2/images/{image_id}/locations", headers=SERVICE)
@@ -203,6 +207,8 @@ def test_each_location_added_records_a_location_import_task(client: httpx.Client
     image = client.get(f"/v2/images/{verified}", headers=OWNER).json()
     assert image["status"] == "active"
     assert image["checksum"] == hashlib.md5(DATA).hexdigest()
+    assert image["os_hash_algo"] == "sha256"
+    assert image["os_hash_value"] == hashlib.sha256(DATA).hexdigest()
 
     mismatched = queued(client)
     assert add(client, mismatched, {"url": url, "validation_data": {
