@@ -39,6 +39,7 @@ from glimpse.domain.glance_download import GlanceDownload
 from glimpse.domain.images import ImageService
 from glimpse.domain.imports import ImportConfig, ImportService
 from glimpse.domain.limits import Limits
+from glimpse.domain.location_tasks import LocationTasks
 from glimpse.domain.members import MemberService
 from glimpse.domain.model import Status
 from glimpse.domain.policy import DEFAULT_POLICY, Policy, RuleOverrides
@@ -165,7 +166,9 @@ def build_app(settings: Settings, migrate: bool = True,
     # v2 lets admins download deactivated images, and shows nobody a deleted image; v1 refuses
     # everyone the first and shows admins the second (docs/v2-choices.md).
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
-                             hide_deleted=True, policy=policy, protections=protections)
+                             hide_deleted=True, policy=policy, protections=protections,
+                             location_tasks=LocationTasks(SqlTaskRepository(engine),
+                                                          data.claim_fields))
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,

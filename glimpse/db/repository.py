@@ -159,6 +159,10 @@ class SqlImageRepository:
                 .with_for_update()
             ).first() is None:
                 return None
+            if changes.properties_before is not None and not _properties_are(
+                    conn, image_id, changes.properties_before):
+                # Rolled back with the row's changes above: nothing of this update lands.
+                raise _Unchanged
             if changes.touches_related:
                 self._change_properties(conn, image_id, changes)
                 _change_tags(conn, image_id, changes)
@@ -173,7 +177,10 @@ class SqlImageRepository:
                 _set_fields(conn, image_id, {"upload_reserved": reserved}, None)
             return self._reload(conn, image_id)
 
-        return self._write(work)
+        try:
+            return self._write(work)
+        except _Unchanged:
+            return None
 
     def quota_usage(self, owner: str | None) -> Usage:
         return self._read(lambda conn: _usage(conn, owner, None))
@@ -802,6 +809,24 @@ def _set_fields(
     return bool(conn.execute(stmt, values).rowcount == 1)
 
 
+class _Unchanged(Exception):
+    """An update's condition on the stored properties failed: its transaction rolls back."""
+
+
+def _properties_are(conn: Connection, image_id: str, expected: dict[str, str | None]) -> bool:
+    """Whether the image's properties named in ``expected`` have those values (None: absent).
+    Read after the image's row lock is taken, and every property writer takes it first, so
+    the answer holds until the transaction ends (READ COMMITTED sees the last writer's)."""
+    if not expected:
+        return True
+    rows = conn.execute(sa.select(image_properties.c.name, image_properties.c.value).where(
+        image_properties.c.image_id == image_id,
+        image_properties.c.name.in_(list(expected)))).all()
+    stored: dict[str, str | None] = {name: None for name in expected}
+    stored.update({row[0]: row[1] for row in rows})
+    return stored == expected
+
+
 # Writes that every upload makes, built once with bound parameters rather than per call
 # with the values inlined: SQLAlchemy then finds their compiled form by a key memoized on the
 # statement, instead of building the statement, coercing every value and keying it anew
@@ -864,7 +889,13 @@ def _usage(conn: Connection, owner: str | None, image_id: str | None) -> Usage:
     reserved = sa.case((sa.and_(c.status == str(Status.SAVING), c.upload_reserved.is_not(None)),
                         c.upload_reserved), else_=sa.func.coalesce(c.size, 0))
     held = reserved if image_id is None else sa.case((c.id == image_id, 0), else_=reserved)
-    staged = sa.case((c.status == str(Status.UPLOADING), sa.func.coalesce(c.size, 0)), else_=0)
+    # Staged data: a stage in flight counts what it reserved (cleared once staged), then the
+    # staged size, until the import ends (active) or fails (queued, the data deleted).
+    staged_bytes = sa.case((c.upload_reserved.is_not(None), c.upload_reserved),
+                           else_=sa.func.coalesce(c.size, 0))
+    staging = c.status.in_([str(Status.UPLOADING), str(Status.IMPORTING)])
+    staged = sa.case((staging if image_id is None else sa.and_(staging, c.id != image_id),
+                      staged_bytes), else_=0)
     row = conn.execute(sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((c.status.in_(_RECEIVING), 1),
                                                               else_=0)), 0),

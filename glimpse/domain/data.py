@@ -393,11 +393,11 @@ class ImageData:
     # -- quotas -------------------------------------------------------------------------------
 
     def admission(self, owner: str | None, *, new_image: bool, upload: bool,
-                  declared: int | None = None) -> Admission:
-        """The quota check of a create (``new_image``) or an upload's claim, with the owner's
-        limits read now (Unavailable when their source cannot tell)."""
+                  declared: int | None = None, stage: bool = False) -> Admission:
+        """The quota check of a create (``new_image``), an upload's claim or a stage's, with
+        the owner's limits read now (Unavailable when their source cannot tell)."""
         return Admission(owner, self._quotas.limits(owner), new_image=new_image, upload=upload,
-                         declared=declared, unified=self._quotas.unified)
+                         declared=declared, unified=self._quotas.unified, stage=stage)
 
     def quota_report(self, owner: str | None) -> tuple[ProjectLimits, Usage] | None:
         """The owner's limits and usage (``/v2/info/usage``); None without unified limits
@@ -452,7 +452,7 @@ class ImageData:
             admitted = admission
         store = self._stores[store_name]
         expected = image.size or None
-        stages = self._stages(image, chunks, Status.SAVING, expected, admitted, expected_hash)
+        stages = self.stages(image, chunks, Status.SAVING, expected, admitted, expected_hash)
         stream, watched = stages.stream, stages.watched
         try:
             if expected is not None and expected > stages.limit:
@@ -491,12 +491,14 @@ class ImageData:
 
     # -- verifying an external location (v2's locations API) ----------------------------------
 
-    def import_location(self, image: Image, url: str, expected: HashCheck | None) -> Image:
+    def import_location(self, image: Image, url: str, expected: HashCheck | None,
+                        ended: Callable[[str | None], None] | None = None) -> Image:
         """Claim a queued image for an external location (queued -> importing), then verify
         the data behind ``url`` in the background: hashed and inspected as an upload is, and
         held to ``expected`` when given. It ends active with the location and the data's
         facts, or back in queued with no location; an import whose server dies is ended the
-        same way by ``recover_stale_uploads``."""
+        same way by ``recover_stale_uploads``. ``ended``: told once the image has moved, with
+        None when the location verified, else why not."""
         lifecycle.check_transition(image.status, Status.IMPORTING)
         claimed = self._repo.update(
             image.id, Changes(fields={"status": Status.IMPORTING, "updated_at": now(),
@@ -506,19 +508,23 @@ class ImageData:
         )
         if claimed is None:
             raise Conflict("A location can only be added to a queued image.")
-        self._background.submit(self._verify_location, claimed, url, expected)
+        self._background.submit(self._verify_location, claimed, url, expected,
+                                ended or _nobody)
         return claimed
 
-    def _verify_location(self, image: Image, url: str, expected: HashCheck | None) -> None:
+    def _verify_location(self, image: Image, url: str, expected: HashCheck | None,
+                         ended: Callable[[str | None], None]) -> None:
         try:
             facts = self._hash_external(image, url, expected)
         except BaseException as exc:
+            reason = exc.message if isinstance(exc, GlimpseError) else (
+                f"internal error ({type(exc).__name__})")
             if self._move(image.id, Status.IMPORTING, Status.QUEUED, failure_status=None):
-                reason = exc.message if isinstance(exc, GlimpseError) else type(exc).__name__
                 log.warning("image %s: the location did not verify (%s); back to queued",
                             image.id, reason)
             if not isinstance(exc, GlimpseError):
                 log.exception("verifying the location of image %s failed", image.id)
+            ended(f"The location did not verify: {reason}")
             return
         lifecycle.check_transition(Status.IMPORTING, Status.ACTIVE)
         done = self._repo.update(
@@ -528,13 +534,16 @@ class ImageData:
         )
         if done is None:
             log.info("image %s changed while its location was verified; left as it is", image.id)
+            ended("The image changed (deleted, or its import ended) while its location was "
+                  "verified.")
         else:
             self.events.image("image.activate", done)
+            ended(None)
 
     def _hash_external(
         self, image: Image, url: str, expected: HashCheck | None
     ) -> dict[str, Any]:
-        stages = self._stages(image, self.external.open(url), Status.IMPORTING, None)
+        stages = self.stages(image, self.external.open(url), Status.IMPORTING, None)
         stream = stages.stream
         extra = None
         if expected is not None and expected.algorithm not in ("md5", stream.hash_algo):
@@ -551,13 +560,20 @@ class ImageData:
             if actual != expected.value:
                 raise Invalid(f"The data at the location does not match the given "
                               f"{expected.algorithm} ({actual} != {expected.value}).")
-        return stages.facts()
+        facts = stages.facts()
+        if extra is not None:
+            # As Glance: the image's multihash is of the algorithm the validation data named
+            # (md5 is the checksum, and leaves the multihash the configured one).
+            facts.update(os_hash_algo=expected.algorithm if expected else None,
+                         os_hash_value=extra.hexdigest())
+        return facts
 
-    def _stages(self, image: Image, chunks: Iterable[bytes], status: Status,
-                expected_size: int | None, admission: Admission | None = None,
-                expected_hash: ExpectedHash | None = None) -> _Stages:
+    def stages(self, image: Image, chunks: Iterable[bytes], status: Status,
+               expected_size: int | None, admission: Admission | None = None,
+               expected_hash: ExpectedHash | None = None) -> Stages:
         """The stages data passes through on its way in, for an image in ``status``: the
-        heartbeat, the size limits and hashes, the format inspection. ``admission``: the
+        heartbeat, the size limits and hashes, the format inspection (uploads, location
+        checks, and the imports' store writes). ``admission``: the
         quota check the upload's claim passed (its reservation is the quota's cap)."""
         limit, limit_error = self.upload_limit(image, admission)
         watched = self.uploads.watch(image.id, chunks, status)
@@ -568,7 +584,7 @@ class ImageData:
         inspection = None if self._inspector is None else self._inspector.stage(
             stream, image.disk_format, image.container_format
         )
-        return _Stages(watched, stream, inspection, limit, limit_error)
+        return Stages(watched, stream, inspection, limit, limit_error)
 
     def upload_limit(self, image: Image,
                      admission: Admission | None = None) -> tuple[int, OverLimit]:
@@ -683,7 +699,7 @@ class ImageData:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Stages:
+class Stages:
     watched: Generator[bytes, None, None]
     stream: UploadStream
     inspection: InspectionStage | None
@@ -731,3 +747,7 @@ def release_data(
         return False
     repo.remove_location(image_id, location.store, location.url)
     return True
+
+
+def _nobody(reason: str | None) -> None:
+    """No one to tell how a location's verification ended."""

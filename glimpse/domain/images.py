@@ -21,6 +21,7 @@ from glimpse.domain.data import (
 from glimpse.domain.fields import BY_NAME, RESERVED_PROPERTY_PREFIX, Field, Kind, Setter
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.limits import Limits
+from glimpse.domain.location_tasks import LocationTasks
 from glimpse.domain.locations import LocationEdit, dropped_data
 from glimpse.domain.model import (
     AddLocation,
@@ -56,7 +57,7 @@ from glimpse.domain.validation import (
     validate_property_values,
     validate_tags,
 )
-from glimpse.errors import Conflict, Forbidden, Invalid, NotFound
+from glimpse.errors import Conflict, Forbidden, GlimpseError, Invalid, NotFound
 
 __all__ = ["Download", "ImageService", "Upload"]
 
@@ -77,6 +78,7 @@ class ImageService:
         hide_deleted: bool = False,
         protections: PropertyRules | None = None,
         policy: Policy = DEFAULT_POLICY,
+        location_tasks: LocationTasks | None = None,
     ) -> None:
         """Where the two APIs' rules differ, each gets a service with its own answer:
 
@@ -92,7 +94,10 @@ class ImageService:
         everyone's who may change the image). Every image a method returns is shown without
         the properties its caller may not read.
 
-        ``policy``: the rules every operation is authorized by (glimpse.domain.policy)."""
+        ``policy``: the rules every operation is authorized by (glimpse.domain.policy).
+
+        ``location_tasks``: where the locations API records a ``location_import`` task per
+        location added (v2; None: none recorded)."""
         self._repo = repo
         self.data = data
         self._limits = limits
@@ -100,6 +105,7 @@ class ImageService:
         self._hide_deleted = hide_deleted
         self._protections = protections
         self.policy = policy
+        self._location_tasks = location_tasks
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -407,7 +413,18 @@ class ImageService:
             raise Conflict("A location can only be added to a queued image.")
         require_formats(image.disk_format, image.container_format)
         self.data.check_external(url, None)
-        return self._shown(principal, self.data.import_location(image, url, expected))
+        if self._location_tasks is None:
+            return self._shown(principal, self.data.import_location(image, url, expected))
+        # Recorded before the claim: a client that waits on the image's tasks once answered
+        # finds it. A claim that fails ends it at once.
+        task = self._location_tasks.start(principal, image, url, expected)
+        ended = self._location_tasks.ender(task)
+        try:
+            claimed = self.data.import_location(image, url, expected, ended)
+        except GlimpseError as exc:
+            ended(exc.message)
+            raise
+        return self._shown(principal, claimed)
 
     def locations(self, principal: Principal, image_id: str) -> list[Location]:
         """Where the image's data is: for service callers and admins only."""

@@ -173,18 +173,29 @@ class ImportService:
                            "queued image.")
         store_name = self.config.staging_store
         location = self._data.claimed_location(staging_key(image.id), store_name)
+        # image_stage_total and image_count_uploading, checked in the claim's transaction
+        # under the owner's lock: the stage reserves its declared length, else all that
+        # remains, and is cut past it.
+        admission = self._data.admission(image.owner, new_image=False, upload=False,
+                                         stage=True, declared=upload.length)
         lifecycle.check_transition(Status.QUEUED, Status.UPLOADING)
         claimed = self._repo.update(
             image.id, Changes(fields={"status": Status.UPLOADING, "updated_at": now(),
                                       "failure_status": Status.QUEUED,
+                                      # A failed upload's reservation is not this stage's.
+                                      "upload_reserved": None,
                                       **self._data.claim_fields()}),
             expected_status=Status.QUEUED,
             add_locations=[] if location in image.locations else [location],
+            admit=admission if admission.needed else None,
         )
         if claimed is None:
             raise Conflict(f"Image {image.id} is no longer queued: data can only be staged to "
                            "a queued image.")
         limit, limit_error = self._data.upload_limit(claimed)
+        if admission.granted is not None and admission.granted < limit:
+            limit = admission.granted
+            limit_error = admission.size_error(admission.used, admission.granted + 1)
         watched = self._data.uploads.watch(image.id, upload.chunks, Status.UPLOADING)
         stream = UploadStream(watched, limit=limit, limit_error=limit_error,
                               expected_size=None, hash_algo=self.config.hash_algo)
@@ -203,7 +214,7 @@ class ImportService:
         # Staged: the claim is cleared, which tells a finished stage from one in progress.
         if not self._repo.set_fields(
                 image.id, {"size": stream.size, "updated_at": now(), "claim_node": None,
-                           "claim_incarnation": None},
+                           "claim_incarnation": None, "upload_reserved": None},
                 expected_status=Status.UPLOADING, expected_incarnation=self._incarnation):
             self._data.release(image.id, location)
             raise PreconditionFailed(f"Image {image.id} changed while its data was being "
@@ -294,7 +305,7 @@ class ImportService:
                request_id: str | None) -> Task:
         """Take the image's import lock, record the task and run it in the background."""
         method = request.method
-        self._check_lock(image)
+        holder = self._check_lock(image)
         stamp = now()
         task = Task(
             id=str(uuid.uuid4()), type=task_type, status=TaskStatus.PENDING,
@@ -307,13 +318,24 @@ class ImportService:
         if method != COPY_IMAGE:
             lifecycle.check_transition(image.status, Status.IMPORTING)
             fields.update(status=Status.IMPORTING, failure_status=Status.QUEUED,
-                          **self._data.claim_fields())
-        moved = self._repo.update(image.id, Changes(fields=fields, set_properties={
-            IMPORT_TASK: task.id, IMPORTING_TO: ",".join(targets), FAILED_IMPORT: ""}),
+                          upload_reserved=None, **self._data.claim_fields())
+        # The lock is taken only if it is still as _check_lock saw it (absent, or held by an
+        # ended or silent task): of two imports racing for it, exactly one wins.
+        moved = self._repo.update(image.id, Changes(
+            fields=fields,
+            set_properties={IMPORT_TASK: task.id, IMPORTING_TO: ",".join(targets),
+                            FAILED_IMPORT: ""},
+            properties_before={IMPORT_TASK: holder}),
             expected_status=image.status)
         if moved is None:
             self._end_task(task, TaskStatus.FAILURE, "The image changed before the import "
                            "started.")
+            now_held = self._repo.get(image.id)
+            if now_held is not None and now_held.properties.get(IMPORT_TASK) not in (
+                    None, holder, task.id):
+                raise Conflict(f"Image {image.id} is being imported by task "
+                               f"{now_held.properties[IMPORT_TASK]}; try again once it ends.",
+                               code="import_locked")
             raise Conflict(f"Image {image.id} changed meanwhile; try the import again.")
         if not targets:
             # copy-image with nothing to copy: done at once, the progress keys set.
@@ -356,18 +378,19 @@ class ImportService:
                 raise Invalid(f"Image {image.id} is already in store {', '.join(already)}.")
         return tuple(names)
 
-    def _check_lock(self, image: Image) -> None:
+    def _check_lock(self, image: Image) -> str | None:
         """Conflict while another import holds the image: its task is running and its process
         beats its heart. A lock whose task ended, or whose process stopped beating (the
-        heartbeat timeout), has expired."""
+        heartbeat timeout), has expired. The lock's value as read (None: absent), which
+        taking it expects to find still."""
         holder = image.properties.get(IMPORT_TASK)
-        if not holder:
-            return
-        task = self._tasks.get_task(holder)
+        if holder is None:
+            return None
+        task = self._tasks.get_task(holder) if holder else None
         if task is None or task.status not in RUNNING:
-            return
+            return holder
         if task.updated_at < now() - dt.timedelta(seconds=self.config.stale_timeout):
-            return
+            return holder
         raise Conflict(f"Image {image.id} is being imported by task {task.id}; try again once "
                        "it ends.", code="import_locked")
 
@@ -449,7 +472,7 @@ class ImportService:
                 k: v for k, v in fields.items() if k in ("disk_format", "container_format")})
             first, rest = targets[0], targets[1:]
             located = self._data.claimed_location(image.id, first)
-            stages = self._data._stages(inspected, source, Status.IMPORTING, None)
+            stages = self._data.stages(inspected, source, Status.IMPORTING, None)
             check = Digest(request.expected)
             try:
                 self._stores[first].put(located.url, check.passing(stages.output))

@@ -296,6 +296,10 @@ class Changes:
     # repository raises Conflict otherwise).
     locations: list[Location] | None = None
     locations_before: list[Location] | None = None
+    # Applied only if the stored properties named here still have these values (None:
+    # absent), checked under the image's row lock: a compare-and-set (the repository changes
+    # nothing and returns None otherwise, as for a status that moved). Takes an import lock.
+    properties_before: dict[str, str | None] | None = None
 
     @property
     def touches_related(self) -> bool:

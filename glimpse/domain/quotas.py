@@ -6,7 +6,9 @@ Resources are Glance's (``glance/quota``), counted per owner project:
 ``image_size_total``       bytes held by the project's live images (a live image is one not
                            killed, deleted nor pending_delete), an upload in flight counting
                            what it has reserved
-``image_stage_total``      bytes of staged data (glimpse has no staging: always 0)
+``image_stage_total``      bytes of staged data (glance-direct): images uploading (a stage in
+                           flight counting what it has reserved) and importing, until
+                           their import ends or fails
 ``image_count_total``      live images
 ``image_count_uploading``  images receiving data (saving, uploading, importing)
 
@@ -94,11 +96,18 @@ class Admission:
     OverLimit to undo the claim; records what it granted."""
 
     def __init__(self, project: str | None, limits: ProjectLimits, *, new_image: bool,
-                 upload: bool, declared: int | None = None, unified: bool = True) -> None:
+                 upload: bool, declared: int | None = None, unified: bool = True,
+                 stage: bool = False) -> None:
+        """``stage``: the claim of a stage (glance-direct), held to image_stage_total and
+        image_count_uploading; ``upload``: of an upload, held to image_size_total and
+        image_count_uploading."""
         self.project = project
         self.limits = limits
         self.new_image = new_image
         self.upload = upload
+        self.stage = stage
+        # The size resource the reservation is taken from.
+        self.resource = IMAGE_STAGE_TOTAL if stage else IMAGE_SIZE_TOTAL
         self.declared = declared
         self._unified = unified
         # The bytes the upload may write (its stream's hard cap; None: no quota bounds it),
@@ -110,8 +119,8 @@ class Admission:
     def needed(self) -> bool:
         """Whether any limit applies to this request (else no lock need be taken)."""
         names = [IMAGE_COUNT_TOTAL] if self.new_image else []
-        if self.upload:
-            names += [IMAGE_COUNT_UPLOADING, IMAGE_SIZE_TOTAL]
+        if self.upload or self.stage:
+            names += [IMAGE_COUNT_UPLOADING, self.resource]
         return any(self.limits.get(name) is not None for name in names)
 
     @property
@@ -126,18 +135,19 @@ class Admission:
         if self.new_image:
             self._check_count(IMAGE_COUNT_TOTAL, usage.count_total)
         self.granted = None
-        if not self.upload:
+        if not (self.upload or self.stage):
             return None
         self._check_count(IMAGE_COUNT_UPLOADING, usage.count_uploading)
-        limit = self.limits.get(IMAGE_SIZE_TOTAL)
+        limit = self.limits.get(self.resource)
         if limit is None:
             return None
-        self.used = usage.size_total
-        remaining = max(limit - usage.size_total, 0)
+        used = usage.stage_total if self.stage else usage.size_total
+        self.used = used
+        remaining = max(limit - used, 0)
         wanted = self.declared
         # Nothing left refuses an upload of unknown length at once (any byte would be cut).
         if (wanted is None and remaining == 0) or (wanted is not None and wanted > remaining):
-            raise self.size_error(usage.size_total, wanted or 1)
+            raise self.size_error(used, wanted or 1)
         self.granted = remaining if wanted is None else wanted
         return self.granted
 
@@ -149,13 +159,13 @@ class Admission:
 
     def size_error(self, used: int, delta: int) -> OverLimit:
         """The refusal of ``delta`` more bytes beyond ``used``."""
-        limit = self.limits.get(IMAGE_SIZE_TOTAL) or 0
-        if not self._unified:
+        limit = self.limits.get(self.resource) or 0
+        if not self._unified and not self.stage:
             remaining = max(limit - used, 0)
             return OverLimit("Denying attempt to upload image because it exceeds the quota: "
                              f"the remaining storage quota is {remaining} bytes of {limit}.")
         # Glance's units: usage rounded down, the delta up (so a cut stream reads as over).
-        return over_limit(self.project, IMAGE_SIZE_TOTAL, limit // MiB, used // MiB,
+        return over_limit(self.project, self.resource, limit // MiB, used // MiB,
                           -(-delta // MiB))
 
 

@@ -1,5 +1,6 @@
-"""Tasks: the record of an import (Glance's ``api_image_import`` task, and the legacy
-``import`` task of ``/v2/tasks``), with the process running it and how it ended.
+"""Tasks: the record of an import (Glance's ``api_image_import`` task, the legacy ``import``
+task of ``/v2/tasks``, and the locations API's ``location_import``), with the process running
+it and how it ended.
 
 A task is ``pending`` when recorded, ``processing`` while a process runs it (its claim names the
 node and incarnation; ``updated_at`` is the heartbeat), and ends ``success`` or ``failure``
@@ -27,7 +28,7 @@ class TaskStatus(enum.StrEnum):
 class TaskType(enum.StrEnum):
     IMPORT = "import"  # the legacy /v2/tasks import
     API_IMAGE_IMPORT = "api_image_import"  # POST /v2/images/{id}/import
-    LOCATION_IMPORT = "location_import"  # Glance's; never made here, accepted in filters
+    LOCATION_IMPORT = "location_import"  # POST /v2/images/{id}/locations (location_tasks)
 
 
 RUNNING = (TaskStatus.PENDING, TaskStatus.PROCESSING)

@@ -310,6 +310,52 @@ def test_concurrent_add_member_of_one_member(repo: SqlImageRepository, tag: str)
     assert [m.member_id for m in repo.members(image.id)] == ["m"]
 
 
+def test_update_on_properties_before_is_a_compare_and_set(repo: SqlImageRepository,
+                                                          tag: str) -> None:
+    """A property condition that fails changes nothing, fields included."""
+    image = new_image(tag, owner="me", name="before")
+    repo.create(image)
+    took = repo.update(image.id, Changes(fields={"name": "first"},
+                                         set_properties={"lock": "a"},
+                                         properties_before={"lock": None}))
+    assert took is not None and took.properties["lock"] == "a"
+    refused = repo.update(image.id, Changes(fields={"name": "second"},
+                                            set_properties={"lock": "b"},
+                                            properties_before={"lock": None}))
+    assert refused is None
+    stored = repo.get(image.id)
+    assert stored is not None and stored.name == "first" and stored.properties["lock"] == "a"
+    handed = repo.update(image.id, Changes(fields={"name": "third"},
+                                           set_properties={"lock": "c"},
+                                           properties_before={"lock": "a"}))
+    assert handed is not None and handed.name == "third" and handed.properties["lock"] == "c"
+
+
+def test_concurrent_compare_and_set_of_a_property(repo: SqlImageRepository, tag: str) -> None:
+    """Writers racing to take a lock property that is absent: exactly one takes it."""
+    image = new_image(tag)
+    repo.create(image)
+    start = threading.Barrier(6)
+    winners: list[str] = []
+
+    def take(name: str) -> None:
+        start.wait()
+        if repo.update(image.id, Changes(fields={"updated_at": now()},
+                                         set_properties={"lock": name},
+                                         properties_before={"lock": None}),
+                       expected_status=Status.QUEUED) is not None:
+            winners.append(name)
+
+    threads = [threading.Thread(target=take, args=(f"t{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(winners) == 1
+    stored = repo.get(image.id)
+    assert stored is not None and stored.properties["lock"] == winners[0]
+
+
 def listing(repo: SqlImageRepository, tag: str, **query: object) -> list[Image]:
     return repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag},
                                       limit=1000, **query))  # type: ignore[arg-type]

@@ -349,3 +349,47 @@ def test_concurrent_uploads_cannot_pass_the_size(race_server: GlimpseServer,
             assert "image_size_total" in answer.text, answer.text
             assert v2_show(race_server, image_id, headers)["status"] == "queued"
             assert stored(race_server, image_id) == []
+
+
+# --- image_stage_total: glance-direct stages ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stage_limits() -> Iterator[keystone.LimitsService]:
+    keystone.require_limits()
+    service = keystone.LimitsService({"image_count_total": 10, "image_size_total": 10,
+                                      "image_count_uploading": 3, "image_stage_total": 2})
+    yield service
+    service.remove()
+
+
+def v2_stage(srv: GlimpseServer, image_id: str, body: bytes | Iterator[bytes],
+             headers: dict[str, str]) -> httpx.Response:
+    return httpx.put(f"{srv.url}/v2/images/{image_id}/stage", content=body,
+                     headers={**headers, **OCTETS}, timeout=60)
+
+
+def test_stages_are_held_to_image_stage_total_until_imported(
+        stage_limits: keystone.LimitsService, project: Project) -> None:
+    srv = GlimpseServer(limits_settings(stage_limits))
+    try:
+        headers = project.headers()
+        first, second = (v2_create(srv, headers).json()["id"] for _ in range(2))
+        assert v2_stage(srv, first, b"\x01" * MiB, headers).status_code == 204
+        assert usage(srv, headers)["image_stage_total"] == {"limit": 2, "usage": 1}
+        # Declared past what remains: 413 before any byte; chunked: cut past it.
+        assert_413(v2_stage(srv, second, b"\x02" * (MiB + 1), headers), "image_stage_total")
+        assert_413(v2_stage(srv, second, pieces(b"\x02" * (2 * MiB)), headers),
+                   "image_stage_total")
+        assert v2_show(srv, second, headers)["status"] == "queued"
+        # The import ends: its staged bytes are released, and the next stage fits.
+        started = httpx.post(f"{srv.url}/v2/images/{first}/import", headers=headers,
+                             json={"method": {"name": "glance-direct"}}, timeout=30)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 30
+        while v2_show(srv, first, headers)["status"] != "active":
+            assert time.monotonic() < deadline, v2_show(srv, first, headers)
+            time.sleep(0.1)
+        assert usage(srv, headers)["image_stage_total"] == {"limit": 2, "usage": 0}
+        assert v2_stage(srv, second, b"\x02" * (2 * MiB), headers).status_code == 204
+    finally:
+        srv.stop()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +393,43 @@ def test_copy_image_to_another_store(tmp_path: Path) -> None:
             assert image["os_glance_failed_import"] == ""
             assert "os_glance_import_task" not in image
             assert [t["status"] for t in tasks_of(api, image_id)] == ["success", "success"]
+    finally:
+        server.stop()
+
+
+def test_parallel_copy_image_requests_take_the_lock_once(tmp_path: Path) -> None:
+    """Copy-image requests sent at the same instant: one takes the image's import lock
+    (202), every other gets 409 while its copy runs, and one task copies the data."""
+    server = GlimpseServer(shared_settings(tmp_path), data_dir=tmp_path / "node")
+    data = os.urandom(1 << 20) * 48  # big enough that its copy outlasts the requests
+    parties = 8
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            image_id = create(api)
+            assert api.put(f"/v2/images/{image_id}/file", content=data,
+                           headers={**OWNER, **OCTETS}).status_code == 204
+        copy = {"method": {"name": "copy-image"}, "stores": ["file"]}
+        start = threading.Barrier(parties, timeout=30)
+
+        def send() -> httpx.Response:
+            with httpx.Client(base_url=server.url, timeout=60) as own:
+                own.get("/versions")  # connected before the barrier: the posts leave together
+                start.wait()
+                return start_import(own, image_id, copy, ADMIN)
+
+        with ThreadPoolExecutor(parties) as pool:
+            responses = list(pool.map(lambda _: send(), range(parties)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [202] + [409] * (parties - 1), [r.text for r in responses]
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            image = wait(api, image_id, lambda i: "os_glance_import_task" not in i
+                         and i.get("os_glance_importing_to_stores") == "", timeout=120)
+            assert image["status"] == "active" and image["os_glance_failed_import"] == ""
+            assert (server.data_dir / "images" / image_id).read_bytes() == data
+            statuses = sorted(t["status"] for t in tasks_of(api, image_id))
+            # The losers' tasks, if recorded, failed; one task copied.
+            assert statuses.count("success") == 1
+            assert set(statuses) <= {"success", "failure"}
     finally:
         server.stop()
 

@@ -79,7 +79,11 @@ def test_service_adds_a_verified_location(client: httpx.Client, remote: str, alg
     assert image["status"] == "active"
     assert image["size"] == len(DATA)
     assert image["checksum"] == hashlib.md5(DATA).hexdigest()
-    assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    # As Glance (and Tempest's LocationImportTest checks): the multihash is of the algorithm
+    # the validation data named; md5 names the checksum and leaves it the configured sha512.
+    multihash = "sha512" if algo == "md5" else algo
+    assert image["os_hash_algo"] == multihash
+    assert image["os_hash_value"] == hashlib.new(multihash, DATA).hexdigest()
     got = client.get(f"/v2/images/{image_id}/file", headers=OWNER)
     assert got.status_code == 200 and got.content == DATA
     listed = client.get(f"/v2/images/{image_id}/locations", headers=SERVICE)
@@ -172,3 +176,55 @@ def test_credentials_in_a_location_url_are_refused_and_never_echoed(
     assert "credentials" in resp.text and secret not in resp.text
     assert settled(client, image_id)["status"] == "queued"
     assert secret not in server.log()
+
+
+def tasks_reaching(client: httpx.Client, image_id: str, status: str) -> list[dict[str, object]]:
+    """The image's tasks once every one has ``status``, as Tempest's waiter polls them (an
+    empty list counts as reached, so a task recorded late would be missed)."""
+    deadline = time.monotonic() + 20
+    while True:
+        resp = client.get(f"/v2/images/{image_id}/tasks", headers=OWNER)
+        assert resp.status_code == 200, resp.text
+        tasks: list[dict[str, object]] = resp.json()["tasks"]
+        if all(task["status"] == status for task in tasks) or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.05)
+
+
+def test_each_location_added_records_a_location_import_task(client: httpx.Client,
+                                                            remote: str) -> None:
+    """Tempest's LocationImportTest: the task, recorded before the 202, ends once the image
+    has: success with the image active, failure with it back in queued and the cause."""
+    url = f"{remote}/data"
+    verified = queued(client)
+    assert add(client, verified, {"url": url, "validation_data": {
+        "os_hash_algo": "sha256", "os_hash_value": hashlib.sha256(DATA).hexdigest()}}
+    ).status_code == 202
+    (task,) = tasks_reaching(client, verified, "success")
+    assert task["type"] == "location_import" and task["image_id"] == verified
+    assert task["input"] == {"image_id": verified, "loc_url": url, "validation_data": {
+        "os_hash_algo": "sha256", "os_hash_value": hashlib.sha256(DATA).hexdigest()}}
+    image = client.get(f"/v2/images/{verified}", headers=OWNER).json()
+    assert image["status"] == "active"
+    assert image["checksum"] == hashlib.md5(DATA).hexdigest()
+    assert image["os_hash_algo"] == "sha256"
+    assert image["os_hash_value"] == hashlib.sha256(DATA).hexdigest()
+
+    mismatched = queued(client)
+    assert add(client, mismatched, {"url": url, "validation_data": {
+        "os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16}}).status_code == 202
+    (task,) = tasks_reaching(client, mismatched, "failure")
+    assert "does not match" in str(task["message"]), task
+    assert client.get(f"/v2/images/{mismatched}", headers=OWNER).json()["status"] == "queued"
+
+    plain = queued(client)
+    assert add(client, plain, {"url": url}).status_code == 202
+    tasks = tasks_reaching(client, plain, "success")
+    assert len(tasks) == 1 and tasks[0]["input"] == {
+        "image_id": plain, "loc_url": url, "validation_data": {}}
+    image = client.get(f"/v2/images/{plain}", headers=OWNER).json()
+    assert image["status"] == "active"
+    assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    # A refused request (the image is no longer queued) records nothing.
+    assert add(client, plain, {"url": url}).status_code == 409
+    assert len(tasks_reaching(client, plain, "success")) == 1

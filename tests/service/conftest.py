@@ -40,6 +40,7 @@ from glimpse.domain.model import (
     Visibility,
 )
 from glimpse.domain.ports import ProcessIdentity, Store
+from glimpse.domain.quotas import LimitSource
 from glimpse.settings import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 from glimpse.stores.filesystem import FilesystemStore
 from glimpse.stores.http import HttpSource
@@ -186,7 +187,8 @@ ServiceFactory = Callable[..., Services]
 
 
 def build_services(directory: Path, template: Path, store: Store,
-                   identity: ProcessIdentity | None = None, **limits: Any) -> Services:
+                   identity: ProcessIdentity | None = None, quotas: LimitSource | None = None,
+                   **limits: Any) -> Services:
     path = directory / f"db-{uuid.uuid4().hex}.sqlite"
     shutil.copyfile(template, path)
     engine = db_engine.create_engine(f"sqlite:///{path}")
@@ -194,7 +196,8 @@ def build_services(directory: Path, template: Path, store: Store,
     settings = Limits(disk_formats=DEFAULT_DISK_FORMATS,
                       container_formats=DEFAULT_CONTAINER_FORMATS, **limits)
     data = ImageData(repo, {store.name: store}, store.name, HttpSource(allowed_networks=()),
-                     settings, background=InlineExecutor(), inspector=None, identity=identity)
+                     settings, background=InlineExecutor(), inspector=None, identity=identity,
+                     quotas=quotas)
     return Services(engine, repo, store, settings, data, ImageService(repo, data, settings),
                     MemberService(repo, settings), StoreAudit(repo, {store.name: store}))
 
@@ -209,8 +212,9 @@ def build(tmp_path: Path, template_db: Path, store: Store) -> Iterator[ServiceFa
     """Services on a fresh database and the test's store, with ``Limits`` overrides."""
     built: list[Services] = []
 
-    def factory(identity: ProcessIdentity | None = None, **limits: Any) -> Services:
-        services = build_services(tmp_path, template_db, store, identity, **limits)
+    def factory(identity: ProcessIdentity | None = None, quotas: LimitSource | None = None,
+                **limits: Any) -> Services:
+        services = build_services(tmp_path, template_db, store, identity, quotas, **limits)
         built.append(services)
         return services
 

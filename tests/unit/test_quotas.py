@@ -90,3 +90,22 @@ def test_report_is_in_glances_units() -> None:
         "image_count_total": {"limit": 2, "usage": 2},
         "image_count_uploading": {"limit": 1, "usage": 1},
     }
+
+
+def test_a_stage_is_held_to_image_stage_total_not_image_size_total() -> None:
+    limits = {**LIMITS, IMAGE_STAGE_TOTAL: 2 * MiB, IMAGE_SIZE_TOTAL: 0}
+    admit = Admission("p", limits, new_image=False, upload=False, stage=True)
+    assert admit.needed
+    # The full image_size_total does not bound staging; staged bytes do.
+    assert admit(Usage(count_uploading=1, size_total=10 * MiB, stage_total=MiB)) == MiB
+    assert admit.used == MiB
+    with pytest.raises(OverLimit) as refused:
+        admit(Usage(count_uploading=1, stage_total=2 * MiB))
+    assert refused.value.message == (
+        f"{GLANCE_413}Project p is over a limit for [Resource image_stage_total is over limit "
+        "of 2 due to current usage 2 and delta 1]")
+    with pytest.raises(OverLimit, match="image_count_uploading"):
+        admit(Usage(count_uploading=2))
+    unbounded = Admission("p", {**LIMITS, IMAGE_STAGE_TOTAL: None, IMAGE_COUNT_UPLOADING: None},
+                          new_image=False, upload=False, stage=True)
+    assert not unbounded.needed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -34,6 +34,7 @@ from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import decode_query, page_links, parse_list_query
 from glimpse.api.v2.schemas import ImageSchemas
 from glimpse.api.v2.store_handlers import StoreHandlers, add_stores_key, store_ids_header
+from glimpse.api.v2.upload_body import declared_size, exactly
 from glimpse.domain.data import Upload
 from glimpse.domain.images import NO_DATA_YET, ImageService
 from glimpse.domain.lifecycle import FailureRule
@@ -162,7 +163,7 @@ class V2Handlers:
         if not call.body_type_ok():
             raise UnsupportedMediaType("The Content-Type of image data must be "
                                        "application/octet-stream.")
-        declared = _declared_size(call.header("x-openstack-image-size"))
+        declared = declared_size(call.header("x-openstack-image-size"))
         expected = parse_expected_hash(call.header(V2_HEADER), V2_HEADER)
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         upload = dataclasses.replace(upload, expected_hash=expected)
@@ -173,7 +174,7 @@ class V2Handlers:
                               f"declared size {declared} (x-openstack-image-size).")
             # As the upload's length, a declared size over the cap is refused (413) before
             # the data is read, chunked uploads included.
-            upload = Upload(_exactly(upload.chunks, declared), declared, expected)
+            upload = Upload(exactly(upload.chunks, declared), declared, expected)
         # The store to write to (Glance's multi-store header; an unknown one: 400).
         source = DataSource(store=call.header("x-image-meta-store") or None)
         await call.run(functools.partial(
@@ -313,29 +314,3 @@ class V2Handlers:
             add_location_keys(document, shown_locations(principal, image, self.images.policy),
                               locations=self.show_locations, direct_url=self.show_direct_url)
         return document
-
-
-def _declared_size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    text = text.strip()
-    if not text.isdigit() or not text.isascii():
-        raise Invalid("x-openstack-image-size must be a non-negative integer.")
-    text = text.lstrip("0") or "0"
-    # Past 20 digits the value only matters as "over every cap", and int() refuses past 4300.
-    return int(text) if len(text) <= 20 else 10 ** 20
-
-
-def _exactly(chunks: Iterable[bytes], declared: int) -> Iterator[bytes]:
-    """The chunks, failing the upload (so nothing is kept) unless they add up to exactly the
-    size the client declared in x-openstack-image-size."""
-    received = 0
-    for chunk in chunks:
-        received += len(chunk)
-        if received > declared:
-            raise Invalid(f"The image data is larger than the declared size {declared} "
-                          "(x-openstack-image-size).")
-        yield chunk
-    if received != declared:
-        raise Invalid(f"The image data ({received} bytes) does not match the declared size "
-                      f"{declared} (x-openstack-image-size).")

@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from glimpse.api.expected_hash_header import V2_HEADER, parse_expected_hash
 from glimpse.api.http import empty_response, in_thread, json_response
-from glimpse.api.v2.handlers import Call, _declared_size, _exactly
+from glimpse.api.v2.handlers import Call
 from glimpse.api.v2.task_json import image_task_json
+from glimpse.api.v2.upload_body import declared_size, exactly
 from glimpse.domain.data import HashCheck, Upload
 from glimpse.domain.glance_download import GLANCE_DOWNLOAD, parse_remote
 from glimpse.domain.imports import METHODS, WEB_DOWNLOAD, ImportRequest, ImportService
@@ -38,13 +39,13 @@ class ImportHandlers:
             raise UnsupportedMediaType("The Content-Type of image data must be "
                                        "application/octet-stream.")
         expected = expected_hash(call.header(V2_HEADER))
-        declared = _declared_size(call.header("x-openstack-image-size"))
+        declared = declared_size(call.header("x-openstack-image-size"))
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         if declared is not None:
             if upload.length is not None and upload.length != declared:
                 raise Invalid(f"The Content-Length ({upload.length}) does not match the "
                               f"declared size {declared} (x-openstack-image-size).")
-            upload = Upload(_exactly(upload.chunks, declared), declared)
+            upload = Upload(exactly(upload.chunks, declared), declared)
         await call.run(functools.partial(self.imports.stage, call.principal,
                                          call.params["image_id"], upload, expected))
         return empty_response(204)
