@@ -168,7 +168,7 @@ def build_app(settings: Settings, migrate: bool = True,
     v2_images = ImageService(repo, data, limits, admins_read_deactivated=True,
                              hide_deleted=True, policy=policy, protections=protections,
                              location_tasks=LocationTasks(SqlTaskRepository(engine),
-                                                          data.claim_fields))
+                                                          data.claim_fields, events))
     schemas = ImageSchemas(settings.disk_formats, settings.container_formats,
                            load_operator_schema(settings.image_schema_file))
     v2 = V2Handlers(v2_images, members, settings.limit_param_default, settings.api_limit_max,

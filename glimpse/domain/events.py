@@ -13,6 +13,7 @@ from typing import Any
 
 from glimpse.domain.model import Image, Member, Principal, now
 from glimpse.domain.ports import Notifier
+from glimpse.domain.tasks import Task
 
 # Every event type glimpse sends (docs/notifications.md has a sample payload of each). Glance's
 # task.* events have no counterpart: glimpse has no tasks API (yet).
@@ -20,6 +21,7 @@ EVENT_TYPES = (
     "image.create", "image.prepare", "image.upload", "image.activate", "image.update",
     "image.delete", "image.send", "image.member.create", "image.member.update",
     "image.member.delete", "image.tag.create", "image.tag.delete",
+    "task.create", "task.run", "task.processing", "task.success", "task.failure",
 )
 
 
@@ -83,6 +85,31 @@ def member_payload(member: Member) -> dict[str, Any]:
     }
 
 
+def task_payload(task: Task) -> dict[str, Any]:
+    """Glance's format_task_notification: never the input (it may hold a URL with
+    credentials) nor the result or message."""
+    return {
+        "id": task.id,
+        "type": str(task.type),
+        "status": str(task.status),
+        "result": None,
+        "owner": task.owner,
+        "message": None,
+        "expires_at": isotime(task.expires_at),
+        "created_at": isotime(task.created_at),
+        "updated_at": isotime(task.updated_at),
+        "deleted": False,
+        "deleted_at": None,
+    }
+
+
+def _import_lists(image: Image) -> dict[str, Any]:
+    """The stores an import is writing to and those that failed, as lists (Glance adds them
+    to image.prepare and image.upload from the image's os_glance_* properties)."""
+    return {key: [s for s in (image.properties.get(key) or "").split(",") if s]
+            for key in ("os_glance_importing_to_stores", "os_glance_failed_import")}
+
+
 class Events:
     """The domain's side of notifications: one method per kind of event, each building its
     payload only when notifications are on."""
@@ -99,14 +126,15 @@ class Events:
     def prepare(self, image: Image) -> None:
         """Data starts streaming into a store (Glance adds v2 import's store lists)."""
         if self.on:
-            self._notifier.notify("image.prepare", {**image_payload(image), **_IMPORT_LISTS})
+            self._notifier.notify("image.prepare", {**image_payload(image),
+                                                    **_import_lists(image)})
 
     def uploaded(self, image: Image, activated: bool) -> None:
         """The data is stored: image.upload, then image.activate when it made the image
         active (Glance's order)."""
         if self.on:
             payload = image_payload(image)
-            self._notifier.notify("image.upload", {**payload, **_IMPORT_LISTS})
+            self._notifier.notify("image.upload", {**payload, **_import_lists(image)})
             if activated:
                 self._notifier.notify("image.activate", payload)
 
@@ -156,10 +184,11 @@ class Events:
                 "receiver_user_id": principal.user,
             }, error=expected is not None and bytes_sent != expected)
 
-
-# glimpse has no interoperable import (v2's import API): the lists Glance adds to
-# image.prepare and image.upload are always empty.
-_IMPORT_LISTS: dict[str, Any] = {"os_glance_importing_to_stores": [],
-                                 "os_glance_failed_import": []}
+    def task(self, event_type: str, task: Task) -> None:
+        """task.create, task.run, task.processing, task.success, task.failure. As Glance,
+        the payload is the task as it was before the event's change (task.processing says
+        pending, task.success processing)."""
+        if self.on:
+            self._notifier.notify(event_type, task_payload(task))
 
 __all__ = ["EVENT_TYPES", "NO_NOTIFIER", "Events", "NullNotifier"]

@@ -314,6 +314,7 @@ class ImportService:
             user_id=principal.user, **self._claim(),
         )
         self._tasks.create_task(task)
+        self._data.events.task("task.create", task)
         fields: dict[str, Any] = {"updated_at": stamp}
         if method != COPY_IMAGE:
             lifecycle.check_transition(image.status, Status.IMPORTING)
@@ -342,6 +343,7 @@ class ImportService:
             self._finish_lock(image.id, task.id, failed=())
             self._end_task(task, TaskStatus.SUCCESS, "", {"image_id": image.id})
             return task
+        self._data.events.task("task.run", task)
         self._background.submit(
             self._run, task, dataclasses.replace(request, roles=principal.roles), targets)
         return task
@@ -403,6 +405,8 @@ class ImportService:
                                         expected_status=[TaskStatus.PENDING],
                                         expected_incarnation=self._incarnation):
                 return
+            self._data.events.task("task.processing", task)
+            task = dataclasses.replace(task, status=TaskStatus.PROCESSING)
             if request.method == COPY_IMAGE:
                 self._copy_image(task, request, targets)
             else:
@@ -455,7 +459,7 @@ class ImportService:
                 # Its location is gone: `glimpse store check` reports the object as an orphan.
                 log.warning("image %s: the staged data could not be deleted from store %s: "
                             "%s", image.id, location.store, exc.message)
-        self._data.events.image("image.activate", finished)
+        self._data.events.uploaded(finished, activated=True)
         self._end_task(task, TaskStatus.SUCCESS, "", {"image_id": image.id})
 
     def _store_data(self, task: Task, image: Image, request: ImportRequest,
@@ -473,6 +477,7 @@ class ImportService:
             first, rest = targets[0], targets[1:]
             located = self._data.claimed_location(image.id, first)
             stages = self._data.stages(inspected, source, Status.IMPORTING, None)
+            self._data.events.prepare(image)
             check = Digest(request.expected)
             try:
                 self._stores[first].put(located.url, check.passing(stages.output))
@@ -616,11 +621,15 @@ class ImportService:
     def _end_task(self, task: Task, status: TaskStatus, message: str,
                   result: dict[str, Any] | None = None, incarnation: str | None = None) -> bool:
         stamp = now()
-        return self._tasks.set_task(
+        ended = self._tasks.set_task(
             task.id, {"status": status, "message": message, "result": result,
                       "updated_at": stamp, "expires_at": stamp + TIME_TO_LIVE},
             expected_status=list(RUNNING),
             expected_incarnation=incarnation if incarnation is not None else self._incarnation)
+        if ended:
+            self._data.events.task(
+                "task.success" if status is TaskStatus.SUCCESS else "task.failure", task)
+        return ended
 
     def _fail(self, task: Task, message: str, incarnation: str | None = None) -> None:
         """End a task as failed and put its image back where the user can act on it: data

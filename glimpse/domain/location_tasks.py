@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from glimpse.domain.data import HashCheck
+from glimpse.domain.events import Events
 from glimpse.domain.model import Image, Principal, now
 from glimpse.domain.tasks import RUNNING, TIME_TO_LIVE, Task, TaskRepository, TaskStatus, TaskType
 from glimpse.errors import GlimpseError
@@ -24,10 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class LocationTasks:
-    def __init__(self, tasks: TaskRepository, claim: Callable[[], dict[str, Any]]) -> None:
-        """``claim``: the fields naming this process (the node and incarnation) on a task."""
+    def __init__(self, tasks: TaskRepository, claim: Callable[[], dict[str, Any]],
+                 events: Events | None = None) -> None:
+        """``claim``: the fields naming this process (the node and incarnation) on a task;
+        ``events``: where task.create and task.success/task.failure go."""
         self._tasks = tasks
         self._claim = claim
+        self._events = events or Events()
 
     def start(self, principal: Principal, image: Image, url: str,
               expected: HashCheck | None, request_id: str | None = None) -> Task:
@@ -45,6 +49,7 @@ class LocationTasks:
             created_at=stamp, updated_at=stamp, request_id=request_id, user_id=principal.user,
             **self._claim())
         self._tasks.create_task(task)
+        self._events.task("task.create", task)
         return task
 
     def ender(self, task: Task) -> Callable[[str | None], None]:
@@ -58,7 +63,8 @@ class LocationTasks:
             "message": failure or "", "updated_at": stamp, "expires_at": stamp + TIME_TO_LIVE,
             "result": {"image_id": task.image_id} if failure is None else None}
         try:
-            self._tasks.set_task(task.id, fields, expected_status=list(RUNNING))
+            if self._tasks.set_task(task.id, fields, expected_status=list(RUNNING)):
+                self._events.task("task.success" if failure is None else "task.failure", task)
         except GlimpseError as exc:
             # The image is settled whatever the task says; recover() fails it later.
             log.warning("location_import task %s of image %s could not be ended: %s",

@@ -308,3 +308,48 @@ def test_log_driver_writes_events_to_the_log(
             time.sleep(0.1)
     log = srv.log()
     assert "image.create" in log and image_id in log
+
+
+TASK_KEYS = {"id", "type", "status", "result", "owner", "message", "expires_at", "created_at",
+             "updated_at", "deleted", "deleted_at"}
+
+
+def test_an_import_sends_its_tasks_and_images_events(
+        notifying: GlimpseServer, consumer: rabbit.Consumer) -> None:
+    """glance-direct: the task's life as Glance tells it (each payload the task before the
+    change), and the image's prepare, upload and activate with the import's store lists."""
+    owner = f"importer-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=notifying.url, timeout=30) as client:
+        created = client.post("/v2/images", headers=tenant(owner), json={
+            "name": "imported", "disk_format": "raw", "container_format": "bare"})
+        image_id = created.json()["id"]
+        staged = client.put(f"/v2/images/{image_id}/stage", content=DATA,
+                            headers={**tenant(owner), **OCTETS})
+        assert staged.status_code == 204, staged.text
+        started = client.post(f"/v2/images/{image_id}/import", headers=tenant(owner),
+                              json={"method": {"name": "glance-direct"}})
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 30
+        while client.get(f"/v2/images/{image_id}",
+                         headers=tenant(owner)).json()["status"] != "active":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        [task] = client.get(f"/v2/images/{image_id}/tasks",
+                            headers=tenant(owner)).json()["tasks"]
+    assert consumer.wait_for(4, task["id"]) == [
+        "task.create", "task.run", "task.processing", "task.success"]
+    payloads = [e[3] for e in consumer.of(task["id"])]
+    for payload in payloads:
+        assert set(payload) == TASK_KEYS and payload["type"] == "api_image_import"
+        assert payload["owner"] == owner and payload["result"] is None
+    assert [p["status"] for p in payloads] == ["pending", "pending", "pending", "processing"]
+    image_events = consumer.wait_for(4, image_id)
+    assert image_events[0] == "image.create"
+    assert image_events[-3:] == ["image.prepare", "image.upload", "image.activate"], image_events
+    prepare, upload, activate = consumer.of(image_id)[-3:]
+    check_image(prepare[3], image_id, "importing", extra=IMPORT_KEYS)
+    assert prepare[3]["os_glance_importing_to_stores"] == ["file"]
+    check_image(upload[3], image_id, "active", extra=IMPORT_KEYS)
+    assert upload[3]["os_glance_importing_to_stores"] == []
+    assert upload[3]["os_glance_failed_import"] == []
+    check_image(activate[3], image_id, "active")
