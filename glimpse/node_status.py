@@ -277,7 +277,7 @@ def _store(name: str, driver: str, store: Store, probed: Result, default: bool) 
     if sized is not None and probed.available:
         # The probe above says whether the store answers; room is only shown when known.
         with contextlib.suppress(OSError, GlimpseError):
-            free, total = sized.space()
+            free, total = sized.space() or (None, None)
     return StoreStatus(name, driver, default, probed.available, _detail(probed), free, total)
 
 

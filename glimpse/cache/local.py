@@ -275,10 +275,12 @@ class LocalCache:
         if touch:
             with contextlib.suppress(OSError):
                 os.utime(self._seal(key))
+        if count:
+            # A hit is a read the entry served from the start: not the reader whose miss
+            # filled it, even when the fill was published before that reader caught up.
             if self._records is not None:
                 with contextlib.suppress(GlimpseError):
                     self._records.hit(self.node, key)
-        if count:
             self._count("hit")
         return file
 

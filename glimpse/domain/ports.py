@@ -217,8 +217,9 @@ class SizedStore(Protocol):
     """A store that knows how much room it has: a filesystem, a Ceph cluster (object stores
     such as Swift and S3 do not say)."""
 
-    def space(self) -> tuple[int, int]:
-        """(free, total) bytes: what operators read in ``glimpse status``."""
+    def space(self) -> tuple[int, int] | None:
+        """(free, total) bytes, what operators read in ``glimpse status``; None when the
+        store cannot tell now."""
 
 
 def sized_store(store: Store | None) -> SizedStore | None:

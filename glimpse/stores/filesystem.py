@@ -83,7 +83,7 @@ class FilesystemStore:
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         return self._read(self.open_file(key), offset, length)
 
-    def space(self) -> tuple[int, int]:
+    def space(self) -> tuple[int, int] | None:
         usage = shutil.disk_usage(self.directory)
         return usage.free, usage.total
 

@@ -224,9 +224,13 @@ class RbdStore:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def space(self) -> tuple[int, int]:
-        """The cluster's free and raw capacity (Ceph's ``df``; a pool's replicas share it)."""
+    def space(self) -> tuple[int, int] | None:
+        """The cluster's free and raw capacity (Ceph's ``df``; a pool's replicas share it).
+        None when the cluster reports none: its manager daemon gathers these figures, and a
+        cluster without one (a single-node test cluster) reports zeros."""
         stats = self._call(self._connect().get_cluster_stats)
+        if not stats.get("kb"):
+            return None
         return stats["kb_avail"] * 1024, stats["kb"] * 1024
 
     def _partials(self, ioctx: rados.Ioctx, name: str) -> list[str]:

@@ -234,8 +234,15 @@ def test_no_monitor_is_unavailable_within_the_connect_timeout(tmp_path: Path) ->
     assert time.monotonic() - started < 20
 
 
-def test_the_clusters_room_is_known_for_glimpse_status(store: RbdStore) -> None:
-    free, total = store.space()
-    assert 0 < free <= total
-    # The store's sparse OSD file (scripts/ceph) is tens of GiB, never the whole disk's bytes.
-    assert total < 1 << 50
+def test_the_clusters_room_is_unknown_without_a_manager(store: RbdStore) -> None:
+    """scripts/ceph runs no mgr, which gathers Ceph's df: its zeros are no figures to show."""
+    assert store.space() is None
+
+
+def test_the_clusters_room_comes_from_its_df() -> None:
+    store = object.__new__(RbdStore)
+    cluster = SimpleNamespace(get_cluster_stats=lambda: {
+        "kb": 40 << 20, "kb_used": 1 << 20, "kb_avail": 39 << 20, "num_objects": 7})
+    store._connect = lambda: cluster  # type: ignore[method-assign]
+    store._call = lambda fn, *args, **kwargs: fn(*args)  # type: ignore[method-assign]
+    assert store.space() == (39 << 30, 40 << 30)
