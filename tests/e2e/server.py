@@ -64,6 +64,8 @@ class GlimpseServer:
         # The metrics listener (docs/operations.md), when the settings turn it on.
         metrics_port = (settings or {}).get("metrics_port")
         self.metrics_url = f"http://127.0.0.1:{metrics_port}" if metrics_port else ""
+        # What the server was started with: an operator's commands on its node read the same.
+        self.env = dict(env)
         self.log_path = self.data_dir / "server.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")

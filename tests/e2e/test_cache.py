@@ -323,12 +323,9 @@ def test_glanceclient_cache_calls(node: GlimpseServer, client: httpx.Client) -> 
 
 
 def glimpse_cache(node: GlimpseServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """``glimpse cache ...`` on the node: the server's settings, as an operator's shell has."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
-    env["GLIMPSE_DATA_DIR"] = str(node.data_dir)
-    for name, value in cache_settings(node.data_dir).items():
-        env[f"GLIMPSE_{name.upper()}"] = value
-    return subprocess.run([sys.executable, "-m", "glimpse", "cache", *args], env=env,
+    """``glimpse cache ...`` on the node: the server's settings (its database too, on the
+    PostgreSQL and MariaDB runs), as an operator's shell has."""
+    return subprocess.run([sys.executable, "-m", "glimpse", "cache", *args], env=node.env,
                           capture_output=True, text=True, timeout=60)
 
 
