@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from glimpse.domain.data import HashCheck
 from glimpse.domain.model import Location, Status, now
 from glimpse.domain.ports import ImageRepository, Store
 from glimpse.domain.tasks import Task, TaskRepository, TaskStatus
@@ -126,29 +125,6 @@ class Heartbeat:
             if self._lost.is_set():
                 raise PreconditionFailed("The import's task was ended by another process.")
             yield chunk
-
-
-class Digest:
-    """The hash a client said its data has (beyond Glance), checked over the data as it
-    passes; nothing to do without one."""
-
-    def __init__(self, expected: HashCheck | None) -> None:
-        self._expected = expected
-        self._hash = None if expected is None else hashlib.new(expected.algorithm)
-
-    def passing(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            if self._hash is not None:
-                self._hash.update(chunk)
-            yield chunk
-
-    def verify(self, what: str) -> None:
-        if self._expected is None or self._hash is None:
-            return
-        actual = self._hash.hexdigest()
-        if actual != self._expected.value:
-            raise Invalid(f"The {what} does not match the given {self._expected.algorithm} "
-                          f"({actual} != {self._expected.value}).")
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from glimpse.domain import lifecycle
-from glimpse.domain.data import EXTERNAL_STORE, HashCheck, ImageData, Upload
+from glimpse.domain.data import EXTERNAL_STORE, ImageData, Upload
 from glimpse.domain.glance_download import GLANCE_DOWNLOAD, GlanceDownload, RemoteImage
 from glimpse.domain.images import ImageService
-from glimpse.domain.import_streams import Digest, Heartbeat, file_chunks, parallel_copies
+from glimpse.domain.import_streams import Heartbeat, file_chunks, parallel_copies
 from glimpse.domain.lifecycle import FailureRule
 from glimpse.domain.model import (
     Changes,
@@ -67,6 +67,7 @@ from glimpse.errors import (
     NotFound,
     PreconditionFailed,
 )
+from glimpse.streams.expected_hash import ExpectedHash
 from glimpse.streams.upload import UploadStream
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class ImportRequest:
     stores: tuple[str, ...] | None = None
     all_stores: bool = False
     must_succeed: bool = True
-    expected: HashCheck | None = None
+    expected: ExpectedHash | None = None
     body: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     roles: tuple[str, ...] = ()  # the importer's, for the transform (set when it starts)
     # glance-download: the remote image, the caller's token (never recorded: the import's run
@@ -158,7 +159,7 @@ class ImportService:
     # -- stage --------------------------------------------------------------------------------
 
     def stage(self, principal: Principal, image_id: str, upload: Upload,
-              expected: HashCheck | None = None) -> None:
+              expected: ExpectedHash | None = None) -> None:
         """Write the request's data into the staging store: queued -> uploading, the staged
         object recorded as a location first (a failure, or the image's deletion, deletes
         it). The image's size is recorded; its checksum waits for the import."""
@@ -198,13 +199,12 @@ class ImportService:
             limit_error = admission.size_error(admission.used, admission.granted + 1)
         watched = self._data.uploads.watch(image.id, upload.chunks, Status.UPLOADING)
         stream = UploadStream(watched, limit=limit, limit_error=limit_error,
-                              expected_size=None, hash_algo=self.config.hash_algo)
-        check = Digest(expected)
+                              expected_size=None, hash_algo=self.config.hash_algo,
+                              expected_hash=expected)
         try:
             if upload.length is not None and upload.length > limit:
                 raise limit_error
-            self._stores[store_name].put(location.url, check.passing(stream))
-            check.verify("staged data")
+            self._stores[store_name].put(location.url, stream)
         except BaseException:
             with contextlib.suppress(ValueError):
                 watched.close()
@@ -476,12 +476,11 @@ class ImportService:
                 k: v for k, v in fields.items() if k in ("disk_format", "container_format")})
             first, rest = targets[0], targets[1:]
             located = self._data.claimed_location(image.id, first)
-            stages = self._data.stages(inspected, source, Status.IMPORTING, None)
+            stages = self._data.stages(inspected, source, Status.IMPORTING, None,
+                                       expected_hash=request.expected)
             self._data.events.prepare(image)
-            check = Digest(request.expected)
             try:
-                self._stores[first].put(located.url, check.passing(stages.output))
-                check.verify("downloaded data")
+                self._stores[first].put(located.url, stages.output)
             except BaseException:
                 with contextlib.suppress(GlimpseError):
                     self._stores[first].delete(located.url)

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from glimpse.api.v2.import_handlers import expected_hash, parse_import
+from glimpse.api.expected_hash_header import V2_HEADER, parse_expected_hash
+from glimpse.api.v2.import_handlers import parse_import
 from glimpse.domain.web_download import NOT_ALLOWED, resumable
 from glimpse.errors import Invalid, NotFound, Unavailable
+from glimpse.streams.expected_hash import ExpectedHash
 
 DIRECT = {"method": {"name": "glance-direct"}}
 
@@ -45,6 +47,11 @@ def test_the_store_header_excludes_stores_and_all_stores() -> None:
         parse_import({**DIRECT, "stores": ["file"]}, "file", None)
     with pytest.raises(Invalid):
         parse_import({**DIRECT, "all_stores": True}, "file", None)
+
+
+def expected_hash(text: str | None) -> ExpectedHash | None:
+    """The import's header, read as the upload's (one parser for both)."""
+    return parse_expected_hash(text, V2_HEADER)
 
 
 def test_expected_hash_header() -> None:

@@ -14,7 +14,7 @@ from glimpse.api.http import empty_response, in_thread, json_response
 from glimpse.api.v2.handlers import Call
 from glimpse.api.v2.task_json import image_task_json
 from glimpse.api.v2.upload_body import declared_size, exactly
-from glimpse.domain.data import HashCheck, Upload
+from glimpse.domain.data import Upload
 from glimpse.domain.glance_download import GLANCE_DOWNLOAD, parse_remote
 from glimpse.domain.imports import METHODS, WEB_DOWNLOAD, ImportRequest, ImportService
 from glimpse.errors import Invalid, UnsupportedMediaType
@@ -38,7 +38,7 @@ class ImportHandlers:
         if not call.body_type_ok():
             raise UnsupportedMediaType("The Content-Type of image data must be "
                                        "application/octet-stream.")
-        expected = expected_hash(call.header(V2_HEADER))
+        expected = parse_expected_hash(call.header(V2_HEADER), V2_HEADER)
         declared = declared_size(call.header("x-openstack-image-size"))
         upload = call.upload() or Upload(chunks=iter(()), length=0)
         if declared is not None:
@@ -70,11 +70,6 @@ class ImportHandlers:
         return json_response({"tasks": [image_task_json(task) for task in found]})
 
 
-def expected_hash(text: str | None) -> HashCheck | None:
-    """The hash the client says its data has (beyond Glance), read as on ``PUT /file``
-    (docs/import.md); 400 naming the problem."""
-    expected = parse_expected_hash(text, V2_HEADER)
-    return None if expected is None else HashCheck(expected.algorithm, expected.value)
 def parse_import(body: Any, store_header: str | None, hash_header: str | None
                  ) -> ImportRequest:
     """The import body (spec §3), with every 400 rule that needs no image."""
@@ -110,7 +105,7 @@ def parse_import(body: Any, store_header: str | None, hash_header: str | None
     uri = method.get("uri")
     if name == WEB_DOWNLOAD and (not isinstance(uri, str) or not uri):
         raise Invalid("The web-download import method needs a uri.")
-    expected = expected_hash(hash_header)
+    expected = parse_expected_hash(hash_header, V2_HEADER)
     if expected is not None and name != WEB_DOWNLOAD:
         raise Invalid("OpenStack-Image-Expected-Hash goes with the data: on the stage for "
                       "glance-direct, on the import only for web-download.")
