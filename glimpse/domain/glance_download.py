@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 from glimpse.domain.web_download import resumable
 from glimpse.errors import GlimpseError, Invalid, NotFound, PreconditionFailed
+from glimpse.streams import expected_hash
+from glimpse.streams.expected_hash import ExpectedHash
 
 GLANCE_DOWNLOAD = "glance-download"
 # A remote image record is a few KiB; anything much larger is not one.
@@ -191,22 +193,24 @@ class _Authorized:
 
 def verified(chunks: Iterator[bytes], record: RemoteRecord, remote: RemoteImage
              ) -> Iterator[bytes]:
-    """The bytes, then a check that they are the remote image's: its size and its hash (an
+    """The bytes, then a check that they are the remote image's: its size, then its hash (an
     error at the end of the stream fails whatever consumes it, before the image goes active).
     """
-    hasher = hashlib.new(record.digest[0]) if record.digest else None
+    sized = _sized(chunks, record, remote)
+    if record.digest is None:
+        return sized
+    return expected_hash.verified(sized, ExpectedHash(*record.digest))
+
+
+def _sized(chunks: Iterator[bytes], record: RemoteRecord, remote: RemoteImage
+           ) -> Iterator[bytes]:
     received = 0
     for chunk in chunks:
         received += len(chunk)
-        if hasher is not None:
-            hasher.update(chunk)
         yield chunk
     if received != record.size:
         raise Invalid(f"Remote image {remote.image_id} is {record.size} bytes; {received} "
                       "were received.")
-    if hasher is not None and record.digest is not None and hasher.hexdigest() != record.digest[1]:
-        raise Invalid(f"The data received for remote image {remote.image_id} does not match "
-                      f"its {record.digest[0]} hash.")
 
 
 class GlanceDownload:
