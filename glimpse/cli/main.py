@@ -139,11 +139,9 @@ def _store(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: settings_mod.Settings) -> None:
     """Bring the schema to the newest revision before serving: in a child process when there
-    is anything to do, so Alembic (about 11 MiB resident) never loads into a server process,
-    which would keep it for its whole life."""
-    import multiprocessing
-
+    is anything to do (glimpse.db.upgrade_process says why)."""
     from glimpse.db import engine as db_engine
+    from glimpse.db import upgrade_process
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.effective_database_url
@@ -153,20 +151,9 @@ def _migrate(settings: settings_mod.Settings) -> None:
             return
     finally:
         engine.dispose()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_upgrade, args=(url, settings.log_format), name="glimpse-db-upgrade"
-    )
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"glimpse: migrating the database schema failed (exit {child.exitcode})")
-
-
-def _upgrade(url: str, form: str) -> None:
-    from glimpse.db import engine as db_engine
-
-    log_format.configure("warning", form)
-    db_engine.upgrade(db_engine.create_engine(url))
+    status = upgrade_process.run(url, settings.log_format)
+    if status != 0:
+        raise SystemExit(f"glimpse: migrating the database schema failed (exit {status})")
 
 
 def _is_loopback(host: str) -> bool:

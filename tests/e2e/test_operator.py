@@ -53,6 +53,34 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     assert again.returncode == 0
 
 
+def _children(pid: int) -> list[str]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    return found
+
+
+def test_a_server_that_created_its_schema_runs_alone(tmp_path: Path) -> None:
+    """The schema is made in a child process that ends: nothing of it stays beside the server
+    (multiprocessing's spawn left its resource tracker running, 13 MiB for the server's life),
+    and the database URL, which may hold a password, is not on any command line."""
+    db_file = tmp_path / "new.sqlite"
+    srv = GlimpseServer({"database_url": f"sqlite:///{db_file}"}, data_dir=tmp_path / "data")
+    try:
+        assert httpx.get(f"{srv.url}/v2/images", headers={"X-Roles": "admin"}).status_code == 200
+        with sqlite3.connect(db_file) as conn:
+            version = conn.execute("select version_num from alembic_version").fetchone()[0]
+        assert version == HEAD_REVISION
+        assert _children(srv.process.pid) == []
+    finally:
+        srv.stop()
+
+
 def test_database_url_and_config_file(tmp_path: Path) -> None:
     db_file = tmp_path / "elsewhere.sqlite"
     config = tmp_path / "glimpse.toml"
