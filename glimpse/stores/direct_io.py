@@ -19,8 +19,9 @@ import fcntl
 import mmap
 import os
 
-# A multiple of every logical block size in use (512 and 4096 bytes).
-BUFFER_SIZE = 1 << 20
+# A multiple of every logical block size in use (512 and 4096 bytes); the size of the upload's
+# blocks (glimpse.api.http.UPLOAD_BLOCK), so each block is one write.
+BUFFER_SIZE = 1 << 19
 _DIRECT = getattr(os, "O_DIRECT", 0)
 
 

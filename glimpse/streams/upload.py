@@ -12,8 +12,9 @@ from glimpse.streams.expected_hash import ExpectedHash
 
 # Below this a chunk is hashed inline: handing it to another thread would cost more.
 PARALLEL_MIN = 256 * 1024
-# How many chunks the hashes may be behind the write (each holds its chunk in memory).
-HASH_LAG = 2
+# How many chunks the hashes may be behind the write (each holds its chunk in memory; see
+# glimpse.api.http.UPLOAD_BLOCK for what one more costs and gains).
+HASH_LAG = 1
 
 
 class UploadStream:
