@@ -23,6 +23,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from glimpse.db import transactions
+from glimpse.db.fixed import Fixed
 from glimpse.db.tables import (
     SORT_COPIES,
     SORT_NULLS,
@@ -103,7 +104,7 @@ class SqlImageRepository:
         def work(conn: Connection) -> None:
             if admit is not None:
                 _lock_project(conn, image.owner)
-            conn.execute(_INSERT_IMAGE, row)
+            _INSERT_IMAGE.run(conn, row)
             if admit is not None:
                 reserved = admit(_usage(conn, image.owner, image.id))
                 if reserved is not None:
@@ -505,8 +506,8 @@ class SqlImageRepository:
         conn: Connection, image_id: str, properties: dict[str, str | None]
     ) -> None:
         if properties:
-            conn.execute(
-                _INSERT_PROPERTY,
+            _INSERT_PROPERTY.run(
+                conn,
                 [{"image_id": image_id, "name": k, "value": v} for k, v in properties.items()],
             )
 
@@ -806,7 +807,7 @@ def _set_fields(
         values[_INCARNATION_PARAM] = expected_incarnation
     stmt = _field_update(frozenset(fields), expected_status is not None,
                          expected_incarnation is not None)
-    return bool(conn.execute(stmt, values).rowcount == 1)
+    return stmt.rowcount(conn, values) == 1
 
 
 class _Unchanged(Exception):
@@ -835,17 +836,19 @@ _ID_PARAM = "_image_id"
 _SET_PARAM = "_set_"  # + a column's name: its new value (a column's own name is reserved)
 _EXPECTED_PARAM = "_expected_status"
 _INCARNATION_PARAM = "_expected_incarnation"
-_INSERT_IMAGE = images.insert()
-_INSERT_PROPERTY = image_properties.insert()
-_INSERT_TAG = image_tags.insert()
-_INSERT_LOCATION = image_locations.insert()
-_NEXT_LOCATION = sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1) + 1) \
-    .where(image_locations.c.image_id == sa.bindparam(_ID_PARAM))
+# On SQLite they run through the driver (fixed.py).
+_INSERT_IMAGE = Fixed(images.insert())
+_INSERT_PROPERTY = Fixed(image_properties.insert())
+_INSERT_TAG = Fixed(image_tags.insert())
+_INSERT_LOCATION = Fixed(image_locations.insert())
+_NEXT_LOCATION = Fixed(
+    sa.select(sa.func.coalesce(sa.func.max(image_locations.c.position), -1) + 1)
+    .where(image_locations.c.image_id == sa.bindparam(_ID_PARAM)))
 
 
 @functools.lru_cache(maxsize=256)
 def _field_update(names: frozenset[str], conditional: bool,
-                  by_incarnation: bool = False) -> sa.Update:
+                  by_incarnation: bool = False) -> Fixed:
     """UPDATE images SET <names> WHERE id = :_image_id [AND status = :_expected_status]
     [AND claim_incarnation = :_expected_incarnation]."""
     where = images.c.id == sa.bindparam(_ID_PARAM)
@@ -853,8 +856,8 @@ def _field_update(names: frozenset[str], conditional: bool,
         where = sa.and_(where, images.c.status == sa.bindparam(_EXPECTED_PARAM))
     if by_incarnation:
         where = sa.and_(where, images.c.claim_incarnation == sa.bindparam(_INCARNATION_PARAM))
-    return images.update().where(where).values(
-        {name: sa.bindparam(_SET_PARAM + name) for name in names})
+    return Fixed(images.update().where(where).values(
+        {name: sa.bindparam(_SET_PARAM + name) for name in names}))
 
 
 _NOT_LIVE = [str(Status.KILLED), str(Status.DELETED), str(Status.PENDING_DELETE)]
@@ -931,7 +934,7 @@ def _has_location(*also: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
 def _add_tags(conn: Connection, image_id: str, tags: Iterable[str]) -> None:
     values = [{"image_id": image_id, "value": t} for t in dict.fromkeys(tags)]
     if values:
-        conn.execute(_INSERT_TAG, values)
+        _INSERT_TAG.run(conn, values)
 
 
 def _change_tags(conn: Connection, image_id: str, changes: Changes) -> None:
@@ -978,8 +981,8 @@ def _add_locations(
     if not locations:
         return
     if start is None:
-        start = conn.execute(_NEXT_LOCATION, {_ID_PARAM: image_id}).scalar_one()
-    conn.execute(_INSERT_LOCATION, [
+        start = _NEXT_LOCATION.scalar(conn, {_ID_PARAM: image_id})
+    _INSERT_LOCATION.run(conn, [
         {"image_id": image_id, "position": start + n, "store": loc.store, "url": loc.url,
          "meta": json.dumps(dict(loc.metadata)), "status": str(loc.status)}
         for n, loc in enumerate(locations)])
