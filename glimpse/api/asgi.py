@@ -220,7 +220,8 @@ class GlimpseApp:
         if self.public_endpoint:
             return self.public_endpoint
         host = request.headers.get("host") or "{}:{}".format(*(request.scope["server"] or ("", 0)))
-        return f"{request.url.scheme}://{host}"
+        # The scope's scheme: request.url would parse the whole URL for it.
+        return f"{request.scope.get('scheme', 'http')}://{host}"
 
     def _versions_document(self, request: Request) -> dict[str, Any]:
         base = self._base_url(request)

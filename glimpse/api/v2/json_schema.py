@@ -83,7 +83,7 @@ def problem(value: Any, schema: Mapping[str, Any]) -> str | None:
         names = kinds if isinstance(kinds, list) else [kinds]
         if not any(_is_type(value, k) for k in names):
             return f"{shown(value)} is not of type {', '.join(repr(k) for k in names)}"
-    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+    if "enum" in schema and not _one_of(value, schema["enum"]):
         return f"{shown(value)} is not one of {schema['enum']!r}"
     if isinstance(value, str):
         return _string_problem(value, schema)
@@ -174,6 +174,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _one_of(value: Any, enum: list[Any]) -> bool:
+    # A string equals only strings, whatever the rest: list containment (in C) is JSON's
+    # equality then, where comparing value by value cost a tenth of a create's event-loop time.
+    if isinstance(value, str):
+        return value in enum
+    return any(_same(value, e) for e in enum)
 
 
 def _same(value: Any, expected: Any) -> bool:
