@@ -44,14 +44,31 @@ class FileWriter:
     def __init__(self, fd: int, direct: bool) -> None:
         self._fd = fd
         self._direct = direct
-        self._buffer = mmap.mmap(-1, BUFFER_SIZE) if direct else None
+        self._buffering = direct
+        # Made at the second chunk, or a first one that fills it: a stream of one short chunk
+        # (a small image) ends in a buffered write anyway, which the first chunk, held, feeds
+        # without the buffer's mapping, page faults and copy.
+        self._buffer: mmap.mmap | None = None
+        self._held: bytes | None = None
         self._filled = 0
 
     def write(self, chunk: bytes | memoryview) -> None:
-        view = memoryview(chunk)
-        if self._buffer is None:
-            _write_all(self._fd, view)
+        if not self._buffering:
+            _write_all(self._fd, memoryview(chunk))
             return
+        if self._buffer is None:
+            if self._held is None and len(chunk) < BUFFER_SIZE:
+                self._held = chunk if isinstance(chunk, bytes) else bytes(chunk)
+                return
+            self._buffer = mmap.mmap(-1, BUFFER_SIZE)
+            held, self._held = self._held, None
+            if held is not None:
+                self._copy(held)
+        self._copy(chunk)
+
+    def _copy(self, chunk: bytes | memoryview) -> None:
+        assert self._buffer is not None
+        view = memoryview(chunk)
         while view:
             n = min(len(view), BUFFER_SIZE - self._filled)
             self._buffer[self._filled : self._filled + n] = view[:n]
@@ -62,7 +79,11 @@ class FileWriter:
 
     def finish(self) -> None:
         """Write what is buffered and make the file durable."""
-        if self._buffer is not None and self._filled:
+        if self._held is not None:
+            self._buffered_mode()
+            _write_all(self._fd, memoryview(self._held))
+            self._held = None
+        elif self._buffer is not None and self._filled:
             tail = memoryview(self._buffer)[: self._filled]
             try:
                 self._buffered_mode()
@@ -76,6 +97,7 @@ class FileWriter:
         # Dropped rather than closed: after a failed write, views of it may live on in the
         # exception's traceback, and closing an mmap with views raises.
         self._buffer = None
+        self._held = None
 
     def _flush_full(self) -> None:
         assert self._buffer is not None
