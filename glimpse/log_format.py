@@ -51,6 +51,10 @@ REQUEST_IDS: contextvars.ContextVar[RequestIds | None] = contextvars.ContextVar(
 def escape_controls(text: str) -> str:
     """``text`` with each control character written as a backslash escape (``\\r``,
     ``\\x1b``, ``\\u2028``): printable, and never a line break."""
+    # Every character the pattern finds is one isprintable() refuses (C0 and C1 controls,
+    # DEL, the separators): a printable text, as nearly every record's is, needs no search.
+    if text.isprintable():
+        return text
     return _CONTROL.sub(_escape, text)
 
 

@@ -38,4 +38,6 @@ def redact_urls(text: str) -> str:
     redact_url does; for text that may hold URLs among other words (log records, exception
     texts). A URL without either (``user:secret@host``) cannot be told from other words here:
     redact_url it where it is rendered."""
+    if "@" not in text:  # no userinfo, as in most log records: no search
+        return text
     return _URL_WITH_USERINFO.sub(rf"\1{REDACTED}@", text)
