@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from oslo_utils.imageutils import format_inspector
 
 from glimpse import settings
 from glimpse.errors import Invalid
-from glimpse.inspection.oslo import FORMATS, OsloDetector
+from glimpse.inspection.oslo import FORMATS, SIGNATURES, OsloDetector
 from glimpse.streams.inspection import Detection, Finding, InspectionRules, Inspector, judge
 from tests.e2e.disk_images import MIB, gpt_disk, qcow2_header
 
@@ -139,3 +141,37 @@ def test_uninspected_formats_keep_other_content() -> None:
     assert inspect(QCOW2_PLAIN, "qcow2", "ova") is None
     lax_raw = InspectionRules(frozenset(), strict_raw=False)
     assert inspect(QCOW2_PLAIN, "raw", rules=lax_raw) is None
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_without_its_signature_the_padded_pass_never_finds_the_format(name: str) -> None:
+    """The padded pass skips a format of SIGNATURES whose signature a short stream lacks:
+    sound while oslo.utils finds none of these streams to be that format once padded (the
+    pass run anyway here), and does find the stream with the signature in place."""
+    offset, signatures = SIGNATURES[name]
+    for signature in signatures:
+        flipped = bytes([signature[0] ^ 0xFF]) + signature[1:]
+        for head in (bytes(offset), os.urandom(offset), b"x" * offset):
+            for content in (flipped, b"", os.urandom(len(signature))):
+                assert name not in _padded_formats(head + content, name)
+        assert name in _padded_formats(bytes(offset) + signature, name, forced=False)
+
+
+def _padded_formats(data: bytes, name: str, forced: bool = True) -> set[str]:
+    detector = OsloDetector()
+    detector.feed(data)
+    if not forced:
+        return {m.format for m in detector.finish().matches}
+    return {m.format for m in detector._padded({name})}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_a_short_stream_with_a_signature_is_still_found(name: str) -> None:
+    """A short stream with a format's signature in place is found as that format (by the
+    padded pass, or at once); the same stream without it is not."""
+    offset, signatures = SIGNATURES[name]
+    for length in (offset + len(signatures[0]), offset + 4096):
+        short = bytearray(length)
+        short[offset:offset + len(signatures[0])] = signatures[0]
+        assert name in _padded_formats(bytes(short), name, forced=False)
+        assert name not in _padded_formats(bytes(length), name, forced=False)
