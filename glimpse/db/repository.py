@@ -678,27 +678,33 @@ class SqlImageRepository:
         return sa.and_(first <= value if descending else first >= value, sa.or_(*prefixes))
 
 
-# What other tables hold of images, as rows of one shape: (kind, image id, position, then four
-# values), a branch per table, each bounded by its table's image_id index (``of``).
+# What other tables hold of images, as rows of one shape: (kind, image id, then values), a
+# branch per table, each bounded by its table's image_id index (``of``). A property is
+# (name, value), a tag (value), a location (store, url, meta, status, position). Without
+# locations the rows are four wide, not seven: every value fetched costs (Python 3.11's sqlite3
+# releases and retakes the GIL for each), and a list page fetches one per property.
 _KINDS = ("p", "t", "l")
+_RELATED_WIDTH = 7
 
 
 def _related_rows(
     of: Callable[[sa.Column[str]], sa.ColumnElement[bool]], with_locations: bool = True,
 ) -> list[sa.Select[Any]]:
     """Properties, tags and (unless told not to) locations."""
-    none = sa.null()
     props, tags, locs = image_properties.c, image_tags.c, image_locations.c
+    # (PostgreSQL types a column of a UNION by its branches in turn: a NULL there would be
+    # text, which a location's integer position then does not match.)
+    padding = [sa.null(), sa.null(), sa.literal_column("0")] if with_locations else []
     branches = [
-        sa.select(sa.literal_column("'p'"), props.image_id, sa.literal_column("0"), props.name,
-                  props.value, none, none).where(of(props.image_id)),
-        sa.select(sa.literal_column("'t'"), tags.image_id, sa.literal_column("0"), tags.value,
-                  none, none, none).where(of(tags.image_id)),
+        sa.select(sa.literal_column("'p'"), props.image_id, props.name, props.value,
+                  *padding).where(of(props.image_id)),
+        sa.select(sa.literal_column("'t'"), tags.image_id, tags.value, sa.null(),
+                  *padding).where(of(tags.image_id)),
     ]
     if with_locations:
         branches.append(
-            sa.select(sa.literal_column("'l'"), locs.image_id, locs.position, locs.store,
-                      locs.url, locs.meta, locs.status).where(of(locs.image_id)))
+            sa.select(sa.literal_column("'l'"), locs.image_id, locs.store, locs.url, locs.meta,
+                      locs.status, locs.position).where(of(locs.image_id)))
     return branches
 
 
@@ -738,10 +744,9 @@ def _ids_value(dialect: str, ids: list[str]) -> Any:
 # to the image's width. Built once: SQLAlchemy memoizes a statement's cache key on the object,
 # so a constant with a bound parameter skips both building the statement and keying its
 # compiled form (a third of a HEAD request's CPU when built per call).
-_RELATED_WIDTH = 7
 _ONE_IMAGE = sa.union_all(
-    sa.select(sa.literal_column("'i'"), images.c.id, sa.literal_column("0"),
-              *([sa.null()] * (_RELATED_WIDTH - 3)), *_SELECT_IMAGE)
+    sa.select(sa.literal_column("'i'"), images.c.id, *([sa.null()] * (_RELATED_WIDTH - 3)),
+              sa.literal_column("0"), *_SELECT_IMAGE)
     .where(images.c.id == sa.bindparam("image_id")),
     *(branch.add_columns(*([sa.null()] * len(_SELECT_IMAGE)))
       for branch in _related_rows(lambda column: column == sa.bindparam("image_id"))),
@@ -820,12 +825,12 @@ class _Related:
         for row in rows:
             kind, image_id = row[0], row[1]
             if kind == "p":  # by far the most rows
-                properties[image_id][row[3]] = row[4]
+                properties[image_id][row[2]] = row[3]
             elif kind == "t":
-                tags.setdefault(image_id, []).append(row[3])
+                tags.setdefault(image_id, []).append(row[2])
             else:
                 located.setdefault(image_id, []).append(
-                    (row[2], _location(row[3], row[4], row[5], row[6])))
+                    (row[6], _location(row[2], row[3], row[4], row[5])))
 
     def of(self, image_id: str) -> tuple[dict[str, str | None], list[str], list[Location]]:
         tags = self.tags.get(image_id)
