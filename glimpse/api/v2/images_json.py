@@ -57,8 +57,8 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
     }
     properties = image.properties
     if not properties:
-        return document  # (and _NOT_SHOWN_AS_IS is made from such a document, below)
-    if properties.keys().isdisjoint(_NOT_SHOWN_AS_IS) and None not in properties.values():
+        return document  # (and NOT_SHOWN_AS_IS is made from such a document, below)
+    if properties.keys().isdisjoint(NOT_SHOWN_AS_IS) and None not in properties.values():
         # The usual case, in one step (a list page renders a thousand images).
         document.update(properties)
         return document
@@ -72,7 +72,7 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
 
 # Property names image_json does not copy as they are: the base keys (which win over a
 # property of the same name) and the hidden properties.
-_NOT_SHOWN_AS_IS = HIDDEN_PROPERTIES | frozenset(image_json(Image(id="", status=Status.QUEUED)))
+NOT_SHOWN_AS_IS = HIDDEN_PROPERTIES | frozenset(image_json(Image(id="", status=Status.QUEUED)))
 
 
 def member_json(member: Member) -> dict[str, Any]:
