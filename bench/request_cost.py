@@ -6,7 +6,10 @@ no network and no HTTP parser, N times after 20 untimed calls:
 
 * ``get``: ``GET /v2/images/{id}`` of an image with five properties;
 * ``create``: ``POST /v2/images`` (five properties);
-* ``create_put``: ``POST /v2/images`` then ``PUT .../file`` with 64 KiB of random data.
+* ``create_put``: ``POST /v2/images`` then ``PUT .../file`` with 64 KiB of random data;
+* ``list``: ``GET /v2/images?limit=1000`` as an admin of the images' project, of 2,000 queued
+  private images with five properties each (the shape of glimpse_bench.py's listing set),
+  the first page and the page after it (``marker``) in turn.
 
 It prints wall and CPU microseconds per request. Under callgrind, ``--instructions`` runs
 itself twice (N and 2N requests) and prints the difference per request: instructions that do
@@ -14,6 +17,10 @@ not depend on how busy the machine is, start-up excluded.
 
     .venv/bin/python bench/request_cost.py get 3000
     .venv/bin/python bench/request_cost.py --instructions create_put 40   # needs valgrind
+    .venv/bin/python bench/request_cost.py --instructions list 4
+
+``list`` seeds its images once per data directory (through the API, 2,000 creates); with
+``--instructions`` they are made before callgrind starts, and each run under it reads a copy.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,10 +45,22 @@ HEADERS = [(b"host", b"127.0.0.1:9292"), (b"x-tenant-id", b"bench"), (b"x-roles"
 CREATE = json.dumps({"name": "bench", "disk_format": "raw", "container_format": "bare",
                      **{f"p{n}": f"v{n}" for n in range(5)}}).encode()
 WARM_UP = 20
+LIST_IMAGES = 2000
+LIST_PAGE = 1000
+LIST_WARM_UP = 2
+
+
+def _listed(i: int) -> bytes:
+    """An image of the listing set, as glimpse_bench.py's list_1000 makes them."""
+    return json.dumps({"name": f"bench-list-{i:05d}", "disk_format": "raw",
+                       "container_format": "bare", "visibility": "private",
+                       "bench_set": "list10k", "bench_idx": str(i), "bench_os": "linux",
+                       "bench_arch": "x86_64", "bench_team": f"team-{i % 17}"}).encode()
 
 
 async def _call(app: Any, method: str, path: str, body: bytes = b"",
-                headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, bytes]:
+                headers: tuple[tuple[bytes, bytes], ...] = (),
+                query: bytes = b"") -> tuple[int, bytes]:
     sent = False
     status = 0
     out = b""
@@ -65,7 +85,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"",
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": scope_headers,
+             "query_string": query, "root_path": "", "headers": scope_headers,
              "server": ("127.0.0.1", 9292), "client": ("127.0.0.1", 50000), "extensions": {}}
     await app(scope, receive, send)
     return status, out
@@ -82,6 +102,9 @@ async def _run(kind: str, count: int, data_dir: Path) -> None:
     json_type = ((b"content-type", b"application/json"),)
     data_type = ((b"content-type", b"application/octet-stream"),)
     data = os.urandom(64 * 1024)
+    if kind == "list":
+        await _list_pages(app, count)
+        return
     status, body = await _call(app, "POST", "/v2/images", CREATE, json_type)
     assert status == 201, status
     image_id = json.loads(body)["id"]
@@ -98,7 +121,11 @@ async def _run(kind: str, count: int, data_dir: Path) -> None:
             status, _ = await _call(app, "PUT", f"/v2/images/{new_id}/file", data, data_type)
             assert status == 204, status
 
-    for _ in range(WARM_UP):
+    await _timed(kind, once, count, WARM_UP)
+
+
+async def _timed(kind: str, once: Any, count: int, warm_up: int) -> None:
+    for _ in range(warm_up):
         await once()
     before = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter()
@@ -112,10 +139,40 @@ async def _run(kind: str, count: int, data_dir: Path) -> None:
           "system CPU per request")
 
 
-def _instructions(kind: str, count: int) -> int:
-    """Instructions of ``count`` requests under callgrind (whole process, start-up included)."""
+async def _list_pages(app: Any, count: int) -> None:
+    """``count`` list pages of LIST_PAGE images, the first page and the second in turn; the
+    listing set is made first unless the data directory holds it."""
+    query = f"limit={LIST_PAGE}".encode()
+    status, body = await _call(app, "GET", "/v2/images", query=query)
+    assert status == 200, status
+    listed = len(json.loads(body)["images"])
+    if listed < LIST_PAGE:
+        json_type = ((b"content-type", b"application/json"),)
+        for i in range(LIST_IMAGES):
+            status, _ = await _call(app, "POST", "/v2/images", _listed(i), json_type)
+            assert status == 201, status
+        status, body = await _call(app, "GET", "/v2/images", query=query)
+    first = json.loads(body)
+    assert len(first["images"]) == LIST_PAGE, len(first["images"])
+    pages = [query, first["next"].partition("?")[2].encode()]
+    turn = 0
+
+    async def once() -> None:
+        nonlocal turn
+        status, body = await _call(app, "GET", "/v2/images", query=pages[turn])
+        assert status == 200 and body.count(b'"bench_set"') == LIST_PAGE, status
+        turn ^= 1
+
+    await _timed("list", once, count, LIST_WARM_UP)
+
+
+def _instructions(kind: str, count: int, seeded: Path | None) -> int:
+    """Instructions of ``count`` requests under callgrind (whole process, start-up included).
+    ``seeded``: a data directory to run on a copy of."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
+        if seeded is not None:
+            shutil.copytree(seeded, scratch, dirs_exist_ok=True)
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
              __file__, "--data-dir", scratch, kind, str(count)],
@@ -131,15 +188,23 @@ def _instructions(kind: str, count: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("get", "create", "create_put"))
+    parser.add_argument("kind", choices=("get", "create", "create_put", "list"))
     parser.add_argument("count", type=int)
     parser.add_argument("--instructions", action="store_true",
                         help="instructions per request under callgrind (N and 2N runs)")
     parser.add_argument("--data-dir", type=Path, help="default: a temporary directory")
     args = parser.parse_args()
     if args.instructions:
-        once, twice = _instructions(args.kind, args.count), _instructions(args.kind,
-                                                                          2 * args.count)
+        with tempfile.TemporaryDirectory() as seeded:
+            template = None
+            if args.kind == "list":
+                # The listing set made once, outside callgrind (by a process that has ended
+                # when it is copied): each run reads a copy.
+                template = Path(seeded)
+                subprocess.run([sys.executable, __file__, "--data-dir", seeded, "list", "1"],
+                               check=True, stdout=subprocess.DEVNULL)
+            once = _instructions(args.kind, args.count, template)
+            twice = _instructions(args.kind, 2 * args.count, template)
         print(f"{args.kind}: {(twice - once) // args.count:,} instructions per request")
         return
     if args.data_dir is not None:

@@ -70,6 +70,11 @@ def json_response(
     return response
 
 
+def json_text_response(text: str, status: int = 200) -> Response:
+    """``text``, already JSON (as json_response would have written it)."""
+    return Response(text.encode("utf-8"), status_code=status, media_type="application/json")
+
+
 def empty_response(status: int, headers: list[Header] | None = None) -> Response:
     response = Response(b"", status_code=status)
     response.raw_headers.extend(headers or [])

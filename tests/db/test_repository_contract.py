@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import operator
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from glimpse.db import engine as db_engine
+from glimpse.db import repository
 from glimpse.db.repository import SqlImageRepository
 from glimpse.domain.fields import FILTERABLE
 from glimpse.domain.model import (
@@ -131,6 +133,33 @@ def test_the_location_list_is_swapped_only_if_unchanged(repo: SqlImageRepository
     listed = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag},
                                         with_locations=True))
     assert [i.locations for i in listed] == [[second, first]]
+
+
+@pytest.mark.parametrize("driver_fails", [False, True], ids=["as-is", "driver-fails"])
+def test_a_page_carries_each_image_s_own_properties_tags_and_locations(
+    repo: SqlImageRepository, tag: str, driver_fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's related rows are read in one statement for all of its images (on SQLite
+    through the driver; SQLAlchemy's way when the driver fails, and on the other engines)."""
+    if driver_fails:
+        def fail(*args: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+        monkeypatch.setattr(repository._SqliteStatement, "rows", fail)
+    made = [new_image(tag, name=f"n{n}", properties={f"p{n}": f"v{n}", "shared": None},
+                      tags=[f"t{n}", "common"][:n % 3],
+                      locations=[Location("file", f"f{n}-{k}") for k in range(n % 3)])
+            for n in range(7)]
+    for image in made:
+        repo.create(image)
+    for with_locations in (False, True):
+        listed = repo.list_images(ListQuery(scope=Scope.ALL, properties={"tag": tag},
+                                            sort=[SortKey("name", False)], limit=5,
+                                            with_locations=with_locations))
+        expected = made[:5] if with_locations else [
+            dataclasses.replace(image, locations=[]) for image in made[:5]]
+        assert listed == [dataclasses.replace(image, tags=sorted(image.tags))
+                          for image in expected]
+    assert repo.get(made[1].id) == made[1]  # a single image's read falls back as well
 
 
 def test_set_fields_is_the_same_compare_and_swap_without_a_reload(

@@ -18,6 +18,7 @@ from glimpse.api.http import (
     empty_response,
     in_thread,
     json_response,
+    json_text_response,
     read_json,
 )
 from glimpse.api.ranges import RequestedRange
@@ -29,6 +30,7 @@ from glimpse.api.v2.images_json import (
     location_json,
     member_json,
 )
+from glimpse.api.v2.images_text import image_text, images_page_text
 from glimpse.api.v2.json_input import load_json
 from glimpse.api.v2.patch import parse_patch, patch_draft
 from glimpse.api.v2.query import decode_query, page_links, parse_list_query
@@ -132,6 +134,12 @@ class V2Handlers:
         page = await in_thread(self.images.list_images, call.principal, request.query,
                                request.marker)
         first, following = page_links(params, page, request.query.limit)
+        if not self._adds_keys():
+            # The usual page, written as JSON text directly (images_text.py).
+            null_properties = self.schemas.null_properties
+            return json_text_response(images_page_text(
+                [image_text(image, null_properties) for image in page], first, IMAGES_SCHEMA,
+                following))
         document: dict[str, Any] = {
             "images": [self._render(image, call.principal) for image in page],
             "first": first,
@@ -305,6 +313,11 @@ class V2Handlers:
         # answers an empty document.
         found = await in_thread(self.images.quota_usage, call.principal)
         return json_response({"usage": found or {}})
+
+    def _adds_keys(self) -> bool:
+        """Whether ``_render`` adds keys to image_json's (multi-store, locations)."""
+        return bool(self.show_locations or self.show_direct_url
+                    or (self.catalog is not None and self.catalog.multi_store))
 
     def _render(self, image: Image, principal: Principal) -> dict[str, Any]:
         document = image_json(image, self.schemas.null_properties)

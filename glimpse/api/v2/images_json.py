@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from glimpse.domain.locations import shown_url
-from glimpse.domain.model import Image, Location, Member
+from glimpse.domain.model import Image, Location, Member, Status
 
 IMAGE_SCHEMA = "/v2/schemas/image"
 MEMBER_SCHEMA = "/v2/schemas/member"
@@ -28,6 +28,7 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
     """``null_properties``: the operator's schema properties that may be null, shown as null
     (any other null property, which only v1 can store, is shown as "")."""
     # Spelled out rather than looped over the field table: a list page renders a thousand.
+    created_at = timestamp(image.created_at)
     document: dict[str, Any] = {
         "id": image.id,
         "name": image.name,
@@ -46,18 +47,32 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
         "min_ram": image.min_ram,
         "min_disk": image.min_disk,
         "tags": list(image.tags),
-        "created_at": timestamp(image.created_at),
-        "updated_at": timestamp(image.updated_at),
+        "created_at": created_at,
+        # An image never changed since its creation shows one instant twice: formatted once.
+        "updated_at": (created_at if image.updated_at == image.created_at
+                       else timestamp(image.updated_at)),
         "self": f"/v2/images/{image.id}",
         "file": f"/v2/images/{image.id}/file",
         "schema": IMAGE_SCHEMA,
     }
-    for name, value in image.properties.items():
+    properties = image.properties
+    if not properties:
+        return document  # (and NOT_SHOWN_AS_IS is made from such a document, below)
+    if properties.keys().isdisjoint(NOT_SHOWN_AS_IS) and None not in properties.values():
+        # The usual case, in one step (a list page renders a thousand images).
+        document.update(properties)
+        return document
+    for name, value in properties.items():
         # A base key wins over a property of the same name (v1 may have stored one), and a
         # null property (v1 allows it) is shown as an empty string: v2 values are strings.
         if name not in document and name not in HIDDEN_PROPERTIES:
             document[name] = value if value is not None or name in null_properties else ""
     return document
+
+
+# Property names image_json does not copy as they are: the base keys (which win over a
+# property of the same name) and the hidden properties.
+NOT_SHOWN_AS_IS = HIDDEN_PROPERTIES | frozenset(image_json(Image(id="", status=Status.QUEUED)))
 
 
 def member_json(member: Member) -> dict[str, Any]:
