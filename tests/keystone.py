@@ -164,7 +164,11 @@ def _find_or_create(collection: str, singular: str, fields: dict[str, object],
     found = _api("GET", f"/{collection}?{params}")[collection]
     if found:
         return str(found[0]["id"])
-    return str(_api("POST", f"/{collection}", {singular: fields})[singular]["id"])
+    try:
+        return str(_api("POST", f"/{collection}", {singular: fields})[singular]["id"])
+    except ks_exceptions.Conflict:
+        # Another test process (scripts/test runs several at once) created it meanwhile.
+        return str(_api("GET", f"/{collection}?{params}")[collection][0]["id"])
 
 
 def ensure_project(name: str) -> str:

@@ -369,6 +369,7 @@ def keystone_proxy() -> Iterator[FaultProxy]:
     proxy.close()
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("fault", ["refuse", "503", "stall"])
 def test_keystone_down_is_503_and_cached_tokens_keep_working(
         servers: Servers, accounts: Accounts, keystone_proxy: FaultProxy, fault: str) -> None:
@@ -391,6 +392,7 @@ def test_keystone_down_is_503_and_cached_tokens_keep_working(
     assert call(server, "GET", "/v1/images", new).status_code == 200
 
 
+@pytest.mark.serial
 def test_starts_while_keystone_is_down(servers: Servers, accounts: Accounts,
                                        keystone_proxy: FaultProxy) -> None:
     keystone_proxy.set_mode("refuse")
@@ -482,6 +484,7 @@ def test_v2_owner_and_answers(server: GlimpseServer, accounts: Accounts) -> None
 
 # --- glimpse's own credentials fail while it runs ------------------------------------------------
 
+@pytest.mark.serial
 def test_refused_service_credentials_at_run_time_are_503_and_say_why(
         servers: Servers, accounts: Accounts, keystone_proxy: FaultProxy) -> None:
     """Keystone refusing glimpse's own credentials while it runs (started while Keystone was

@@ -242,6 +242,7 @@ def test_a_failed_upload_is_an_error_with_glances_message(
     assert failed[3].startswith(f"Failed to upload image data for image {image_id}: ")
 
 
+@pytest.mark.serial
 def test_a_broker_that_stops_answering_never_slows_a_request(consumer: rabbit.Consumer) -> None:
     """The machine's RabbitMQ stays up (others use it): a proxy in front of it stops
     answering (every connection cut, new ones never answered), then passes again."""

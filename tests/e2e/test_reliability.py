@@ -19,7 +19,8 @@ import pytest
 from tests.e2e.server import GlimpseServer
 
 # These tests look into the filesystem store's directory to prove nothing partial remains.
-pytestmark = pytest.mark.filesystem_store
+# SIGKILL recovery within seconds, peak memory under load: the serial pass, beside no other test.
+pytestmark = [pytest.mark.filesystem_store, pytest.mark.serial]
 
 FAST_RECOVERY = {"upload_heartbeat_interval": "0.3", "stale_upload_timeout": "1.5"}
 # A heartbeat timeout no test outlasts: what ends an upload here is a restarted process

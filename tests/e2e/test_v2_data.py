@@ -169,6 +169,7 @@ def test_a_size_that_disagrees_is_400_and_back_to_queued(
     assert_requeued_and_empty(server, client, image_id)
 
 
+@pytest.mark.serial
 def test_an_upload_over_the_size_cap_is_413_and_back_to_queued(
     server_factory: Callable[..., GlimpseServer],
 ) -> None:

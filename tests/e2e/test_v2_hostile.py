@@ -21,7 +21,8 @@ from tests.e2e.server import GlimpseServer
 from tests.e2e.store_objects import stored
 from tests.e2e.test_hostile_input import RawResponse, assert_clean_4xx, build, chunk, exchange
 
-pytestmark = pytest.mark.e2e
+# Every answer is timed against BOUND: the module runs in the serial pass, beside no other test.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 OWNER = ctx("hostile-v2")
 JSON = {"Content-Type": "application/json"}

@@ -151,6 +151,7 @@ def test_a_failing_command_changes_nothing(svc: Services, failing: list[Command]
     assert svc.images.get(OWNER, image.id) == before
 
 
+@pytest.mark.serial
 def test_a_hundred_thousand_commands_fold_quickly(svc: Services, image_id: str) -> None:
     """A huge patch is refused on its result (the quota), in linear time, changing nothing."""
     import time

@@ -220,6 +220,7 @@ def test_a_wrong_key_is_unavailable_and_never_shown(tmp_path: Path) -> None:
         assert SECRET not in text and str(keyring) not in text
 
 
+@pytest.mark.serial
 def test_no_monitor_is_unavailable_within_the_connect_timeout(tmp_path: Path) -> None:
     ceph.require()
     conf = tmp_path / "ceph.conf"

@@ -503,6 +503,7 @@ def test_unreachable(src: HttpSource) -> None:
         src.open(f"http://127.0.0.1:{closed_port}/x")
 
 
+@pytest.mark.serial
 def test_timeout(base: str) -> None:
     source = HttpSource(allowed_networks=LOOPBACK, timeout=0.2)
     started = time.monotonic()

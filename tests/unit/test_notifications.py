@@ -29,6 +29,7 @@ def blocked_sender(gate: threading.Event, sent: Sent) -> Any:
     return connect
 
 
+@pytest.mark.serial
 def test_a_stuck_sender_never_blocks_notify_and_drops_are_counted() -> None:
     gate, sent, drops = threading.Event(), [], []
     notifier = QueuedNotifier(blocked_sender(gate, sent), capacity=3,
@@ -128,6 +129,7 @@ def test_settings_checked_only_when_on() -> None:
     assert "hush" not in repr(secret)
 
 
+@pytest.mark.serial
 def test_stop_returns_once_the_sender_is_done_even_after_importing_oslo() -> None:
     """The sender thread imports oslo.messaging (and so eventlet), after which Thread.join
     no longer sees that thread end: stop must not wait its whole timeout."""

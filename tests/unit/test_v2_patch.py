@@ -329,6 +329,7 @@ def test_first_failing_operation_decides() -> None:
 # -- hostile input -----------------------------------------------------------------------------
 
 
+@pytest.mark.serial
 def test_a_hundred_thousand_operations_parse_in_linear_time() -> None:
     ops = [{"op": "add", "path": f"/p{i}", "value": str(i)} for i in range(100_000)]
     raw = json.dumps(ops).encode()
