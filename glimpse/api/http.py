@@ -29,13 +29,14 @@ Header = tuple[bytes, bytes]
 # Downloads hand the transport views of at most this size.
 BODY_BLOCK = 1 << 20
 # Upload data crosses from the event loop to the worker thread in blocks of this size, so a
-# 1 GiB upload costs about two thousand thread hops rather than one per network read. Every
-# block in flight is server memory: the pump's next block, the worker's, the one the hashes
-# may lag behind, the store's buffer. Measured on 1 GiB uploads, peak resident memory above
-# the server's resting set, interleaved rounds: 18-24 MiB with 1 MiB blocks, a pump two blocks
-# ahead and hashes two behind; 5-7 MiB with 512 KiB blocks, one ahead and one behind, for
-# 4.0-4.7 CPU-s per GiB against 3.8-4.7 (the same within the noise of a shared machine).
-UPLOAD_BLOCK = 1 << 19
+# 1 GiB upload costs about a thousand thread hops rather than one per network read. Every
+# block in flight is server memory (the pump's next ones, the worker's, those the hashes lag
+# behind, the socket reads, the store's buffer), and every hop is CPU on the upload's critical
+# path. Measured on a quiet 2-core machine, 1 GiB uploads through the benchmark's client, peak
+# memory above the server's resting set / MiB/s: 1 MiB blocks, two ahead and two behind, 1 MiB
+# reads (these) 18-22 MiB / 406-441; one ahead and one behind 16 MiB / 391; 512 KiB blocks
+# and reads, two and two, 12 MiB / 367; 512 KiB, one and one, 7-10 MiB / 340 (docs/benchmarks.md).
+UPLOAD_BLOCK = 1 << 20
 BODY_HOLD = 1.0  # seconds a partial block may wait for more data
 # A declared body this long at most is read whole before its worker starts (BodyPump.feed):
 # its image shows saving only once the body is in, which for 64 KiB is at once.
@@ -91,7 +92,7 @@ class BodyPump:
     """Reads a request body on the event loop, a few blocks ahead of the worker thread that
     consumes it, so receiving overlaps hashing and writing while memory stays bounded."""
 
-    def __init__(self, request: Request, depth: int = 1, length: int | None = None) -> None:
+    def __init__(self, request: Request, depth: int = 2, length: int | None = None) -> None:
         """``length``: the body's declared length (Content-Length), None when chunked."""
         self._request = request
         self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)

@@ -23,12 +23,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 MAX_HEAD_BYTES = 256 * 1024
 # uvicorn stops reading a request body once 64 KiB wait for the app, so a large upload costs
-# an epoll unregister/register and an event round trip per 64 KiB. Buffering up to 256 KiB per
-# connection lets the loop read ahead, and asyncio reads that much per wake-up anyway. (1 MiB,
-# with 1 MiB reads, saved a few parser round trips but each read allocated 1 MiB: with the
-# upload block and hash lag below, a 1 GiB upload's server peaked 9-11 MiB above its resident
-# set with 1 MiB here and 5-7 MiB with 256 KiB, at the same CPU per GiB within the noise.)
-BODY_HIGH_WATER = 1 << 18
+# an epoll unregister/register and an event round trip per 64 KiB. Buffering up to 1 MiB per
+# connection lets the loop read ahead and hand the app one block per MiB. (Less is less memory
+# and more CPU: see UPLOAD_BLOCK in api/http.py.)
+BODY_HIGH_WATER = 1 << 20
 SENDFILE = "glimpse.sendfile"
 
 
@@ -105,7 +103,8 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        # One read per wake-up, up to what the body buffer holds before reading pauses.
+        # asyncio reads at most 256 KiB per wake-up; an upload then costs four parser and
+        # protocol round trips per MiB. Reading up to 1 MiB at once cuts that to one.
         if hasattr(transport, "max_size"):
             transport.max_size = BODY_HIGH_WATER
         self._arm(self.header_timeout)

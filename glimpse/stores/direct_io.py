@@ -21,7 +21,7 @@ import os
 
 # A multiple of every logical block size in use (512 and 4096 bytes); the size of the upload's
 # blocks (glimpse.api.http.UPLOAD_BLOCK), so each block is one write.
-BUFFER_SIZE = 1 << 19
+BUFFER_SIZE = 1 << 20
 _DIRECT = getattr(os, "O_DIRECT", 0)
 
 
