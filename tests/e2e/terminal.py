@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -72,7 +73,11 @@ def in_terminal(args: list[str], env: dict[str, str], columns: int = 160,
 
 def _take_terminal() -> None:
     """In the child: a session of its own whose controlling terminal is the pty (its stdin),
-    as a login shell's commands have: Ctrl-C typed there is its SIGINT."""
+    as a login shell's commands have: Ctrl-C typed there is its SIGINT. Its SIGINT is
+    restored to the default, as a shell does for a command it runs in the foreground: a test
+    run started in the background of a shell without job control (as CI may be) inherits
+    SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
