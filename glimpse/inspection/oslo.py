@@ -76,8 +76,8 @@ class OsloDetector:
         truncated = {i.NAME for i in live if not i.complete and not _matches(i)}
         if truncated and self._head is not None:
             truncated = {name for name in truncated if self._may_pad_to(name)}
-        if truncated and self._head is not None:
-            matches += self._padded(truncated)
+            if truncated:
+                matches += self._padded(truncated)
         return Detection(tuple(matches), dict(self._broken))
 
     def _fixed_vhd(self) -> list[Finding]:
