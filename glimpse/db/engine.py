@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from glimpse.db.fixed import driver_error
 from glimpse.db.transactions import SINGLE_READ_OPTION, WRITE_OPTION
 
 if TYPE_CHECKING:
@@ -88,8 +89,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         try:
             conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
         except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error,
-                                             dialect=conn.dialect) from exc
+            raise driver_error(statement, None, exc, conn.dialect) from exc
 
 
 def alembic_config(engine: Engine) -> Config:

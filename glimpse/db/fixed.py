@@ -71,9 +71,15 @@ class Fixed:
             else:
                 cursor.execute(compiled.sql, values[0])
         except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(compiled.sql, values, exc, sqlite3.Error,
-                                             dialect=conn.dialect) from exc
+            raise driver_error(compiled.sql, values, exc, conn.dialect) from exc
         return cursor
+
+
+def driver_error(sql: str, params: Any, exc: sqlite3.Error, dialect: Dialect
+                 ) -> sa.exc.StatementError:
+    """A driver error of a statement run past SQLAlchemy, as SQLAlchemy would have raised it
+    (which ``transactions.run`` retries or reports, and the repository reads as a Conflict)."""
+    return sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error, dialect=dialect)
 
 
 class _Compiled:
