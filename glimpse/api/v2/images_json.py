@@ -24,11 +24,26 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"
 
 
+def shown_as_is(properties: dict[str, str | None]) -> bool:
+    """Whether image_json shows these properties exactly as they are: none shadowed by a base
+    key or hidden, none null."""
+    return properties.keys().isdisjoint(NOT_SHOWN_AS_IS) and None not in properties.values()
+
+
+def timestamps(image: Image) -> tuple[str | None, str | None]:
+    """The image's created_at and updated_at as shown. An image never changed since its
+    creation shows one instant twice: formatted once (a list page renders a thousand)."""
+    created_at = timestamp(image.created_at)
+    if image.updated_at == image.created_at:
+        return created_at, created_at
+    return created_at, timestamp(image.updated_at)
+
+
 def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``null_properties``: the operator's schema properties that may be null, shown as null
     (any other null property, which only v1 can store, is shown as "")."""
     # Spelled out rather than looped over the field table: a list page renders a thousand.
-    created_at = timestamp(image.created_at)
+    created_at, updated_at = timestamps(image)
     document: dict[str, Any] = {
         "id": image.id,
         "name": image.name,
@@ -48,9 +63,7 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
         "min_disk": image.min_disk,
         "tags": list(image.tags),
         "created_at": created_at,
-        # An image never changed since its creation shows one instant twice: formatted once.
-        "updated_at": (created_at if image.updated_at == image.created_at
-                       else timestamp(image.updated_at)),
+        "updated_at": updated_at,
         "self": f"/v2/images/{image.id}",
         "file": f"/v2/images/{image.id}/file",
         "schema": IMAGE_SCHEMA,
@@ -58,7 +71,7 @@ def image_json(image: Image, null_properties: frozenset[str] = frozenset()) -> d
     properties = image.properties
     if not properties:
         return document  # (and NOT_SHOWN_AS_IS is made from such a document, below)
-    if properties.keys().isdisjoint(NOT_SHOWN_AS_IS) and None not in properties.values():
+    if shown_as_is(properties):
         # The usual case, in one step (a list page renders a thousand images).
         document.update(properties)
         return document

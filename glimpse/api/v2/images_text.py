@@ -14,7 +14,7 @@ import json
 from json.encoder import encode_basestring  # the escaper of json.dumps(ensure_ascii=False)
 from typing import cast
 
-from glimpse.api.v2.images_json import IMAGE_SCHEMA, NOT_SHOWN_AS_IS, image_json, timestamp
+from glimpse.api.v2.images_json import IMAGE_SCHEMA, image_json, shown_as_is, timestamps
 from glimpse.domain.model import Image
 
 _SCHEMA = encode_basestring(IMAGE_SCHEMA)
@@ -37,12 +37,9 @@ def image_text(image: Image, null_properties: frozenset[str] = frozenset()) -> s
     """``json.dumps(image_json(image, null_properties), ensure_ascii=False)``."""
     properties = image.properties
     if (type(image.protected) is not bool or type(image.os_hidden) is not bool
-            or not properties.keys().isdisjoint(NOT_SHOWN_AS_IS)
-            or None in properties.values()):
+            or not shown_as_is(properties)):
         return json.dumps(image_json(image, null_properties), ensure_ascii=False)
-    created_at = timestamp(image.created_at)
-    updated_at = (created_at if image.updated_at == image.created_at
-                  else timestamp(image.updated_at))
+    created_at, updated_at = timestamps(image)
     path = "/v2/images/" + image.id
     return "".join((
         '{"id": ', encode_basestring(image.id),
