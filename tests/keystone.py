@@ -154,7 +154,9 @@ def admin() -> session.Session:
 
 
 def _api(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
-    answer = admin().request(AUTH_URL + path, method, json=body)
+    # Retried on a refused or reset connection: Keystone shares the machine with three e2e
+    # runs in CI, and once reset a fixture's lookup there (ConnectionResetError).
+    answer = admin().request(AUTH_URL + path, method, json=body, connect_retries=3)
     return answer.json() if answer.content else {}
 
 
