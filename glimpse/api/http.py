@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from glimpse.api.protocol import SENDFILE, joined
+from glimpse.api.protocol import SENDFILE
 from glimpse.api.ranges import ByteRange
 from glimpse.domain.data import Download, Upload
 from glimpse.domain.model import Principal
@@ -90,12 +90,15 @@ def text_response(status: int, message: str, headers: list[Header] | None = None
 
 class BodyPump:
     """Reads a request body on the event loop, a few blocks ahead of the worker thread that
-    consumes it, so receiving overlaps hashing and writing while memory stays bounded."""
+    consumes it, so receiving overlaps hashing and writing while memory stays bounded.
+
+    A block is the chunks as they arrived (about UPLOAD_BLOCK bytes of them), handed over
+    together and never joined: joining would copy every byte once more."""
 
     def __init__(self, request: Request, depth: int = 2, length: int | None = None) -> None:
         """``length``: the body's declared length (Content-Length), None when chunked."""
         self._request = request
-        self._send, self._receive = anyio.create_memory_object_stream[bytes](depth)
+        self._send, self._receive = anyio.create_memory_object_stream[list[bytes]](depth)
         self._error: Exception | None = None
         self._complete = False
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -106,7 +109,7 @@ class BodyPump:
         async with self._send:
             await self._pump(self._send.send)
 
-    async def _pump(self, put: Callable[[bytes], Awaitable[None]]) -> None:
+    async def _pump(self, put: Callable[[list[bytes]], Awaitable[None]]) -> None:
         clock = asyncio.get_running_loop().time
         parts: list[bytes] = []
         size = 0
@@ -123,7 +126,7 @@ class BodyPump:
                 # the upload's heartbeat beats only as data reaches the worker, and an
                 # upload that sends less than a block per stale-upload timeout is alive.
                 if size >= UPLOAD_BLOCK or clock() - held_since >= BODY_HOLD:
-                    await put(joined(parts))
+                    await put(parts)
                     parts, size = [], 0
         except ClientDisconnect:
             self._error = Invalid("Client disconnected before sending all image data")
@@ -133,7 +136,7 @@ class BodyPump:
             self._error = exc
             return
         if parts:
-            await put(joined(parts))
+            await put(parts)
         self._complete = True
 
     def chunks(self) -> Iterator[bytes]:
@@ -156,7 +159,7 @@ class BodyPump:
                         # arrived must not pass for the whole image.
                         raise Invalid("The request body was cut short") from None
                     return
-                yield block
+                yield from block
 
     async def feed(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in a worker thread while this pump feeds it the body."""
@@ -166,8 +169,8 @@ class BodyPump:
             # per block (two for a 64 KiB upload).
             read: list[bytes] = []
 
-            async def keep(block: bytes) -> None:
-                read.append(block)
+            async def keep(block: list[bytes]) -> None:
+                read.extend(block)
 
             with self._send:
                 await self._pump(keep)

@@ -5,7 +5,7 @@ zero-copy file sending.
   make the server hold any amount of memory with an endless header. This counts the bytes that
   arrive while a request head is incomplete and answers 400 past a bound.
 * uvicorn pauses reading a request body every 64 KiB (see BODY_HIGH_WATER), and copies every
-  body byte twice on its way to the app (see BodyChunks).
+  body byte twice on its way to the app (see BodyChunks and GlimpseCycle.receive).
 * uvicorn has no ASGI extension for sending a file, so every downloaded byte would be copied
   through Python. Responses may instead send ``{"type": "glimpse.sendfile", "file": <open
   binary file>}`` after ``http.response.start`` with a Content-Length: the file goes out with
@@ -17,6 +17,7 @@ zero-copy file sending.
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -35,14 +36,13 @@ class BodyChunks:
 
     uvicorn copies every body byte twice: into that bytearray as it arrives, and out of it
     into a new bytes object for the app. Here arriving chunks are kept as they are, and the app
-    gets a lone chunk uncopied (``bytes()`` of an object whose ``__bytes__`` returns bytes
-    returns that very object); several waiting chunks are joined once.
+    is handed them one by one, uncopied (GlimpseCycle.receive).
     """
 
     __slots__ = ("chunks", "size")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: collections.deque[bytes] = collections.deque()
         self.size = 0
 
     def __iadd__(self, chunk: bytes) -> BodyChunks:
@@ -53,16 +53,41 @@ class BodyChunks:
     def __len__(self) -> int:
         return self.size
 
-    def __bytes__(self) -> bytes:
-        return joined(self.chunks)
+    def popleft(self) -> bytes:
+        """The oldest waiting chunk (b"" when none waits)."""
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.popleft()
+        self.size -= len(chunk)
+        return chunk
 
 
-def joined(chunks: list[bytes]) -> bytes:
-    """The chunks as one bytes object: a lone chunk as it is (no copy), several joined once."""
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+class GlimpseCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, with the body handed over without copies and the
+    glimpse.sendfile extension."""
 
+    body: BodyChunks  # type: ignore[assignment]
 
-class SendfileCycle(RequestResponseCycle):
+    async def receive(self) -> Any:
+        """uvicorn's receive, except that the waiting body chunks go to the app one per
+        message, as they arrived: uvicorn joins them into one, which copies every byte once
+        more (and holds it twice meanwhile)."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        body = self.body
+        if not body.chunks and not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+        self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        chunk = body.popleft()
+        if len(body) <= BODY_HIGH_WATER:
+            self.flow.resume_reading()
+        return {"type": "http.request", "body": chunk,
+                "more_body": self.more_body or bool(body.chunks)}
+
     async def send(self, message: Any) -> None:
         if message["type"] != SENDFILE:
             await super().send(message)
@@ -161,8 +186,6 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
             return
-        if not isinstance(cycle.body, BodyChunks):
-            cycle.body = BodyChunks()  # type: ignore[assignment]
         cycle.body += body
         if len(cycle.body) > BODY_HIGH_WATER:
             self.flow.pause_reading()
@@ -181,6 +204,8 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         self._arm(self.body_idle_timeout)
         super().on_headers_complete()
         # uvicorn builds its cycle inside on_headers_complete; its task has not run yet, so
-        # switching the class here gives that request the sendfile-capable send().
-        if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
-            self.cycle.__class__ = SendfileCycle
+        # switching the class here gives that request GlimpseCycle's receive() and send().
+        cycle = self.cycle
+        if cycle is not None and type(cycle) is RequestResponseCycle:
+            cycle.__class__ = GlimpseCycle
+            cycle.body = BodyChunks()  # type: ignore[assignment]

@@ -10,7 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from glimpse.errors import Invalid, OverLimit
 from glimpse.streams.expected_hash import ExpectedHash
 
-# Below this a chunk is hashed inline: handing it to another thread would cost more.
+# Below this a chunk is hashed inline, unless the helper threads already run (they must see
+# the chunks in order): handing it to another thread would cost more.
 PARALLEL_MIN = 256 * 1024
 # How many chunks the hashes may be behind the write (each holds its chunk in memory; see
 # glimpse.api.http.UPLOAD_BLOCK for what one more costs and gains).
@@ -71,8 +72,7 @@ class UploadStream:
                     )
                 if self.size > self._limit:
                     raise self._limit_error
-                if len(chunk) < PARALLEL_MIN:
-                    _wait(pending, 0)
+                if len(chunk) < PARALLEL_MIN and not helpers:
                     for hasher in self._hashers:
                         hasher.update(chunk)
                     yield chunk

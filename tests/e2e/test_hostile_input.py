@@ -86,7 +86,10 @@ def _complete(buf: bytes) -> bool:
     head, sep, body = buf.partition(b"\r\n\r\n")
     if not sep:
         return False
-    for line in head.split(b"\r\n")[1:]:
+    lines = head.split(b"\r\n")
+    if lines[0].split(b" ")[1:2] in ([b"204"], [b"304"]):
+        return True  # no body, whatever the head says (RFC 9110 6.4.1)
+    for line in lines[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             return len(body) >= int(value.strip())

@@ -23,7 +23,7 @@ from tests.e2e.disk_images import qcow2_header
 from tests.e2e.identity import ctx
 from tests.e2e.server import GlimpseServer
 from tests.e2e.store_objects import stored
-from tests.e2e.test_hostile_input import build, chunk
+from tests.e2e.test_hostile_input import build, chunk, read_response
 
 pytestmark = pytest.mark.e2e
 
@@ -228,6 +228,48 @@ def test_a_client_gone_mid_upload_leaves_the_image_queued_and_nothing_stored(
     finally:
         sock.close()
     assert_requeued_and_empty(server, client, image_id)
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_body_in_many_odd_writes_after_100_continue_arrives_whole_and_in_order(
+    server: GlimpseServer, client: httpx.Client, chunked: bool
+) -> None:
+    # The server hands the body to the upload as the pieces it read, one per message, never
+    # joined (api/protocol.py): odd sizes, pauses that make it read several pieces at once, and
+    # a second request on the same connection check that nothing is lost, doubled or reordered.
+    data = bytes(range(256)) * (3 * MIB // 256) + b"tail"
+    sizes = [1, 7, 4093, 65_537, 300_001, 1 << 20]
+    image_id = create(client)
+    framing = [("Transfer-Encoding", "chunked")] if chunked else [
+        ("Content-Length", str(len(data)))]
+    head = build("PUT", f"/v2/images/{image_id}/file", server.port,
+                 [*OWNER.items(), *OCTETS.items(), *framing, ("Expect", "100-continue")])
+    head = head.replace(b"Connection: close\r\n", b"")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    with sock:
+        sock.sendall(head)
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        at = 0
+        for n in range(10_000):
+            piece = data[at:at + sizes[n % len(sizes)]]
+            if not piece:
+                break
+            sock.sendall(chunk(piece) if chunked else piece)
+            at += len(piece)
+            if n % 5 == 0:
+                time.sleep(0.01)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+        resp = read_response(sock, timeout=30)
+        assert resp is not None and resp.status == 204, resp
+        sock.sendall(build("GET", f"/v2/images/{image_id}", server.port, list(OWNER.items())))
+        again = read_response(sock)
+        assert again is not None and again.status == 200, again
+    image = show(client, image_id)
+    assert image["status"] == "active" and image["size"] == len(data)
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    assert client.get(f"/v2/images/{image_id}/file", headers=OWNER).content == data
 
 
 REFUSED_CONTENT = {
