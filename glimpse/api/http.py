@@ -34,9 +34,13 @@ BODY_BLOCK = 1 << 20
 # behind, the socket reads, the store's buffer), and every hop is CPU on the upload's critical
 # path. Measured on a quiet 2-core machine, 1 GiB uploads through the benchmark's client, peak
 # memory above the server's resting set / MiB/s: 1 MiB blocks, two ahead and two behind, 1 MiB
-# reads (these) 18-22 MiB / 406-441; one ahead and one behind 16 MiB / 391; 512 KiB blocks
-# and reads, two and two, 12 MiB / 367; 512 KiB, one and one, 7-10 MiB / 340 (docs/benchmarks.md).
+# reads, 18-22 MiB / 406-441; one ahead and one behind 16 MiB / 391; 512 KiB blocks and reads,
+# two and two, 12 MiB / 367; 512 KiB, one and one, 7-10 MiB / 340 (docs/benchmarks.md). Since
+# blocks are no longer joined (BodyPump), four ahead and four behind (these) upload 1.05-1.08x
+# as fast as two and two at the same peak, 13-18 MiB above rest; eight and eight are no faster
+# and peak 5 MiB higher.
 UPLOAD_BLOCK = 1 << 20
+PUMP_DEPTH = 4  # blocks the pump may read ahead of the worker
 BODY_HOLD = 1.0  # seconds a partial block may wait for more data
 # A declared body this long at most is read whole before its worker starts (BodyPump.feed):
 # its image shows saving only once the body is in, which for 64 KiB is at once.
@@ -95,7 +99,8 @@ class BodyPump:
     A block is the chunks as they arrived (about UPLOAD_BLOCK bytes of them), handed over
     together and never joined: joining would copy every byte once more."""
 
-    def __init__(self, request: Request, depth: int = 2, length: int | None = None) -> None:
+    def __init__(self, request: Request, depth: int = PUMP_DEPTH,
+                 length: int | None = None) -> None:
         """``length``: the body's declared length (Content-Length), None when chunked."""
         self._request = request
         self._send, self._receive = anyio.create_memory_object_stream[list[bytes]](depth)
