@@ -24,7 +24,8 @@ from glimpse.cli.main import main
 class NoHash:
     """Takes data and does nothing with it; its digest is zeros of the real digest's length."""
 
-    def __init__(self, digest_size: int) -> None:
+    def __init__(self, name: str, digest_size: int) -> None:
+        self.name = name  # the upload stream names its hash threads after it
         self.digest_size = digest_size
 
     def update(self, data: bytes) -> None:
@@ -35,11 +36,11 @@ class NoHash:
 
 
 def _md5(usedforsecurity: bool = True) -> NoHash:
-    return NoHash(hashlib.md5().digest_size)
+    return NoHash("md5", hashlib.md5().digest_size)
 
 
 def _new(name: str) -> NoHash:
-    return NoHash(hashlib.new(name).digest_size)
+    return NoHash(name, hashlib.new(name).digest_size)
 
 
 # Only the upload stream's view of hashlib changes; everything else hashes as usual.
