@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+# The PostgreSQL and MySQL dialects are imported where they are used: each is 1-2 MiB of every
+# server's memory, whatever its engine (see also tables.MYSQL_TABLE_OPTIONS).
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from glimpse.db import transactions
@@ -726,6 +729,8 @@ def _one_of(dialect: str) -> Callable[[sa.Column[str]], sa.ColumnElement[bool]]:
     thousand-item IN list costs more to render and parse than the index lookups it asks for,
     so PostgreSQL gets one array parameter and SQLite one JSON text (json_each)."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         page = sa.bindparam(_IDS_PARAM, type_=postgresql.ARRAY(sa.String))
         return lambda column: column == sa.any_(page)
     if dialect == "sqlite":
@@ -928,12 +933,16 @@ def _lock_project(conn: Connection, project: str | None) -> None:
     # INSERT IGNORE would take MariaDB's shared lock, and two of them then deadlock).
     dialect = conn.dialect.name
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         pg_insert = postgresql.insert(quota_locks).values(project=key)
         conn.execute(pg_insert.on_conflict_do_update(
             index_elements=[quota_locks.c.project], set_={"project": pg_insert.excluded.project}))
     elif dialect == "sqlite":
         conn.execute(sqlite.insert(quota_locks).values(project=key).on_conflict_do_nothing())
     else:
+        from sqlalchemy.dialects import mysql
+
         my_insert = mysql.insert(quota_locks).values(project=key)
         conn.execute(my_insert.on_duplicate_key_update(project=my_insert.inserted.project))
 

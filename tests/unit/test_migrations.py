@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from glimpse import settings as glimpse_settings
 from glimpse.db import engine as db_engine
 from glimpse.db.tables import images, metadata
 from tests import databases
@@ -81,3 +82,54 @@ def test_a_migrated_server_does_not_import_alembic(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_timestamps_keep_microseconds_on_mysql() -> None:
+    """The Timestamp type renders DATETIME(6) on MySQL/MariaDB without the MySQL variant type
+    (tables.Timestamp); Alembic's comparison above does not see a DATETIME's precision, so
+    this checks the tables' DDL, and the round trip checks what MariaDB keeps."""
+    from sqlalchemy.dialects import mysql
+    from sqlalchemy.schema import CreateTable
+
+    from glimpse.db import tables
+
+    for table in tables.metadata.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=mysql.dialect()))
+        for column in table.columns:
+            if isinstance(column.type, tables.Timestamp):
+                assert f"\t{column.name} DATETIME(6)" in ddl, (table.name, ddl)
+
+
+def test_a_timestamp_round_trips_with_its_microseconds(database_url: str) -> None:
+    engine = db_engine.create_engine(database_url)
+    try:
+        db_engine.upgrade(engine)
+        stamp = dt.datetime(2024, 1, 2, 3, 4, 5, 678901)
+        with engine.begin() as conn:
+            conn.execute(images.insert().values(
+                id="m", status="queued", created_at=stamp, updated_at=stamp))
+            assert conn.execute(sa.select(images.c.created_at)).scalar_one() == stamp
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_server_imports_no_other_database_dialect(tmp_path: Path) -> None:
+    """Each dialect is 1-2 MiB of a server's memory: on SQLite, PostgreSQL's and MySQL's are
+    never imported (tables.MYSQL_TABLE_OPTIONS says why the tables carry no MySQL options)."""
+    import subprocess
+    import sys
+
+    # As a server starts: the schema made beforehand (by a child process), then the app.
+    settings = glimpse_settings.load(environ={"GLIMPSE_DATA_DIR": str(tmp_path)})
+    engine = db_engine.create_engine(settings.effective_database_url)
+    db_engine.upgrade(engine)
+    engine.dispose()
+    code = (
+        "import sys; from glimpse import app, settings; "
+        f"app.build_app(settings.load(environ={{'GLIMPSE_DATA_DIR': {str(tmp_path)!r}}}), "
+        "migrate=False); "
+        "print(sorted({m.split('.')[2] for m in sys.modules "
+        "if m.startswith('sqlalchemy.dialects.')}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['_typing', 'sqlite']"
