@@ -9,6 +9,7 @@ image's data is the admin's only. On every database and store the suite runs wit
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -270,6 +271,37 @@ def test_a_body_in_many_odd_writes_after_100_continue_arrives_whole_and_in_order
     assert image["checksum"] == hashlib.md5(data).hexdigest()
     assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
     assert client.get(f"/v2/images/{image_id}/file", headers=OWNER).content == data
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_pipelined_uploads_on_one_connection_keep_their_own_bodies(
+    server: GlimpseServer, client: httpx.Client, chunked: bool
+) -> None:
+    # Two uploads and a GET sent in one write, before any answer: each body must reach its
+    # own image, whole, and the GET must be answered after them.
+    first, second = create(client), create(client)
+    bodies = {first: b"1" * 700_001, second: bytes(range(256)) * 1000}
+    wire = b""
+    for image_id, data in bodies.items():
+        framing = [("Transfer-Encoding", "chunked")] if chunked else [
+            ("Content-Length", str(len(data)))]
+        head = build("PUT", f"/v2/images/{image_id}/file", server.port,
+                     [*OWNER.items(), *OCTETS.items(), *framing])
+        body = chunk(data[:1000]) + chunk(data[1000:]) + b"0\r\n\r\n" if chunked else data
+        wire += head.replace(b"Connection: close\r\n", b"") + body
+    # The GET asks to close the connection: everything up to the end is the three answers.
+    wire += build("GET", f"/v2/images/{second}", server.port, list(OWNER.items()))
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(wire)
+        while piece := sock.recv(65536):
+            received += piece
+    statuses = re.findall(rb"(?:^|\r\n)HTTP/1\.1 (\d{3}) ", received)
+    assert statuses == [b"204", b"204", b"200"], received[:2000]
+    for image_id, data in bodies.items():
+        image = show(client, image_id)
+        assert image["status"] == "active" and image["size"] == len(data)
+        assert image["checksum"] == hashlib.md5(data).hexdigest()
 
 
 REFUSED_CONTENT = {
