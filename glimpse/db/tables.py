@@ -1,4 +1,6 @@
-"""The schema, as SQLAlchemy Core tables. Alembic migrations must produce exactly this."""
+"""The schema, as SQLAlchemy Core tables. Alembic migrations must produce exactly this, plus
+MySQL/MariaDB's table options and one index prefix length, which only the migrations give (see
+MYSQL_TABLE_OPTIONS)."""
 
 from __future__ import annotations
 
