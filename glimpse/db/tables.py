@@ -18,7 +18,6 @@ class Timestamp(sa.DateTime):
     its own DATETIME type, so this needs no import of the MySQL dialect (see below)."""
 
     fsp = 6
-    cache_ok = True
 
 
 # MySQL/MariaDB: 4-byte UTF-8 (emoji), and a binary collation so names, member ids and property
