@@ -20,7 +20,7 @@ import mmap
 import os
 
 # A multiple of every logical block size in use (512 and 4096 bytes); the size of the upload's
-# blocks (glimpse.api.http.UPLOAD_BLOCK), so each block is one write.
+# blocks (glimpse.api.http.UPLOAD_BLOCK), so each MiB of an upload is one write.
 BUFFER_SIZE = 1 << 20
 _DIRECT = getattr(os, "O_DIRECT", 0)
 
