@@ -73,9 +73,12 @@ class RawResponse:
 Header = tuple[str, str | bytes]
 
 
-def build(method: str, path: str, port: int, headers: list[Header], body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{port}".encode(),
-             b"Connection: close"]
+def build(method: str, path: str, port: int, headers: list[Header], body: bytes = b"",
+          close: bool = True) -> bytes:
+    """A raw HTTP/1.1 request; ``close``: it asks for the connection to close after it."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{port}".encode()]
+    if close:
+        lines.append(b"Connection: close")
     for name, value in headers:
         raw = value if isinstance(value, bytes) else value.encode("latin-1")
         lines.append(name.encode("latin-1") + b": " + raw)

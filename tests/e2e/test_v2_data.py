@@ -244,8 +244,8 @@ def test_a_body_in_many_odd_writes_after_100_continue_arrives_whole_and_in_order
     framing = [("Transfer-Encoding", "chunked")] if chunked else [
         ("Content-Length", str(len(data)))]
     head = build("PUT", f"/v2/images/{image_id}/file", server.port,
-                 [*OWNER.items(), *OCTETS.items(), *framing, ("Expect", "100-continue")])
-    head = head.replace(b"Connection: close\r\n", b"")
+                 [*OWNER.items(), *OCTETS.items(), *framing, ("Expect", "100-continue")],
+                 close=False)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     with sock:
         sock.sendall(head)
@@ -285,10 +285,9 @@ def test_pipelined_uploads_on_one_connection_keep_their_own_bodies(
     for image_id, data in bodies.items():
         framing = [("Transfer-Encoding", "chunked")] if chunked else [
             ("Content-Length", str(len(data)))]
-        head = build("PUT", f"/v2/images/{image_id}/file", server.port,
-                     [*OWNER.items(), *OCTETS.items(), *framing])
         body = chunk(data[:1000]) + chunk(data[1000:]) + b"0\r\n\r\n" if chunked else data
-        wire += head.replace(b"Connection: close\r\n", b"") + body
+        wire += build("PUT", f"/v2/images/{image_id}/file", server.port,
+                      [*OWNER.items(), *OCTETS.items(), *framing], body, close=False)
     # The GET asks to close the connection: everything up to the end is the three answers.
     wire += build("GET", f"/v2/images/{second}", server.port, list(OWNER.items()))
     received = b""
