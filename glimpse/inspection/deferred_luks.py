@@ -25,6 +25,8 @@ from typing import Any
 
 NAME = "oslo_utils.imageutils._luks"
 _PARENT, _, _CHILD = NAME.rpartition(".")
+# A stand-in's own identity, kept when it takes on the real module's names.
+_OWN = frozenset({"__name__", "__spec__", "__loader__", "__dict__"})
 
 
 class DeferredModule(types.ModuleType):
@@ -50,9 +52,6 @@ class DeferredModule(types.ModuleType):
         sys.modules[spec.name] = real
         setattr(sys.modules[_PARENT], _CHILD, real)
         return getattr(real, attribute)
-
-
-_OWN = frozenset({"__name__", "__spec__", "__loader__", "__dict__"})
 
 
 def defer_luks() -> None:
