@@ -6,6 +6,10 @@ zero-copy file sending.
   arrive while a request head is incomplete and answers 400 past a bound.
 * uvicorn pauses reading a request body every 64 KiB (see BODY_HIGH_WATER), and copies every
   body byte twice on its way to the app (see BodyChunks and GlimpseCycle.receive).
+* httptools copies every body byte once more, out of the bytes read from the socket. A body of
+  declared length is instead read by the protocol itself, past the parser, each read no longer
+  than what is left of the body: every chunk the app gets is then a whole read, uncopied (see
+  GlimpseHttpProtocol.data_received).
 * uvicorn has no ASGI extension for sending a file, so every downloaded byte would be copied
   through Python. Responses may instead send ``{"type": "glimpse.sendfile", "file": <open
   binary file>}`` after ``http.response.start`` with a Content-Length: the file goes out with
@@ -20,6 +24,7 @@ import asyncio
 import collections
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 MAX_HEAD_BYTES = 256 * 1024
@@ -120,6 +125,11 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
     _in_head = True
     _timer: asyncio.TimerHandle | None = None
     _body_data_at = 0.0  # loop time the request body last delivered data
+    # Body bytes of the current request still to come, when its length was declared: while the
+    # parser reads the request (head, and any body in the same read) and then while the protocol
+    # reads the body itself (_raw).
+    _body_left = 0
+    _raw = False
 
     @classmethod
     def configure(cls, header_timeout: float, body_idle_timeout: float) -> None:
@@ -149,7 +159,47 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
             # The client is alive. Noted, not re-armed: a timer per read would cost a cancel and
             # a schedule per MiB of an upload; the timer re-arms itself when it fires early.
             self._body_data_at = self.loop.time()
+        if self._raw:
+            self._unset_keepalive_if_required()
+            self._raw_body(data)
+            return
         super().data_received(data)
+        if self._body_left and not self.transport.is_closing():
+            # The parser has read the head and what came with it; the rest of the body is
+            # read here, each read sized to end at most where the body does.
+            self._raw = True
+            self._size_reads()
+
+    def _raw_body(self, data: bytes) -> None:
+        """Part of a body of declared length, read past the parser (see data_received)."""
+        rest = b""
+        if len(data) > self._body_left:
+            # Only where reads cannot be sized (a transport without max_size): the next
+            # request's first bytes came with the body's last.
+            data, rest = data[: self._body_left], data[self._body_left :]
+        self._body_left -= len(data)
+        self._to_cycle(data)
+        if self._body_left:
+            self._size_reads()
+            return
+        self._raw = False
+        cycle = self.cycle
+        if not cycle.response_complete:
+            cycle.more_body = False
+            cycle.message_event.set()
+        # The parser saw the head but not the body: the next request needs a parser at its
+        # start (set up as uvicorn sets up its own).
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._size_reads()
+        if rest:
+            self.data_received(rest)
+
+    def _size_reads(self) -> None:
+        transport = self.transport
+        if hasattr(transport, "max_size"):
+            transport.max_size = min(self._body_left, BODY_HIGH_WATER) if self._raw \
+                else BODY_HIGH_WATER
 
     def _arm(self, seconds: float) -> None:
         """A slow client (headers sent byte by byte, a body trickled or stalled) may not hold
@@ -183,13 +233,24 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def on_body(self, body: bytes) -> None:
-        cycle = self.cycle
-        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+        if self.parser.should_upgrade() and self._should_upgrade():
             return
+        if self._body_left:
+            self._body_left -= len(body)
+        self._to_cycle(body)
+
+    def _to_cycle(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle.response_complete:
+            return  # answered already: the rest of the body is read and dropped
         cycle.body += body
         if len(cycle.body) > BODY_HIGH_WATER:
             self.flow.pause_reading()
         cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        self._body_left = 0
+        super().on_message_complete()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -209,3 +270,14 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
         if cycle is not None and type(cycle) is RequestResponseCycle:
             cycle.__class__ = GlimpseCycle
             cycle.body = BodyChunks()  # type: ignore[assignment]
+            self._body_left = _declared_length(self.headers)
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length a request head declares, if that alone frames its body (else 0). The
+    parser has already refused a malformed or repeated Content-Length."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if len(lengths) != 1 or any(name == b"transfer-encoding" for name, _ in headers):
+        return 0
+    text = lengths[0].strip()
+    return int(text) if text.isdigit() else 0
