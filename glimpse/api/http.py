@@ -11,13 +11,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glimpse.api.handoff import Handoff
 from glimpse.api.protocol import SENDFILE
 from glimpse.api.ranges import ByteRange
 from glimpse.domain.data import Download, Upload
@@ -103,16 +102,18 @@ class BodyPump:
                  length: int | None = None) -> None:
         """``length``: the body's declared length (Content-Length), None when chunked."""
         self._request = request
-        self._send, self._receive = anyio.create_memory_object_stream[list[bytes]](depth)
+        self._handoff: Handoff[list[bytes]] = Handoff(depth)
         self._error: Exception | None = None
         self._complete = False
-        self._token: anyio.lowlevel.EventLoopToken | None = None
         self._length = length
         self._read: list[bytes] | None = None  # the whole body, when read before the worker
 
     async def run(self) -> None:
-        async with self._send:
-            await self._pump(self._send.send)
+        try:
+            await self._pump(self._handoff.put)
+        finally:
+            # However the pump ends (cancelled too), the worker must see the end.
+            self._handoff.close()
 
     async def _pump(self, put: Callable[[list[bytes]], Awaitable[None]]) -> None:
         clock = asyncio.get_running_loop().time
@@ -147,24 +148,18 @@ class BodyPump:
     def chunks(self) -> Iterator[bytes]:
         """The body as a blocking iterator, for code running in a worker thread."""
         if self._read is not None:
-            self._receive.close()
             if self._error is not None:
                 raise self._error
             yield from self._read
             return
-        with self._receive:
-            while True:
-                try:
-                    block = anyio.from_thread.run(self._receive.receive, token=self._token)
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    if self._error is not None:
-                        raise self._error from None
-                    if not self._complete:
-                        # The pump was stopped (server shutdown) before the body ended: what
-                        # arrived must not pass for the whole image.
-                        raise Invalid("The request body was cut short") from None
-                    return
-                yield from block
+        while (block := self._handoff.take()) is not None:
+            yield from block
+        if self._error is not None:
+            raise self._error
+        if not self._complete:
+            # The pump was stopped (server shutdown) before the body ended: what arrived
+            # must not pass for the whole image.
+            raise Invalid("The request body was cut short")
 
     async def feed(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in a worker thread while this pump feeds it the body."""
@@ -177,13 +172,11 @@ class BodyPump:
             async def keep(block: list[bytes]) -> None:
                 read.extend(block)
 
-            with self._send:
-                await self._pump(keep)
+            await self._pump(keep)
             self._read = read
             return await anyio.to_thread.run_sync(fn, *args, limiter=_upload_threads())
-        # With the loop's token the body may be read from any thread, not only the worker's
-        # (a store may read it on a thread of its own while it sends).
-        self._token = anyio.lowlevel.current_token()
+        # The body may be read from any thread, not only the worker's (a store may read it on
+        # a thread of its own while it sends).
         pump = asyncio.ensure_future(self.run())
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=_upload_threads())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import collections
 import hashlib
+import queue
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from glimpse.errors import Invalid, OverLimit
 from glimpse.streams.expected_hash import ExpectedHash
@@ -59,8 +60,8 @@ class UploadStream:
         # large updates and so does the write, so they overlap instead of adding up. The
         # hashes may fall up to HASH_LAG chunks behind, so a chunk whose hashing takes longer
         # than its write does not hold up receiving and writing the next one.
-        helpers: list[ThreadPoolExecutor] = []
-        pending: collections.deque[list[Future[None]]] = collections.deque()
+        helpers: list[HashThread] = []
+        behind = 0  # chunks given to the helpers and not yet hashed by all
         try:
             for chunk in self._chunks:
                 if not chunk:
@@ -78,18 +79,23 @@ class UploadStream:
                     yield chunk
                     continue
                 if not helpers:
-                    helpers = [ThreadPoolExecutor(1, thread_name_prefix=hasher.name)
-                               for hasher in self._hashers]
-                pending.append([helper.submit(hasher.update, chunk)
-                                for helper, hasher in zip(helpers, self._hashers, strict=True)])
+                    helpers = [HashThread(hasher) for hasher in self._hashers]
+                for helper in helpers:
+                    helper.give(chunk)
+                behind += 1
                 yield chunk
-                _wait(pending, HASH_LAG)
-            _wait(pending, 0)
+                for _ in range(behind - HASH_LAG):
+                    for helper in helpers:
+                        helper.wait_one()
+                    behind -= 1
+            for _ in range(behind):
+                for helper in helpers:
+                    helper.wait_one()
             if self._expected_hash is not None:
                 self._expected_hash.check(self._hashers[-1].hexdigest())
         finally:
             for helper in helpers:
-                helper.shutdown(wait=True, cancel_futures=True)
+                helper.stop()
 
     @property
     def checksum(self) -> str:
@@ -100,8 +106,42 @@ class UploadStream:
         return self._multihash.hexdigest()
 
 
-def _wait(pending: collections.deque[list[Future[None]]], keep: int) -> None:
-    """Wait for the oldest chunks' hashes until at most ``keep`` are still running."""
-    while len(pending) > keep:
-        for done in pending.popleft():
-            done.result()
+class HashThread:
+    """One hash, updated with chunks in the order given, in a thread of its own.
+
+    Two plain queues, where a thread pool cost a future, a condition and a work item per
+    chunk. Every ``give`` is answered once, in order, by ``wait_one`` (which raises what the
+    update raised)."""
+
+    def __init__(self, hasher: Any) -> None:
+        self._hasher = hasher
+        self._todo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=hasher.name, daemon=True)
+        self._thread.start()
+
+    def give(self, chunk: bytes) -> None:
+        self._todo.put(chunk)
+
+    def wait_one(self) -> None:
+        error = self._done.get()
+        if error is not None:
+            raise error
+
+    def stop(self) -> None:
+        """End the thread, skipping what it was given and has not started."""
+        self._stopped = True
+        self._todo.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (chunk := self._todo.get()) is not None:
+            if self._stopped:
+                continue
+            try:
+                self._hasher.update(chunk)
+            except BaseException as exc:  # handed to the stream's thread, which raises it
+                self._done.put(exc)
+            else:
+                self._done.put(None)
