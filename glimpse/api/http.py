@@ -35,11 +35,13 @@ BODY_BLOCK = 1 << 20
 # memory above the server's resting set / MiB/s: 1 MiB blocks, two ahead and two behind, 1 MiB
 # reads, 18-22 MiB / 406-441; one ahead and one behind 16 MiB / 391; 512 KiB blocks and reads,
 # two and two, 12 MiB / 367; 512 KiB, one and one, 7-10 MiB / 340 (docs/benchmarks.md). Since
-# blocks are no longer joined (BodyPump), four ahead and four behind (these) upload 1.05-1.08x
-# as fast as two and two at the same peak, 13-18 MiB above rest; eight and eight are no faster
-# and peak 5 MiB higher.
+# blocks are no longer joined (BodyPump), four ahead and four behind uploaded 1.05-1.08x as fast
+# as two and two at the same peak; eight and eight were no faster and peaked 5 MiB higher. Since
+# bodies are read uncopied (api/protocol.py) and blocks cross through a plain queue
+# (api/handoff.py), two and two (these) are within 1.03x of four and four's speed and peak
+# 2.3 MiB lower (7 interleaved rounds; 500 vs 516 MiB/s, 67 vs 69 MiB).
 UPLOAD_BLOCK = 1 << 20
-PUMP_DEPTH = 4  # blocks the pump may read ahead of the worker
+PUMP_DEPTH = 2  # blocks the pump may read ahead of the worker
 BODY_HOLD = 1.0  # seconds a partial block may wait for more data
 # A declared body this long at most is read whole before its worker starts (BodyPump.feed):
 # its image shows saving only once the body is in, which for 64 KiB is at once.

@@ -16,7 +16,7 @@ from glimpse.streams.expected_hash import ExpectedHash
 PARALLEL_MIN = 256 * 1024
 # How many chunks the hashes may be behind the write (each holds its chunk in memory; see
 # glimpse.api.http.UPLOAD_BLOCK for what one more costs and gains).
-HASH_LAG = 4
+HASH_LAG = 2
 
 
 class UploadStream:
