@@ -11,10 +11,11 @@ from typing import Any
 from glimpse.errors import Invalid, OverLimit
 from glimpse.streams.expected_hash import ExpectedHash
 
-# Below this a chunk is hashed inline, unless the helper threads already run (they must see
-# the chunks in order): handing it to another thread would cost more.
+# Chunks go to the hash threads in groups of at least this many bytes: fewer would cost more
+# in hand-overs than hashing them inline. A stream shorter than this (a small image) is hashed
+# inline, with no thread started.
 PARALLEL_MIN = 256 * 1024
-# How many chunks the hashes may be behind the write (each holds its chunk in memory; see
+# How many groups the hashes may be behind the write (each holds its chunks in memory; see
 # glimpse.api.http.UPLOAD_BLOCK for what one more costs and gains).
 HASH_LAG = 2
 
@@ -56,12 +57,16 @@ class UploadStream:
 
     def __iter__(self) -> Iterator[bytes]:
         # The hashes run in helper threads, one per hash (so each sees the chunks in
-        # order), while this one hands the chunk on to the store: hashlib releases the GIL on
-        # large updates and so does the write, so they overlap instead of adding up. The
-        # hashes may fall up to HASH_LAG chunks behind, so a chunk whose hashing takes longer
-        # than its write does not hold up receiving and writing the next one.
+        # order), while this one hands the chunks on to the store: hashlib releases the GIL on
+        # large updates and so does the write, so they overlap instead of adding up. Chunks are
+        # grouped up to PARALLEL_MIN bytes first: a client that sends small chunks (glanceclient
+        # sends 64 KiB) would otherwise be hashed inline, both hashes on one core. The hashes
+        # may fall up to HASH_LAG groups behind, so a group whose hashing takes longer than its
+        # write does not hold up receiving and writing the next one.
         helpers: list[HashThread] = []
-        behind = 0  # chunks given to the helpers and not yet hashed by all
+        group: list[bytes] = []  # chunks passed on, not yet given to the hashes
+        grouped = 0  # their bytes
+        behind = 0  # groups given to the helpers and not yet hashed by all
         try:
             for chunk in self._chunks:
                 if not chunk:
@@ -73,21 +78,28 @@ class UploadStream:
                     )
                 if self.size > self._limit:
                     raise self._limit_error
-                if len(chunk) < PARALLEL_MIN and not helpers:
-                    for hasher in self._hashers:
-                        hasher.update(chunk)
-                    yield chunk
-                    continue
-                if not helpers:
-                    helpers = [HashThread(hasher) for hasher in self._hashers]
-                for helper in helpers:
-                    helper.give(chunk)
-                behind += 1
+                group.append(chunk)
+                grouped += len(chunk)
+                if grouped >= PARALLEL_MIN:
+                    if not helpers:
+                        helpers = [HashThread(hasher) for hasher in self._hashers]
+                    for helper in helpers:
+                        helper.give(group)
+                    group, grouped = [], 0
+                    behind += 1
                 yield chunk
                 for _ in range(behind - HASH_LAG):
                     for helper in helpers:
                         helper.wait_one()
                     behind -= 1
+            if group and not helpers:
+                for hasher in self._hashers:
+                    for chunk in group:
+                        hasher.update(chunk)
+            elif group:
+                for helper in helpers:
+                    helper.give(group)
+                behind += 1
             for _ in range(behind):
                 for helper in helpers:
                     helper.wait_one()
@@ -107,22 +119,22 @@ class UploadStream:
 
 
 class HashThread:
-    """One hash, updated with chunks in the order given, in a thread of its own.
+    """One hash, updated with groups of chunks in the order given, in a thread of its own.
 
     Two plain queues, where a thread pool cost a future, a condition and a work item per
     chunk. Every ``give`` is answered once, in order, by ``wait_one`` (which raises what the
-    update raised)."""
+    updates raised)."""
 
     def __init__(self, hasher: Any) -> None:
         self._hasher = hasher
-        self._todo: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=hasher.name, daemon=True)
         self._thread.start()
 
-    def give(self, chunk: bytes) -> None:
-        self._todo.put(chunk)
+    def give(self, group: list[bytes]) -> None:
+        self._todo.put(group)
 
     def wait_one(self) -> None:
         error = self._done.get()
@@ -136,11 +148,12 @@ class HashThread:
         self._thread.join()
 
     def _run(self) -> None:
-        while (chunk := self._todo.get()) is not None:
+        while (group := self._todo.get()) is not None:
             if self._stopped:
                 continue
             try:
-                self._hasher.update(chunk)
+                for chunk in group:
+                    self._hasher.update(chunk)
             except BaseException as exc:  # handed to the stream's thread, which raises it
                 self._done.put(exc)
             else:

@@ -62,10 +62,10 @@ def test_a_cancelled_put_leaves_the_handoff_usable_and_close_ends_every_taker() 
 def test_a_hash_thread_hashes_in_order_and_hands_back_an_update_error() -> None:
     md5 = hashlib.md5()
     helper = HashThread(md5)
-    chunks = [bytes([i]) * (300_000 + i) for i in range(20)]
-    for chunk in chunks:
-        helper.give(chunk)
-    for _ in chunks:
+    chunks = [bytes([i]) * (100_000 + i) for i in range(21)]
+    for at in range(0, len(chunks), 3):
+        helper.give(chunks[at:at + 3])
+    for _ in range(0, len(chunks), 3):
         helper.wait_one()
     helper.stop()
     assert md5.hexdigest() == hashlib.md5(b"".join(chunks)).hexdigest()
@@ -77,7 +77,7 @@ def test_a_hash_thread_hashes_in_order_and_hands_back_an_update_error() -> None:
             raise OSError("no hashing today")
 
     broken = HashThread(Broken())
-    broken.give(b"x")
+    broken.give([b"x"])
     with pytest.raises(OSError, match="no hashing today"):
         broken.wait_one()
     broken.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import pytest
 
@@ -95,8 +96,8 @@ def test_body_pump_never_passes_a_cut_short_body_as_whole() -> None:
 
 
 def test_hashes_lagging_behind_see_every_chunk_in_order() -> None:
-    """Large chunks are hashed behind the write, small ones inline: mixed, in any order,
-    the digests are those of the whole stream."""
+    """Chunks are hashed behind the write in groups of at least PARALLEL_MIN bytes: large and
+    small mixed, in any order, the digests are those of the whole stream."""
     sizes = [PARALLEL_MIN, 1000, 3 * PARALLEL_MIN, 3 * PARALLEL_MIN, 1, PARALLEL_MIN + 7] * 5
     data = os.urandom(sum(sizes))
     chunks, start = [], 0
@@ -110,3 +111,31 @@ def test_hashes_lagging_behind_see_every_chunk_in_order() -> None:
     assert b"".join(passed) == data
     assert stream.checksum == hashlib.md5(data).hexdigest()
     assert stream.multihash == hashlib.sha512(data).hexdigest()
+
+
+def _hash_threads() -> set[str]:
+    return {t.name for t in threading.enumerate()} & {"md5", "sha512"}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4096, 65_536])
+def test_small_chunks_are_hashed_in_the_hash_threads_and_a_small_stream_inline(
+    chunk_size: int
+) -> None:
+    """glanceclient sends 64 KiB chunks: grouped, they still go to the hash threads (both
+    hashes inline would put them on one core). A stream shorter than a group starts none."""
+    data = os.urandom(2 * PARALLEL_MIN + 999) if chunk_size > 1 else os.urandom(PARALLEL_MIN + 5)
+    chunks = [data[at:at + chunk_size] for at in range(0, len(data), chunk_size)]
+    stream = UploadStream(chunks, limit=len(data), limit_error=OverLimit("cap"))
+    seen: set[str] = set()
+    for _ in stream:
+        seen |= _hash_threads()
+    assert seen == {"md5", "sha512"}
+    assert stream.checksum == hashlib.md5(data).hexdigest()
+    assert stream.multihash == hashlib.sha512(data).hexdigest()
+
+    small = os.urandom(PARALLEL_MIN - 1)
+    stream = UploadStream([small[:1000], small[1000:]], limit=len(small),
+                          limit_error=OverLimit("cap"))
+    for _ in stream:
+        assert not _hash_threads()
+    assert stream.multihash == hashlib.sha512(small).hexdigest()
