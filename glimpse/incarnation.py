@@ -165,9 +165,13 @@ def survey(data_dir: Path) -> list[Sighting]:
 
 
 def _lockable(fd: int) -> bool:
-    """Whether nobody holds the lock of ``fd``'s file (taken and let go again if so)."""
+    """Whether no incarnation holds the lock of ``fd``'s file (a shared lock, taken and let go
+    again if so). Shared: probers must not take each other for the owner. Two sweepers of one
+    process probe the same dead incarnation at start-up, and with exclusive probes the one
+    that came second saw the first one's probe and judged the dead incarnation alive, leaving
+    its import to the heartbeat timeout (minutes) instead of ending it at once."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     fcntl.flock(fd, fcntl.LOCK_UN)

@@ -3,6 +3,7 @@ still running, whatever way it ended."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -54,6 +55,26 @@ def test_incarnations_in_one_process_see_each_other_live(tmp_path: Path) -> None
     second.close()
     assert first.ended(second.incarnation)
     first.close()
+
+
+def test_probers_at_the_same_moment_both_see_a_dead_incarnation_ended(tmp_path: Path) -> None:
+    """The upload and import sweepers of a restarted process probe its predecessor together;
+    one's probe must not make the other take the dead incarnation for a live one."""
+    me = Incarnation(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    gone = child.stdout.readline().strip()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    fd = os.open(tmp_path / DIRECTORY / f"{gone}.lock", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another prober, mid-probe
+        assert me.ended(gone)
+        assert me.forget_ended() == 1
+    finally:
+        os.close(fd)
+    me.close()
 
 
 def test_what_is_not_an_incarnation_id_is_left_to_the_timeout(tmp_path: Path) -> None:
