@@ -138,10 +138,7 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        # asyncio reads at most 256 KiB per wake-up; an upload then costs four parser and
-        # protocol round trips per MiB. Reading up to 1 MiB at once cuts that to one.
-        if hasattr(transport, "max_size"):
-            transport.max_size = BODY_HIGH_WATER
+        self._size_reads()
         self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -179,23 +176,24 @@ class GlimpseHttpProtocol(HttpToolsProtocol):
             data, rest = data[: self._body_left], data[self._body_left :]
         self._body_left -= len(data)
         self._to_cycle(data)
-        if self._body_left:
-            self._size_reads()
-            return
-        self._raw = False
-        cycle = self.cycle
-        if not cycle.response_complete:
-            cycle.more_body = False
-            cycle.message_event.set()
-        # The parser saw the head but not the body: the next request needs a parser at its
-        # start (set up as uvicorn sets up its own).
-        self.parser = httptools.HttpRequestParser(self)
-        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        if not self._body_left:
+            self._raw = False
+            cycle = self.cycle
+            if not cycle.response_complete:
+                cycle.more_body = False
+                cycle.message_event.set()
+            # The parser saw the head but not the body: the next request needs a parser at its
+            # start (set up as uvicorn sets up its own).
+            self.parser = httptools.HttpRequestParser(self)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self._size_reads()
         if rest:
             self.data_received(rest)
 
     def _size_reads(self) -> None:
+        """asyncio reads at most 256 KiB per wake-up; an upload would then cost four parser
+        and protocol round trips per MiB, where reads of up to 1 MiB cost one. A body read past
+        the parser is read no further than its end."""
         transport = self.transport
         if hasattr(transport, "max_size"):
             transport.max_size = min(self._body_left, BODY_HIGH_WATER) if self._raw \

@@ -63,10 +63,9 @@ class UploadStream:
         # sends 64 KiB) would otherwise be hashed inline, both hashes on one core. The hashes
         # may fall up to HASH_LAG groups behind, so a group whose hashing takes longer than its
         # write does not hold up receiving and writing the next one.
-        helpers: list[HashThread] = []
+        hashes: HashThreads | None = None  # started by the first full group
         group: list[bytes] = []  # chunks passed on, not yet given to the hashes
         grouped = 0  # their bytes
-        behind = 0  # groups given to the helpers and not yet hashed by all
         try:
             for chunk in self._chunks:
                 if not chunk:
@@ -81,33 +80,25 @@ class UploadStream:
                 group.append(chunk)
                 grouped += len(chunk)
                 if grouped >= PARALLEL_MIN:
-                    if not helpers:
-                        helpers = [HashThread(hasher) for hasher in self._hashers]
-                    for helper in helpers:
-                        helper.give(group)
+                    hashes = hashes or HashThreads(self._hashers)
+                    hashes.give(group)
                     group, grouped = [], 0
-                    behind += 1
                 yield chunk
-                for _ in range(behind - HASH_LAG):
-                    for helper in helpers:
-                        helper.wait_one()
-                    behind -= 1
-            if group and not helpers:
+                if hashes is not None:
+                    hashes.wait_down_to(HASH_LAG)
+            if hashes is None:
                 for hasher in self._hashers:
                     for chunk in group:
                         hasher.update(chunk)
-            elif group:
-                for helper in helpers:
-                    helper.give(group)
-                behind += 1
-            for _ in range(behind):
-                for helper in helpers:
-                    helper.wait_one()
+            else:
+                if group:
+                    hashes.give(group)
+                hashes.wait_down_to(0)
             if self._expected_hash is not None:
                 self._expected_hash.check(self._hashers[-1].hexdigest())
         finally:
-            for helper in helpers:
-                helper.stop()
+            if hashes is not None:
+                hashes.stop()
 
     @property
     def checksum(self) -> str:
@@ -116,6 +107,31 @@ class UploadStream:
     @property
     def multihash(self) -> str:
         return self._multihash.hexdigest()
+
+
+class HashThreads:
+    """The stream's hashes, each in a thread of its own (a HashThread), given the same groups
+    of chunks in order."""
+
+    def __init__(self, hashers: list[Any]) -> None:
+        self._threads = [HashThread(hasher) for hasher in hashers]
+        self._behind = 0  # groups given and not yet hashed by all
+
+    def give(self, group: list[bytes]) -> None:
+        for thread in self._threads:
+            thread.give(group)
+        self._behind += 1
+
+    def wait_down_to(self, behind: int) -> None:
+        """Wait for the oldest groups' hashes until at most ``behind`` are still running."""
+        while self._behind > behind:
+            for thread in self._threads:
+                thread.wait_one()
+            self._behind -= 1
+
+    def stop(self) -> None:
+        for thread in self._threads:
+            thread.stop()
 
 
 class HashThread:
